@@ -1,0 +1,1 @@
+"""swapkern benchmarks: `python -m bench.overhead` (swap cost) and `python -m bench.train` (training speed-up)."""

@@ -1,0 +1,126 @@
+"""Timing done one way for every benchmark: warm-up, many repeats over rotated inputs, median and spread.
+
+CPU: perf_counter per call. CUDA: CUDA events per call (device time), plus the host wall time per call of a
+back-to-back loop (what a training loop pays when the launch cost dominates).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Timing:
+    median_us: float
+    p20_us: float
+    p80_us: float
+    host_us: float  # wall time per call of a back-to-back loop (CUDA); equals median_us on the CPU
+    repeats: int
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+
+def _quantile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
+
+
+def measure(calls, device: torch.device, *, warmup: int = 3, repeats: int = 30, min_time_s: float = 0.2) -> Timing:
+    """Times `calls` (closures over rotated inputs), run round-robin; at least `repeats` timed calls and at least
+    `min_time_s` of timed work."""
+    calls = list(calls)
+    cuda = device.type == "cuda"
+    for i in range(max(warmup, len(calls))):
+        calls[i % len(calls)]()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync()
+    samples = []
+    start_all = time.perf_counter()
+    i = 0
+    while i < repeats or (time.perf_counter() - start_all < min_time_s and i < 100 * repeats):
+        fn = calls[i % len(calls)]
+        if cuda:
+            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0.record()
+            fn()
+            t1.record()
+            samples.append((t0, t1))
+        else:
+            s = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - s) * 1e6)
+        i += 1
+    sync()
+    if cuda:
+        samples = [a.elapsed_time(b) * 1e3 for a, b in samples]
+        n = len(samples)
+        s = time.perf_counter()
+        for j in range(n):
+            calls[j % len(calls)]()
+        sync()
+        host = (time.perf_counter() - s) * 1e6 / n
+    else:
+        host = statistics.median(samples)
+    return Timing(statistics.median(samples), _quantile(samples, 0.2), _quantile(samples, 0.8), host, len(samples))
+
+
+def rotation(nbytes: int, budget: int = 64 << 20, most: int = 16) -> int:
+    """How many copies of an input to rotate through so that together they exceed the caches (within budget)."""
+    if nbytes <= 0:
+        return 1
+    return max(1, min(most, budget // nbytes))
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    return info
+
+
+def git_commit() -> str | None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return (head + ("-dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None

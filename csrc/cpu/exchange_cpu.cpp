@@ -1,0 +1,136 @@
+// CPU backend: the core exchange over at::parallel_for, and the CPU registrations of every op.
+#include "../ops_impl.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+namespace swapkern {
+namespace {
+
+// Below this many element exchanges a call stays on one thread.
+constexpr int64_t kGrain = 16384;
+
+struct alignas(16) Bytes16 {
+  uint64_t lo, hi;
+};
+
+// Exchanges elements [m, stop) (row-major over the slice geometry) of the slices at xs and ys.
+template <typename T>
+void swap_range(const Plan& p, T* xs, T* ys, int64_t m, int64_t stop) {
+  if (p.ndim == 0) {
+    std::swap(*xs, *ys);
+    return;
+  }
+  const int last = p.ndim - 1;
+  int64_t c[kMaxDims];
+  int64_t ox = 0, oy = 0, rest = m;
+  for (int d = last; d >= 0; --d) {
+    c[d] = rest % p.sizes[d];
+    rest /= p.sizes[d];
+    ox += c[d] * p.strides_x[d];
+    oy += c[d] * p.strides_y[d];
+  }
+  const int64_t sx = p.strides_x[last], sy = p.strides_y[last], n = p.sizes[last];
+  for (int64_t i = m; i < stop;) {
+    const int64_t len = std::min(n - c[last], stop - i);
+    T* px = xs + ox;
+    T* py = ys + oy;
+    if (sx == 1 && sy == 1) {
+      std::swap_ranges(px, px + len, py);
+    } else {
+      for (int64_t r = 0; r < len; ++r) std::swap(px[r * sx], py[r * sy]);
+    }
+    i += len;
+    c[last] += len;
+    ox += len * sx;
+    oy += len * sy;
+    for (int d = last; d > 0 && c[d] == p.sizes[d]; --d) {  // carry into outer dims
+      ox += p.strides_x[d - 1] - c[d] * p.strides_x[d];
+      oy += p.strides_y[d - 1] - c[d] * p.strides_y[d];
+      c[d] = 0;
+      ++c[d - 1];
+    }
+  }
+}
+
+// Pair-major: work is the K * slice_numel element exchanges, split evenly over threads whatever K and the slice
+// size are; each thread walks whole runs of a slice.
+template <typename T>
+void exchange_by_pair(const Plan& p) {
+  const int64_t M = p.slice_numel;
+  at::parallel_for(0, p.K * M, kGrain, [&](int64_t begin, int64_t end) {
+    int64_t k = begin / M, m = begin % M;
+    for (int64_t w = begin; w < end; ++k, m = 0) {
+      const int64_t stop = std::min(M, m + (end - w));
+      T* xs = reinterpret_cast<T*>(p.x.data) + side_offset(p.x, k);
+      T* ys = reinterpret_cast<T*>(p.y.data) + side_offset(p.y, k);
+      swap_range<T>(p, xs, ys, m, stop);
+      w += stop - m;
+    }
+  });
+}
+
+// Element-major, for slices that interleave in memory (columns of a row-major weight, channels of a channels_last
+// batch): the slice elements are the outer loop and the pairs the inner one, so each step works inside one
+// contiguous run (a row, a pixel) instead of striding through K slices. Pair offsets are computed once (K-sized
+// buffers, not data-sized).
+template <typename T>
+void exchange_by_element(const Plan& p) {
+  const int64_t K = p.K, M = p.slice_numel;
+  std::vector<int64_t> off_x(K), off_y(K);
+  for (int64_t k = 0; k < K; ++k) {
+    off_x[k] = side_offset(p.x, k);
+    off_y[k] = side_offset(p.y, k);
+  }
+  T* const x = reinterpret_cast<T*>(p.x.data);
+  T* const y = reinterpret_cast<T*>(p.y.data);
+  at::parallel_for(0, M, std::max<int64_t>(1, kGrain / K), [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m) {
+      int64_t ox = 0, oy = 0, rest = m;
+      for (int d = p.ndim - 1; d >= 0; --d) {
+        const int64_t c = rest % p.sizes[d];
+        rest /= p.sizes[d];
+        ox += c * p.strides_x[d];
+        oy += c * p.strides_y[d];
+      }
+      for (int64_t k = 0; k < K; ++k) std::swap(x[off_x[k] + ox], y[off_y[k] + oy]);
+    }
+  });
+}
+
+// Element-major pays when the pairs sit closer together in memory than the elements of one slice.
+bool interleaved(const Plan& p) {
+  if (p.ndim == 0 || p.K < 2 || p.x.idx_ndim == 0) return false;
+  const int64_t slice_stride = p.strides_x[p.ndim - 1];
+  const int64_t pair_stride = p.x.idx_strides[p.x.idx_ndim - 1];
+  return pair_stride < slice_stride;
+}
+
+template <typename T>
+void exchange(const Plan& p) {
+  if (interleaved(p)) {
+    exchange_by_element<T>(p);
+  } else {
+    exchange_by_pair<T>(p);
+  }
+}
+
+}  // namespace
+
+void exchange_cpu(const Plan& p) {
+  switch (p.elem_size) {
+    case 1: return exchange<uint8_t>(p);
+    case 2: return exchange<uint16_t>(p);
+    case 4: return exchange<uint32_t>(p);
+    case 8: return exchange<uint64_t>(p);
+    case 16: return exchange<Bytes16>(p);
+    default: TORCH_CHECK_TYPE(false, "swapkern: unsupported element size ", p.elem_size);
+  }
+}
+
+TORCH_LIBRARY_IMPL(swapkern, CPU, m) { register_all<exchange_cpu>(m); }
+
+}  // namespace swapkern

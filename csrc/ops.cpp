@@ -1,0 +1,16 @@
+// Schemas of every swapkern op. Each mutates its tensor arguments in place and returns nothing; the Python
+// layer (swapkern/ops.py) returns the tensors. validate=false skips the data-dependent checks (unsafe).
+#include <torch/library.h>
+
+TORCH_LIBRARY(swapkern, m) {
+  // Exchange x.select(dim, a[k]) with x.select(dim, b[k]), inside x.select(sample_dim, sample[k]) if given.
+  m.def("swap_(Tensor(a!) x, int dim, Tensor a, Tensor b, Tensor? sample=None, int sample_dim=0, "
+        "bool validate=True) -> ()");
+  // Exchange pixels p[k] and q[k] (flat indices into H*W) of an (N, C, H, W) batch, all channels.
+  m.def("swap_pixels_(Tensor(a!) x, Tensor p, Tensor q, Tensor? sample=None, bool validate=True) -> ()");
+  // Exchange the elements at row-major flat indices i[k] and j[k].
+  m.def("swap_elements_(Tensor(a!) x, Tensor i, Tensor j, bool validate=True) -> ()");
+  // Exchange x.select(dim_x, i[k]) with y.select(dim_y, j[k]), or elements at flat indices if both dims are None.
+  m.def("swap_between_(Tensor(a!) x, Tensor(b!) y, Tensor i, Tensor j, int? dim_x=None, int? dim_y=None, "
+        "bool validate=True) -> ()");
+}

@@ -1,0 +1,69 @@
+// Device-generic op bodies: validate and build a Plan, then run it with the backend's launcher.
+// Included by the CPU and CUDA registration files, which instantiate them with their launcher.
+#pragma once
+
+#include "swapkern.h"
+
+#include <torch/library.h>
+
+namespace swapkern {
+
+using Launcher = void (*)(const Plan&);
+
+template <Launcher launch>
+void run(const OwnedPlan& owned) {
+  if (owned.plan.K > 0 && owned.plan.slice_numel > 0) launch(owned.plan);
+}
+
+template <Launcher launch>
+void swap_op(at::Tensor x, int64_t dim, const at::Tensor& a, const at::Tensor& b,
+             const std::optional<at::Tensor>& sample, int64_t sample_dim, bool validate) {
+  constexpr const char* op = "swapkern.swap_";
+  dim = wrap_dim(op, dim, x.dim(), "dim");
+  if (sample.has_value()) {
+    sample_dim = wrap_dim(op, sample_dim, x.dim(), "sample_dim");
+    TORCH_CHECK_VALUE(sample_dim != dim, op, ": sample_dim and dim are both ", dim);
+  }
+  run<launch>(make_plan(op, x, x, {dim, dim + 1}, {dim, dim + 1}, a, b, sample, sample_dim, validate));
+}
+
+template <Launcher launch>
+void swap_pixels_op(at::Tensor x, const at::Tensor& p, const at::Tensor& q, const std::optional<at::Tensor>& sample,
+                    bool validate) {
+  constexpr const char* op = "swapkern.swap_pixels_";
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": expected an (N, C, H, W) batch, got shape ", x.sizes());
+  run<launch>(make_plan(op, x, x, {2, 4}, {2, 4}, p, q, sample, 0, validate));
+}
+
+template <Launcher launch>
+void swap_elements_op(at::Tensor x, const at::Tensor& i, const at::Tensor& j, bool validate) {
+  const DimGroup all{0, x.dim()};
+  run<launch>(make_plan("swapkern.swap_elements_", x, x, all, all, i, j, std::nullopt, 0, validate));
+}
+
+template <Launcher launch>
+void swap_between_op(at::Tensor x, at::Tensor y, const at::Tensor& i, const at::Tensor& j,
+                     std::optional<int64_t> dim_x, std::optional<int64_t> dim_y, bool validate) {
+  constexpr const char* op = "swapkern.swap_between_";
+  TORCH_CHECK_VALUE(dim_x.has_value() == dim_y.has_value(), op,
+                    ": give both dim_x and dim_y (slices) or neither (elements)");
+  DimGroup gx{0, x.dim()}, gy{0, y.dim()};
+  if (dim_x.has_value()) {
+    const int64_t dx = wrap_dim(op, *dim_x, x.dim(), "dim_x"), dy = wrap_dim(op, *dim_y, y.dim(), "dim_y");
+    TORCH_CHECK_VALUE(!x.is_same(y) || dx == dy, op, ": x is y, so dim_x and dim_y must be equal");
+    gx = {dx, dx + 1};
+    gy = {dy, dy + 1};
+  }
+  run<launch>(make_plan(op, x, y, gx, gy, i, j, std::nullopt, 0, validate));
+}
+
+// Registers every op for one dispatch key with one launcher.
+template <Launcher launch>
+void register_all(torch::Library& m) {
+  m.impl("swap_", &swap_op<launch>);
+  m.impl("swap_pixels_", &swap_pixels_op<launch>);
+  m.impl("swap_elements_", &swap_elements_op<launch>);
+  m.impl("swap_between_", &swap_between_op<launch>);
+}
+
+}  // namespace swapkern

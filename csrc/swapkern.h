@@ -1,0 +1,86 @@
+// swapkern: one core operation, K pairs of equally shaped strided slices exchanged in place.
+// Every public op is index arithmetic that fills a Plan; each backend runs a Plan in one launch.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/macros/Macros.h>
+
+#include <cstdint>
+#include <optional>
+
+namespace swapkern {
+
+// Geometry is coalesced before it reaches a kernel; tensors needing more dims are rejected with ValueError.
+constexpr int kMaxDims = 8;
+
+// Where the slice of pair k starts in one tensor: an index into a row-major flattened group of dims,
+// plus, optionally, a sample index along one more dim. Offsets are in elements.
+struct Side {
+  char* data = nullptr;              // element 0 of the tensor (storage offset applied)
+  const int64_t* idx = nullptr;      // [K] indices into the flattened group; negative counts from the end
+  const int64_t* sample = nullptr;   // [K] sample indices, or nullptr for the whole tensor
+  int64_t idx_numel = 1;             // number of positions in the flattened group
+  int64_t sample_size = 1;
+  int64_t sample_stride = 0;
+  int32_t idx_ndim = 0;
+  int64_t idx_sizes[kMaxDims] = {};
+  int64_t idx_strides[kMaxDims] = {};
+};
+
+// K pairs: slice k of x (at x.offset(k)) is exchanged with slice k of y (y may be x).
+struct Plan {
+  Side x, y;
+  int64_t K = 0;
+  int64_t slice_numel = 1;
+  int32_t ndim = 0;       // dims of the slice after coalescing (0: single elements)
+  int32_t elem_size = 0;  // bytes; the kernels move bits, so only the width matters
+  int32_t device_index = -1;
+  int64_t sizes[kMaxDims] = {};
+  int64_t strides_x[kMaxDims] = {};
+  int64_t strides_y[kMaxDims] = {};
+};
+
+C10_HOST_DEVICE inline int64_t wrap_index(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
+
+// Element offset of pair k's slice in one tensor.
+C10_HOST_DEVICE inline int64_t side_offset(const Side& s, int64_t k) {
+  int64_t i = wrap_index(s.idx[k], s.idx_numel);
+  int64_t off = 0;
+  for (int d = s.idx_ndim - 1; d >= 0; --d) {
+    const int64_t size = s.idx_sizes[d];
+    off += (i % size) * s.idx_strides[d];
+    i /= size;
+  }
+  if (s.sample != nullptr) off += wrap_index(s.sample[k], s.sample_size) * s.sample_stride;
+  return off;
+}
+
+// The index tensors a Plan points into; keep this alive while the Plan runs.
+struct OwnedPlan {
+  Plan plan;
+  at::Tensor a, b, sample;
+};
+
+// Which dims of a tensor the pair indices address: [begin, end), flattened row-major.
+struct DimGroup {
+  int64_t begin;
+  int64_t end;
+};
+
+// Validates every argument (raising ValueError / IndexError / TypeError before anything moves) and builds
+// the Plan. With validate=false the data-dependent checks (range, duplicates, a[k] != b[k]) are skipped:
+// they are what needs a host copy of the indices when the indices live on a GPU.
+OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, DimGroup gx, DimGroup gy,
+                    const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& sample,
+                    int64_t sample_dim, bool validate);
+
+// Normalises a user dim, raising ValueError when it is out of range.
+int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim, const char* name);
+
+// Backends: run a Plan on the device of its tensors.
+void exchange_cpu(const Plan& plan);
+#ifdef SWAPKERN_WITH_CUDA
+void exchange_cuda(const Plan& plan);
+#endif
+
+}  // namespace swapkern

@@ -1,0 +1,25 @@
+"""swapkern: fused in-place swap kernels for feature swaps (data) and weight swaps (optimizer) in PyTorch.
+
+Ops (in place, return their tensor arguments): swap_, swap_elements_, swap_between_, swap_channels_,
+swap_pixels_, swap_rows_, swap_cols_. Backends: backends(), use_backend(name). Specification: swapkern.reference.
+"""
+
+from . import reference
+from ._backend import backends, current_backend, use_backend
+from .ops import swap_, swap_between_, swap_channels_, swap_cols_, swap_elements_, swap_pixels_, swap_rows_
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "backends",
+    "current_backend",
+    "reference",
+    "swap_",
+    "swap_between_",
+    "swap_channels_",
+    "swap_cols_",
+    "swap_elements_",
+    "swap_pixels_",
+    "swap_rows_",
+    "use_backend",
+]

@@ -1,0 +1,96 @@
+"""Argument checks in Python, shared by the reference and the Triton backend.
+
+The compiled ops (csrc/plan.cpp) make the same checks in C++; tests hold both to the same exceptions.
+Every check runs before any element moves.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def wrap_dim(op: str, dim: int, ndim: int, name: str = "dim") -> int:
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{op}: {name}={dim} is out of range for a tensor with {ndim} dims")
+    return dim % ndim
+
+
+def check_index_tensor(op: str, t: torch.Tensor, name: str, device: torch.device) -> None:
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{op}: {name} must hold integers, got a tensor of dtype {t.dtype}")
+    if t.dim() > 1:
+        raise ValueError(f"{op}: {name} must have shape [K], got {tuple(t.shape)}")
+    if t.device.type != "cpu" and t.device != device:
+        raise ValueError(f"{op}: {name} is on {t.device} but the tensor is on {device}")
+
+
+def check_tensor(op: str, x: torch.Tensor) -> None:
+    if x.layout != torch.strided:
+        raise ValueError(f"{op}: only strided tensors")
+    if x.element_size() > 16:
+        raise TypeError(f"{op}: unsupported dtype {x.dtype}")
+    if torch._debug_has_internal_overlap(x) == 1:
+        raise ValueError(f"{op}: a tensor whose elements overlap in memory (e.g. from expand) cannot be swapped")
+
+
+def _extent(t: torch.Tensor) -> tuple[int, int]:
+    span = 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride(), strict=True))
+    return t.data_ptr(), t.data_ptr() + span * t.element_size()
+
+
+def check_pair_of_tensors(op: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.dtype != y.dtype:
+        raise ValueError(f"{op}: x has dtype {x.dtype} but y has {y.dtype}")
+    if x.device != y.device:
+        raise ValueError(f"{op}: x is on {x.device} but y is on {y.device}")
+    if x is not y and x.numel() and y.numel():
+        (x0, x1), (y0, y1) = _extent(x), _extent(y)
+        if x0 < y1 and y0 < x1:
+            raise ValueError(f"{op}: x and y overlap in memory; to swap within one tensor use swap_")
+
+
+def check_lengths(op, a, b, n_a, n_b, *, sample=None, n_sample=1):
+    """The static part of check_plan, made even with validate=False: lengths agree, no index into size 0."""
+    k = a.numel()
+    if b.numel() != k:
+        raise ValueError(f"{op}: a has {k} indices but b has {b.numel()}")
+    if sample is not None and sample.numel() != k:
+        raise ValueError(f"{op}: a has {k} indices but sample has {sample.numel()}")
+    if k and (n_a == 0 or n_b == 0 or (sample is not None and n_sample == 0)):
+        raise IndexError(f"{op}: cannot index into a dim of size 0")
+
+
+def check_plan(op, a, b, n_a, n_b, *, sample=None, n_sample=1, same=True):
+    """Checks lengths, ranges and disjointness of a plan; returns (a, b, sample) normalised to [0, n) on the CPU.
+
+    same=True: a and b index one scope (per sample), so all of a and b are distinct and a[k] != b[k].
+    same=False: a indexes x and b indexes y; each must be free of repeats.
+    """
+    check_lengths(op, a, b, n_a, n_b, sample=sample, n_sample=n_sample)
+    k = a.numel()
+
+    def normalise(t, n, name):
+        t = t.detach().to("cpu", torch.int64)
+        bad = (t < -n) | (t >= n)
+        if bool(bad.any()):
+            raise IndexError(f"{op}: {name} index {int(t[bad][0])} is out of range for size {n}")
+        return torch.where(t < 0, t + n, t)
+
+    a, b = normalise(a, n_a, "a"), normalise(b, n_b, "b")
+    s = normalise(sample, n_sample, "sample") if sample is not None else torch.zeros(k, dtype=torch.int64)
+    if same:
+        same_k = a == b
+        if bool(same_k.any()):
+            i = int(a[same_k][0])
+            raise ValueError(f"{op}: a pair exchanges index {i} with itself; a[k] must differ from b[k]")
+        _check_unique(op, torch.cat([s, s]), torch.cat([a, b]), n_a, "the tensor" if sample is None else "a sample")
+    else:
+        _check_unique(op, s, a, n_a, "x")
+        _check_unique(op, s, b, n_b, "y")
+    return a, b, (s if sample is not None else None)
+
+
+def _check_unique(op, scope, idx, n, where):
+    keys = scope * max(n, 1) + idx
+    if torch.unique(keys).numel() != keys.numel():
+        raise ValueError(f"{op}: an index appears more than once in {where}; the exchanges must be disjoint")

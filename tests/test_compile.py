@@ -1,0 +1,88 @@
+"""torch.library.opcheck for every op, and torch.compile(fullgraph=True) graphs that call the ops."""
+
+import pytest
+import torch
+from conftest import assert_bits_equal, make
+
+import swapkern
+from swapkern import reference as ref
+
+pytestmark = pytest.mark.skipif("native" not in swapkern.backends(), reason="compiled ops not built")
+
+I = torch.tensor  # noqa: E741
+
+
+def _opcheck_cases():
+    x = make((4, 3, 5, 6), torch.float32, "channels_last")
+    return {
+        "swap_": (torch.ops.swapkern.swap_.default, (x, 1, I([0]), I([2]), None, 0, True)),
+        "swap_ sampled": (torch.ops.swapkern.swap_.default, (x, 2, I([0, 1]), I([4, 3]), I([1, 1]), 0, True)),
+        "swap_pixels_": (torch.ops.swapkern.swap_pixels_.default, (x, I([0, 7]), I([29, 8]), None, True)),
+        "swap_elements_": (torch.ops.swapkern.swap_elements_.default, (x, I([0, 5]), I([-1, 9]), True)),
+        "swap_between_": (
+            torch.ops.swapkern.swap_between_.default,
+            (
+                make((3, 7), torch.bfloat16, "sliced"),
+                make((5, 7), torch.bfloat16, "contiguous"),
+                I([0]),
+                I([4]),
+                0,
+                0,
+                False,
+            ),
+        ),
+        "swap_between_ elements": (
+            torch.ops.swapkern.swap_between_.default,
+            (torch.randn(3, 7), torch.randn(11), I([0, 20]), I([4, 10]), None, None, True),
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_opcheck_cases()))
+def test_opcheck(name):
+    op, args = _opcheck_cases()[name]
+    torch.library.opcheck(op, args)
+
+
+def test_compile_fullgraph_matches_reference():
+    torch._dynamo.reset()
+
+    @torch.compile(fullgraph=True)
+    def step(x, w, y, a, b, p, q, s):
+        swapkern.swap_channels_(x, a, b, sample=s)
+        swapkern.swap_pixels_(x, p, q)
+        swapkern.swap_rows_(w, a, b + 2)
+        swapkern.swap_between_(w, y, [0], [1], dim_x=0, dim_y=0)
+        swapkern.swap_elements_(y, [0, 3], [5, 6])
+        return x.float().mean() + w.sum()
+
+    x = torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    w, y = torch.randn(6, 4), torch.randn(3, 4)
+    a, b, p, q, s = I([0, 1]), I([2, 0]), I([0, 3]), I([24, 12]), I([1, 3])
+    wx, ww, wy = x.clone(), w.clone(), y.clone()
+    out = step(x, w, y, a, b, p, q, s)
+    ref.swap_channels_(wx, a, b, sample=s)
+    ref.swap_pixels_(wx, p, q)
+    ref.swap_rows_(ww, a, b + 2)
+    ref.swap_between_(ww, wy, [0], [1], dim_x=0, dim_y=0)
+    ref.swap_elements_(wy, [0, 3], [5, 6])
+    for got, want in [(x, wx), (w, ww), (y, wy)]:
+        assert_bits_equal(got, want)
+    torch.testing.assert_close(out, wx.float().mean() + ww.sum())
+
+
+def test_compiled_graph_raises_the_same_errors():
+    torch._dynamo.reset()
+
+    @torch.compile(fullgraph=True)
+    def f(x, a, b):
+        swapkern.swap_(x, 0, a, b)
+        return x + 1
+
+    x = torch.randn(5, 3)
+    before = x.clone()
+    with pytest.raises(ValueError, match="more than once"):
+        f(x, I([0, 1]), I([1, 2]))
+    with pytest.raises(IndexError):
+        f(x, I([0]), I([5]))
+    assert torch.equal(x, before)

@@ -1,0 +1,151 @@
+"""Bad input: the documented exception, raised before anything moves (tensors bit-identical afterwards)."""
+
+import pytest
+import torch
+from conftest import bits, make
+
+import swapkern
+
+
+@pytest.fixture(params=["native", "torch", pytest.param("triton", marks=pytest.mark.triton)])
+def any_backend(request):
+    if request.param not in swapkern.backends():
+        pytest.skip(f"backend {request.param} unavailable here")
+    with swapkern.use_backend(request.param):
+        yield request.param
+
+
+def x4():
+    return make((3, 4, 5, 6), torch.float32, "contiguous")
+
+
+I = torch.tensor  # noqa: E741
+
+CASES = {
+    # name: (exception, call on a fresh (3, 4, 5, 6) tensor x, returning the tensors that must stay untouched)
+    "index too large": (IndexError, lambda x: swapkern.swap_(x, 1, [0, 4], [1, 2])),
+    "index too negative": (IndexError, lambda x: swapkern.swap_(x, 1, [0], [-5])),
+    "b out of range": (IndexError, lambda x: swapkern.swap_(x, 0, [0], [3])),
+    "sample out of range": (IndexError, lambda x: swapkern.swap_(x, 1, [0], [1], sample=[3])),
+    "element out of range": (IndexError, lambda x: swapkern.swap_elements_(x, [0], [360])),
+    "pixel out of range": (IndexError, lambda x: swapkern.swap_pixels_(x, [0], [30])),
+    "float tensor": (TypeError, lambda x: swapkern.swap_(x, 1, I([0.0]), I([1.0]))),
+    "bool tensor": (TypeError, lambda x: swapkern.swap_(x, 1, I([True]), I([False]))),
+    "float list": (TypeError, lambda x: swapkern.swap_(x, 1, [0.0], [1])),
+    "bool int": (TypeError, lambda x: swapkern.swap_(x, 1, True, 0)),
+    "string": (TypeError, lambda x: swapkern.swap_(x, 1, "0", [1])),
+    "float sample": (TypeError, lambda x: swapkern.swap_(x, 1, [0], [1], sample=I([0.5]))),
+    "not a tensor": (TypeError, lambda x: swapkern.swap_(x.tolist(), 1, [0], [1])),
+    "repeat in a": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 0], [1, 2])),
+    "repeat across a and b": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 1], [1, 2])),
+    "repeat via negative": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 3], [-1, 2])),
+    "a == b": (ValueError, lambda x: swapkern.swap_(x, 1, [2], [2])),
+    "a == b negative": (ValueError, lambda x: swapkern.swap_(x, 1, [3], [-1])),
+    "repeat in one sample": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 1], [2, 0], sample=[2, 2])),
+    "pixel repeat": (ValueError, lambda x: swapkern.swap_pixels_(x, [0, 5], [5, 7])),
+    "element repeat": (ValueError, lambda x: swapkern.swap_elements_(x, [0, 9], [9, 10])),
+    "lengths a b": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 1], [2])),
+    "lengths sample": (ValueError, lambda x: swapkern.swap_(x, 1, [0], [2], sample=[0, 1])),
+    "2-d index": (ValueError, lambda x: swapkern.swap_(x, 1, I([[0]]), I([[1]]))),
+    "dim too large": (ValueError, lambda x: swapkern.swap_(x, 4, [0], [1])),
+    "dim too negative": (ValueError, lambda x: swapkern.swap_(x, -5, [0], [1])),
+    "sample_dim out of range": (ValueError, lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=7)),
+    "sample_dim == dim": (ValueError, lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=1)),
+    "index on another device": (ValueError, lambda x: swapkern.swap_(x, 1, I([0], device="meta"), I([1]))),
+    "channels of a 3-d tensor": (ValueError, lambda x: swapkern.swap_channels_(x[0], [0], [1])),
+    "pixels of a 3-d tensor": (ValueError, lambda x: swapkern.swap_pixels_(x[0], [0], [1])),
+    "rows of a 1-d tensor": (ValueError, lambda x: swapkern.swap_rows_(x[0, 0, 0], [0], [1])),
+    "cols of a 1-d tensor": (ValueError, lambda x: swapkern.swap_cols_(x[0, 0, 0], [0], [1])),
+    "expanded": (ValueError, lambda x: swapkern.swap_(x[:, :1].expand(3, 4, 5, 6), 1, [0], [1])),
+}
+
+
+def _pair_cases():
+    def y_like(x, shape, dtype=torch.float32):
+        return torch.zeros(shape, dtype=dtype)
+
+    return {
+        "between slice shapes": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=1, dim_y=0)),
+        "between dtypes": (ValueError, lambda x, y: swapkern.swap_between_(x, y.double(), [0], [1])),
+        "between one dim": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=1)),
+        "between overlap": (ValueError, lambda x, y: swapkern.swap_between_(x[0], x[0, 1:], [0], [1])),
+        "between out of range": (IndexError, lambda x, y: swapkern.swap_between_(x, y, [0], [7 * 4 * 5 * 6])),
+        "between repeat in x": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0, 0], [1, 2])),
+        "between repeat in y": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0, 1], [2, 2])),
+        "between dim out of range": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=4, dim_y=0)),
+        "between lengths": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0, 1], [1], dim_x=0, dim_y=0)),
+    }, y_like
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("validate", [True, False])
+def test_bad_input(any_backend, name, validate):
+    exc, call = CASES[name]
+    data_dependent = exc is IndexError or "repeat" in name or "a == b" in name
+    if not validate and data_dependent:
+        pytest.skip("validate=False skips the data-dependent checks by design")
+    x = x4()
+    before = bits(x).clone()
+    if validate:
+        with pytest.raises(exc):
+            call(x)
+    else:
+        with pytest.raises(exc):
+            _with_validate_false(call, x)
+    assert torch.equal(bits(x), before)
+
+
+def _with_validate_false(call, x):
+    """Runs call with validate=False injected into the swapkern op it makes."""
+    originals = {}
+    for name in (
+        "swap_",
+        "swap_pixels_",
+        "swap_elements_",
+        "swap_between_",
+        "swap_channels_",
+        "swap_rows_",
+        "swap_cols_",
+    ):
+        f = getattr(swapkern, name)
+        originals[name] = f
+        setattr(swapkern, name, lambda *a, _f=f, **k: _f(*a, **{**k, "validate": False}))
+    try:
+        call(x)
+    finally:
+        for name, f in originals.items():
+            setattr(swapkern, name, f)
+
+
+@pytest.mark.parametrize("name", sorted(_pair_cases()[0]))
+def test_bad_pair(any_backend, name):
+    cases, _ = _pair_cases()
+    exc, call = cases[name]
+    x, y = x4(), make((7, 4, 5, 6), torch.float32, "contiguous")
+    bx, by = bits(x).clone(), bits(y).clone()
+    with pytest.raises(exc):
+        call(x, y)
+    assert torch.equal(bits(x), bx) and torch.equal(bits(y), by)
+
+
+def test_same_index_in_different_samples_is_fine(any_backend):
+    x = x4()
+    want = x.clone()
+    swapkern.swap_(x, 1, [0, 0], [1, 1], sample=[0, 2])
+    swapkern.reference.swap_(want, 1, [0, 0], [1, 1], sample=[0, 2])
+    assert torch.equal(bits(x), bits(want))
+
+
+def test_error_messages_name_the_problem():
+    x = x4()
+    with pytest.raises(IndexError, match="out of range"):
+        swapkern.swap_(x, 1, [0], [9])
+    with pytest.raises(ValueError, match="more than once"):
+        swapkern.swap_(x, 1, [0, 1], [2, 0])
+    with pytest.raises(ValueError, match="with itself"):
+        swapkern.swap_(x, 1, [1], [1])
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="unknown backend"):
+        swapkern.use_backend("cuda-fast")
