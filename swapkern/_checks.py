@@ -94,3 +94,90 @@ def _check_unique(op, scope, idx, n, where):
     keys = scope * max(n, 1) + idx
     if torch.unique(keys).numel() != keys.numel():
         raise ValueError(f"{op}: an index appears more than once in {where}; the exchanges must be disjoint")
+
+
+# Full argument preparation of each op, shared by the reference and the Triton backend. Each returns the
+# normalised arguments (dims wrapped; with validate=True, indices checked and wrapped to [0, n) on the CPU).
+
+
+def _indices(op, x, named):
+    from ._index import as_index
+
+    out = []
+    for name, v in named.items():
+        t = as_index(v, f"{op}: {name}")
+        check_index_tensor(op, t, name, x.device)
+        out.append(t)
+    return out
+
+
+def _plan(op, validate, a, b, n_a, n_b, **kw):
+    """The full checks, or only the static ones with validate=False."""
+    if validate:
+        return check_plan(op, a, b, n_a, n_b, **kw)
+    kw.pop("same", None)
+    check_lengths(op, a, b, n_a, n_b, **kw)
+    return a, b, kw.get("sample")
+
+
+def prepare_swap(x, dim, a, b, sample, sample_dim, validate):
+    """-> (dim, a, b, sample, sample_dim) for swap_."""
+    op = "swapkern.swap_"
+    check_tensor(op, x)
+    a, b = _indices(op, x, {"a": a, "b": b})
+    dim = wrap_dim(op, dim, x.dim())
+    if sample is not None:
+        (sample,) = _indices(op, x, {"sample": sample})
+        sample_dim = wrap_dim(op, sample_dim, x.dim(), "sample_dim")
+        if sample_dim == dim:
+            raise ValueError(f"{op}: sample_dim and dim are both {dim}")
+    n_s = x.shape[sample_dim] if sample is not None else 1
+    a, b, sample = _plan(op, validate, a, b, x.shape[dim], x.shape[dim], sample=sample, n_sample=n_s)
+    return dim, a, b, sample, sample_dim
+
+
+def prepare_pixels(x, p, q, sample, validate):
+    """-> (p, q, sample) for swap_pixels_."""
+    op = "swapkern.swap_pixels_"
+    check_tensor(op, x)
+    if x.dim() != 4:
+        raise ValueError(f"{op}: expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
+    p, q = _indices(op, x, {"p": p, "q": q})
+    if sample is not None:
+        (sample,) = _indices(op, x, {"sample": sample})
+    n, _, h, w = x.shape
+    return _plan(op, validate, p, q, h * w, h * w, sample=sample, n_sample=n)
+
+
+def prepare_elements(x, i, j, validate):
+    """-> (i, j) for swap_elements_."""
+    op = "swapkern.swap_elements_"
+    check_tensor(op, x)
+    i, j = _indices(op, x, {"i": i, "j": j})
+    i, j, _ = _plan(op, validate, i, j, x.numel(), x.numel())
+    return i, j
+
+
+def prepare_between(x, y, i, j, dim_x, dim_y, validate):
+    """-> (i, j, dim_x, dim_y) for swap_between_ (dims None for elements)."""
+    op = "swapkern.swap_between_"
+    check_tensor(op, x)
+    check_tensor(op, y)
+    check_pair_of_tensors(op, x, y)
+    i, j = _indices(op, x, {"i": i, "j": j})
+    if (dim_x is None) != (dim_y is None):
+        raise ValueError(f"{op}: give both dim_x and dim_y (slices) or neither (elements)")
+    if dim_x is None:
+        n_x, n_y = x.numel(), y.numel()
+    else:
+        dim_x = wrap_dim(op, dim_x, x.dim(), "dim_x")
+        dim_y = wrap_dim(op, dim_y, y.dim(), "dim_y")
+        if x is y and dim_x != dim_y:
+            raise ValueError(f"{op}: x is y, so dim_x and dim_y must be equal")
+        sx = x.shape[:dim_x] + x.shape[dim_x + 1 :]
+        sy = y.shape[:dim_y] + y.shape[dim_y + 1 :]
+        if sx != sy:
+            raise ValueError(f"{op}: the slices of x have shape {tuple(sx)} but those of y have shape {tuple(sy)}")
+        n_x, n_y = x.shape[dim_x], y.shape[dim_y]
+    i, j, _ = _plan(op, validate, i, j, n_x, n_y, same=x is y)
+    return i, j, dim_x, dim_y
