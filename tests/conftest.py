@@ -131,6 +131,12 @@ def _backend_params():
     return params
 
 
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
+    """Tensor device of a test: the CPU always, a GPU where there is one."""
+    return torch.device(request.param)
+
+
 @pytest.fixture(params=_backend_params())
 def backend(request):
     with swapkern.use_backend(request.param):

@@ -28,8 +28,8 @@ def check(op, ref_op, x, *args, **kwargs):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("k", KS)
-def test_swap_dims(backend, dtype, layout, k):
-    x = make((5, 6, 7), dtype, layout)
+def test_swap_dims(backend, device, dtype, layout, k):
+    x = make((5, 6, 7), dtype, layout, device=device)
     for dim in range(3):
         a, b = disjoint_pairs(x.shape[dim], _k(x.shape[dim], k), negative=True)
         check(swapkern.swap_, ref.swap_, x, dim, a, b)
@@ -38,8 +38,8 @@ def test_swap_dims(backend, dtype, layout, k):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("k", ["one", "many", "all"])
-def test_swap_sampled(backend, dtype, layout, k):
-    x = make((4, 6, 3, 5), dtype, layout)
+def test_swap_sampled(backend, device, dtype, layout, k):
+    x = make((4, 6, 3, 5), dtype, layout, device=device)
     for dim, sample_dim in [(1, 0), (0, 1), (3, 2), (2, -1)]:
         n = x.shape[dim]
         sample, a, b = sampled_pairs(x.shape[sample_dim], n, 3 * _k(n, k))
@@ -49,8 +49,8 @@ def test_swap_sampled(backend, dtype, layout, k):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("k", KS)
-def test_elements(backend, dtype, layout, k):
-    x = make((3, 5, 7), dtype, layout)
+def test_elements(backend, device, dtype, layout, k):
+    x = make((3, 5, 7), dtype, layout, device=device)
     i, j = disjoint_pairs(x.numel(), _k(x.numel(), k), negative=True)
     check(swapkern.swap_elements_, ref.swap_elements_, x, i, j)
 
@@ -58,8 +58,8 @@ def test_elements(backend, dtype, layout, k):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("k", KS)
-def test_channels_and_pixels(backend, dtype, layout, k):
-    x = make((3, 4, 5, 3), dtype, layout)
+def test_channels_and_pixels(backend, device, dtype, layout, k):
+    x = make((3, 4, 5, 3), dtype, layout, device=device)
     c = _k(4, k)
     a, b = disjoint_pairs(4, c)
     check(swapkern.swap_channels_, ref.swap_channels_, x, a, b)
@@ -74,8 +74,8 @@ def test_channels_and_pixels(backend, dtype, layout, k):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", [(8, 3), (6, 4, 3, 3), (16, 5, 1, 2)])
-def test_rows_cols(backend, dtype, layout, shape):
-    w = make(shape, dtype, layout)
+def test_rows_cols(backend, device, dtype, layout, shape):
+    w = make(shape, dtype, layout, device=device)
     a, b = disjoint_pairs(shape[0], shape[0] // 2)
     check(swapkern.swap_rows_, ref.swap_rows_, w, a, b)
     a, b = disjoint_pairs(shape[1], 1)
@@ -95,9 +95,9 @@ def check_between(x, y, i, j, **dims):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("k", KS)
-def test_between(backend, dtype, layout, k):
-    x = make((5, 6, 7), dtype, layout)
-    y = make((6, 9, 7), dtype, "contiguous" if layout == "sliced" else "sliced")
+def test_between(backend, device, dtype, layout, k):
+    x = make((5, 6, 7), dtype, layout, device=device)
+    y = make((6, 9, 7), dtype, "contiguous" if layout == "sliced" else "sliced", device=device)
     kk = _k(5, k)
     i, _ = disjoint_pairs(5, kk)
     j, _ = disjoint_pairs(9, kk)
@@ -111,8 +111,8 @@ def test_between(backend, dtype, layout, k):
 @pytest.mark.parametrize(
     "shape", [(1,), (2,), (7,), (1, 129), (129, 1), (3, 1, 5), (2, 3, 4, 5, 6), (1023, 3), (1025, 2)]
 )
-def test_odd_shapes(backend, shape):
-    x = make(shape, torch.float32, "contiguous")
+def test_odd_shapes(backend, device, shape):
+    x = make(shape, torch.float32, "contiguous", device=device)
     for dim in range(len(shape)):
         a, b = disjoint_pairs(shape[dim], shape[dim] // 2)
         check(swapkern.swap_, ref.swap_, x, dim, a, b)
@@ -121,8 +121,8 @@ def test_odd_shapes(backend, shape):
 
 
 @pytest.mark.parametrize("shape", [(0,), (0, 3), (3, 0, 2), (4, 3, 0, 2)])
-def test_zero_size(backend, shape):
-    x = torch.empty(shape)
+def test_zero_size(backend, device, shape):
+    x = torch.empty(shape, device=device)
     for dim in range(len(shape)):
         n = shape[dim]
         a, b = disjoint_pairs(n, n // 2)
@@ -130,13 +130,15 @@ def test_zero_size(backend, shape):
     check(swapkern.swap_elements_, ref.swap_elements_, x, [], [])
 
 
-def test_python_index_forms(backend):
-    x = make((6, 4), torch.float32, "contiguous")
+def test_python_index_forms(backend, device):
+    x = make((6, 4), torch.float32, "contiguous", device=device)
     check(swapkern.swap_, ref.swap_, x, 0, 1, 4)
     check(swapkern.swap_, ref.swap_, x, 0, [1, -1], (0, 2))
     check(swapkern.swap_, ref.swap_, x, 0, torch.tensor(2), torch.tensor(3))
     check(swapkern.swap_, ref.swap_, x, 0, torch.tensor([0], dtype=torch.int32), torch.tensor([3], dtype=torch.int16))
     check(swapkern.swap_, ref.swap_, x, 0, [], [])
+    on_device = torch.tensor([1, -2], device=device), torch.tensor([0, 2], device=device)
+    check(swapkern.swap_, ref.swap_, x, 0, *on_device)
 
 
 def test_reference_by_hand():
@@ -157,10 +159,34 @@ def test_reference_by_hand():
     assert a.tolist() == [0, 0, 2, 0] and b.tolist() == [[3, 0, 0], [0, 0, 1]]
 
 
-def test_large_many_pairs(backend):
+def test_large_many_pairs(backend, device):
     # Many pairs of tiny slices, and few pairs of large slices: both work splits of the kernels.
-    x = make((4096, 3), torch.float32, "contiguous")
+    x = make((4096, 3), torch.float32, "contiguous", device=device)
     a, b = disjoint_pairs(4096, 2048)
     check(swapkern.swap_, ref.swap_, x, 0, a, b)
-    x = make((4, 70000), torch.bfloat16, "contiguous")
+    x = make((4, 70000), torch.bfloat16, "contiguous", device=device)
     check(swapkern.swap_, ref.swap_, x, 0, [0, 1], [3, 2])
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_complex_elements_move_whole(backend, device, dtype, layout):
+    # 8- and 16-byte elements beyond the listed dtypes: both halves of a complex number move together.
+    x = make((4, 6, 5), dtype, layout, device=device)
+    check(swapkern.swap_, ref.swap_, x, 1, [0, 1], [5, 3])
+    check(swapkern.swap_elements_, ref.swap_elements_, x, [0, 7, -1], [100, 8, 3])
+
+
+def test_duplicate_found_in_a_large_scope(backend, device):
+    # A few pairs in a big tensor: the repeat check sorts instead of using a bitmap; both must catch repeats.
+    x = torch.zeros(1 << 20, device=device)
+    with pytest.raises(ValueError, match="more than once"):
+        swapkern.swap_elements_(x, [5, 999_999], [70_000, 5])
+    swapkern.swap_elements_(x, [5, 999_999], [70_000, 6])
+
+
+def test_gpu_sanitize_workload_runs():
+    # bench/gpu_sanitize.py is what compute-sanitizer runs on a GPU; here it runs on the CPU kernels.
+    from bench import gpu_sanitize
+
+    gpu_sanitize.main()

@@ -1,0 +1,126 @@
+"""Triton kernels: K pairs of equally shaped strided slices exchanged in place, in one launch.
+
+Geometry (see ops.py, which fills it exactly as csrc/plan.cpp fills a Plan) is one small int64 tensor:
+    [0]      numel of x's index group     [1:9]  its sizes    [9:17]  its strides     (X = 0)
+    [17]     numel of y's index group     [18:26] its sizes   [26:34] its strides     (Y = 17)
+    [34]     sample dim size              [35] x sample stride [36] y sample stride
+    [37:45]  slice sizes                  [45:53] x slice strides [53:61] y slice strides
+All offsets are int64 (elements); indices may be negative and count from the end.
+"""
+
+import triton
+import triton.language as tl
+
+GEO_LEN = 61
+X, Y, SAMPLE, SLICE = 0, 17, 34, 37
+
+
+@triton.jit
+def _group_offset(i, geo, BASE: tl.constexpr, NDIM: tl.constexpr):
+    """Offset of position i of an index group (row-major over its sizes)."""
+    i = i.to(tl.int64)
+    i = tl.where(i < 0, i + tl.load(geo + BASE), i)
+    off = i * 0
+    for d in tl.static_range(NDIM):
+        size = tl.load(geo + BASE + NDIM - d)
+        off += (i % size) * tl.load(geo + BASE + 8 + NDIM - d)
+        i = i // size
+    return off
+
+
+@triton.jit
+def _slice_offsets(m, geo, NDIM: tl.constexpr):
+    """Offsets in x and in y of element m of a slice (row-major over the coalesced slice geometry)."""
+    m = m.to(tl.int64)
+    ox = m * 0
+    oy = m * 0
+    for d in tl.static_range(NDIM):
+        dd = NDIM - 1 - d
+        size = tl.load(geo + 37 + dd)
+        c = m % size
+        ox += c * tl.load(geo + 45 + dd)
+        oy += c * tl.load(geo + 53 + dd)
+        m = m // size
+    return ox, oy
+
+
+@triton.jit
+def _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, mask, IX: tl.constexpr, IY: tl.constexpr, HAS_SAMPLE: tl.constexpr):
+    ox = _group_offset(tl.load(a_ptr + k, mask=mask, other=0), geo, 0, IX)
+    oy = _group_offset(tl.load(b_ptr + k, mask=mask, other=0), geo, 17, IY)
+    if HAS_SAMPLE:
+        s = tl.load(s_ptr + k, mask=mask, other=0).to(tl.int64)
+        s = tl.where(s < 0, s + tl.load(geo + 34), s)
+        ox += s * tl.load(geo + 35)
+        oy += s * tl.load(geo + 36)
+    return ox, oy
+
+
+@triton.jit
+def exchange_flat(
+    x_ptr,
+    y_ptr,
+    a_ptr,
+    b_ptr,
+    s_ptr,
+    geo,
+    total,
+    M,
+    IX: tl.constexpr,
+    IY: tl.constexpr,
+    NDIM: tl.constexpr,
+    HAS_SAMPLE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """Many small slices: one flat range over all K * M element exchanges. Grid: cdiv(total, BLOCK)."""
+    w = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = w < total
+    k = w // M
+    ox, oy = _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, mask, IX, IY, HAS_SAMPLE)
+    sx, sy = _slice_offsets(w - k * M, geo, NDIM)
+    vx = tl.load(x_ptr + ox + sx, mask=mask)
+    vy = tl.load(y_ptr + oy + sy, mask=mask)
+    tl.store(x_ptr + ox + sx, vy, mask=mask)
+    tl.store(y_ptr + oy + sy, vx, mask=mask)
+
+
+@triton.jit
+def exchange_pairs(
+    x_ptr,
+    y_ptr,
+    a_ptr,
+    b_ptr,
+    s_ptr,
+    geo,
+    K,
+    M,
+    IX: tl.constexpr,
+    IY: tl.constexpr,
+    NDIM: tl.constexpr,
+    HAS_SAMPLE: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """Large slices: axis 0 walks blocks of one slice, axis 1 walks the pairs (pair offsets are scalars, so a
+    contiguous slice is a contiguous, vectorisable block). Grid: (cdiv(M, BLOCK), min(K, 65535))."""
+    m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = m < M
+    if CONTIGUOUS:
+        sx = m
+        sy = m
+    else:
+        sx, sy = _slice_offsets(m, geo, NDIM)
+    for k in tl.range(tl.program_id(1), K, tl.num_programs(1)):
+        ox, oy = _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, k < K, IX, IY, HAS_SAMPLE)
+        vx = tl.load(x_ptr + ox + sx, mask=mask)
+        vy = tl.load(y_ptr + oy + sy, mask=mask)
+        tl.store(x_ptr + ox + sx, vy, mask=mask)
+        tl.store(y_ptr + oy + sy, vx, mask=mask)
+
+
+def grid_flat(total, block):
+    return (triton.cdiv(total, block),)
+
+
+def grid_pairs(k, m, block):
+    return (triton.cdiv(m, block), min(k, 65535))
