@@ -55,6 +55,13 @@ C10_HOST_DEVICE inline int64_t side_offset(const Side& s, int64_t k) {
   return off;
 }
 
+// Whether the pairs sit closer together in memory than the elements of one slice (columns of a row-major weight,
+// channels of a channels_last batch): then walking pairs innermost keeps the accesses of a step together.
+inline bool interleaved(const Plan& p) {
+  if (p.ndim == 0 || p.K < 2 || p.x.idx_ndim == 0) return false;
+  return p.x.idx_strides[p.x.idx_ndim - 1] < p.strides_x[p.ndim - 1];
+}
+
 // The index tensors a Plan points into; keep this alive while the Plan runs.
 struct OwnedPlan {
   Plan plan;

@@ -190,3 +190,17 @@ def test_gpu_sanitize_workload_runs():
     from bench import gpu_sanitize
 
     gpu_sanitize.main()
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_large_slices_every_work_split(backend, device, dtype, layout):
+    # Slices of >= 256 elements, contiguous rows, strided, and interleaved (pairs closer than slice elements):
+    # each layout and dim lands in a different kernel variant of the GPU backends.
+    x = make((7, 48, 40), dtype, layout, device=device)
+    for dim in range(3):
+        a, b = disjoint_pairs(x.shape[dim], 3)
+        check(swapkern.swap_, ref.swap_, x, dim, a, b)
+    w = make((300, 64), dtype, layout, device=device)
+    check(swapkern.swap_cols_, ref.swap_cols_, w, *disjoint_pairs(64, 20))
+    check(swapkern.swap_rows_, ref.swap_rows_, w, *disjoint_pairs(300, 100))

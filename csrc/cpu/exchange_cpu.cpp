@@ -101,14 +101,6 @@ void exchange_by_element(const Plan& p) {
   });
 }
 
-// Element-major pays when the pairs sit closer together in memory than the elements of one slice.
-bool interleaved(const Plan& p) {
-  if (p.ndim == 0 || p.K < 2 || p.x.idx_ndim == 0) return false;
-  const int64_t slice_stride = p.strides_x[p.ndim - 1];
-  const int64_t pair_stride = p.x.idx_strides[p.x.idx_ndim - 1];
-  return pair_stride < slice_stride;
-}
-
 template <typename T>
 void exchange(const Plan& p) {
   if (interleaved(p)) {

@@ -26,13 +26,11 @@ __device__ __forceinline__ void swap_one(T* a, T* b) {
   *b = t;
 }
 
-// Element offset of element m of a slice (row-major over the coalesced slice geometry), in x and in y.
-__device__ __forceinline__ void slice_offsets(const Plan& p, int64_t m, int64_t& ox, int64_t& oy) {
-  ox = 0;
-  oy = 0;
+// Adds the offsets (in x and in y) of position m of the first nd dims of the slice geometry, row-major.
+__device__ __forceinline__ void add_offsets(const Plan& p, int nd, int64_t m, int64_t& ox, int64_t& oy) {
 #pragma unroll
   for (int d = kMaxDims - 1; d >= 0; --d) {
-    if (d < p.ndim) {
+    if (d < nd) {
       const int64_t c = m % p.sizes[d];
       m /= p.sizes[d];
       ox += c * p.strides_x[d];
@@ -41,58 +39,67 @@ __device__ __forceinline__ void slice_offsets(const Plan& p, int64_t m, int64_t&
   }
 }
 
-// Unit j of a slice pair. Contiguous slices: a unit is 16 bytes (one wide load and store per side when both
-// addresses are aligned, element by element otherwise). Strided slices: a unit is one element.
-template <typename T, bool kContiguous>
-__device__ __forceinline__ void swap_unit(const Plan& p, T* xs, T* ys, int64_t j) {
-  if constexpr (kContiguous) {
-    constexpr int V = kVecBytes / sizeof(T);
-    const int64_t m0 = j * V;
-    const int64_t n = p.slice_numel - m0 < V ? p.slice_numel - m0 : V;
-    T* px = xs + m0;
-    T* py = ys + m0;
+// Unit j of a slice pair.
+// kRows: the slice's innermost dim has stride 1 in x and in y, so the slice is rows of contiguous elements;
+//   a unit is 16 bytes of a row (one wide load and store per side when both addresses are aligned, element by
+//   element otherwise), and the row's offset costs one division per 16 bytes, not per element.
+// Otherwise a unit is one element at any strides.
+template <typename T, bool kRows>
+__device__ __forceinline__ void swap_unit(const Plan& p, T* xs, T* ys, int64_t j, int64_t per_row) {
+  if constexpr (kRows) {
+    constexpr int64_t V = kVecBytes / sizeof(T);
+    const int64_t inner = p.sizes[p.ndim - 1];
+    const int64_t row = j / per_row;
+    const int64_t c = (j - row * per_row) * V;
+    int64_t ox = c, oy = c;
+    add_offsets(p, p.ndim - 1, row, ox, oy);
+    const int64_t n = inner - c < V ? inner - c : V;
+    T* px = xs + ox;
+    T* py = ys + oy;
     if (n == V && ((reinterpret_cast<uintptr_t>(px) | reinterpret_cast<uintptr_t>(py)) % kVecBytes) == 0) {
       swap_one(reinterpret_cast<uint4*>(px), reinterpret_cast<uint4*>(py));
     } else {
       for (int64_t r = 0; r < n; ++r) swap_one(px + r, py + r);
     }
   } else {
-    int64_t ox, oy;
-    slice_offsets(p, j, ox, oy);
+    int64_t ox = 0, oy = 0;
+    add_offsets(p, p.ndim, j, ox, oy);
     swap_one(xs + ox, ys + oy);
   }
 }
 
-template <typename T, bool kContiguous>
-__host__ __device__ constexpr int64_t units_per_slice(int64_t m) {
-  return kContiguous ? (m + kVecBytes / static_cast<int64_t>(sizeof(T)) - 1) / (kVecBytes / sizeof(T)) : m;
-}
-
-// Many small slices: one flat grid-stride loop over all K * units, so tiny pairs still fill the chip.
-template <typename T, bool kContiguous>
-__global__ void __launch_bounds__(kThreads) exchange_flat(const Plan p) {
-  const int64_t U = units_per_slice<T, kContiguous>(p.slice_numel);
+// Many small slices: one flat grid-stride loop over all K * U units, so tiny pairs still fill the chip.
+// kPairsInner (interleaved slices, e.g. columns): neighbouring threads take neighbouring pairs at the same unit,
+// so a warp works inside one row and the cache lines it loads serve the other pairs of that row.
+template <typename T, bool kRows, bool kPairsInner>
+__global__ void __launch_bounds__(kThreads) exchange_flat(const Plan p, int64_t U, int64_t per_row) {
   const int64_t total = p.K * U;
   for (int64_t w = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; w < total;
        w += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t k = w / U, j = w - k * U;
+    int64_t k, j;
+    if constexpr (kPairsInner) {
+      j = w / p.K;
+      k = w - j * p.K;
+    } else {
+      k = w / U;
+      j = w - k * U;
+    }
     T* xs = reinterpret_cast<T*>(p.x.data) + side_offset(p.x, k);
     T* ys = reinterpret_cast<T*>(p.y.data) + side_offset(p.y, k);
-    swap_unit<T, kContiguous>(p, xs, ys, j);
+    swap_unit<T, kRows>(p, xs, ys, j, per_row);
   }
 }
 
 // Large slices: blocks along y walk the pairs, blocks along x walk the units of one pair, so the slice base
 // offsets are computed once per block and pair, not per element.
-template <typename T, bool kContiguous>
-__global__ void __launch_bounds__(kThreads) exchange_by_pair(const Plan p) {
-  const int64_t U = units_per_slice<T, kContiguous>(p.slice_numel);
+template <typename T, bool kRows>
+__global__ void __launch_bounds__(kThreads) exchange_by_pair(const Plan p, int64_t U, int64_t per_row) {
   for (int64_t k = blockIdx.y; k < p.K; k += gridDim.y) {
     T* xs = reinterpret_cast<T*>(p.x.data) + side_offset(p.x, k);
     T* ys = reinterpret_cast<T*>(p.y.data) + side_offset(p.y, k);
     for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < U;
          j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-      swap_unit<T, kContiguous>(p, xs, ys, j);
+      swap_unit<T, kRows>(p, xs, ys, j, per_row);
     }
   }
 }
@@ -108,26 +115,35 @@ int sm_count(int device) {
   return cache[device];
 }
 
-template <typename T, bool kContiguous>
+template <typename T, bool kRows>
 void launch(const Plan& p, int device, cudaStream_t stream) {
-  const int64_t U = units_per_slice<T, kContiguous>(p.slice_numel);
+  constexpr int64_t V = kVecBytes / sizeof(T);
+  int64_t per_row = 1, U = p.slice_numel;
+  if constexpr (kRows) {
+    const int64_t inner = p.sizes[p.ndim - 1];
+    per_row = (inner + V - 1) / V;
+    U = p.slice_numel / inner * per_row;
+  }
   const int64_t max_blocks = static_cast<int64_t>(sm_count(device)) * 16;
-  if (U >= kThreads) {
+  if (!kRows && interleaved(p)) {
+    const int64_t blocks = std::min<int64_t>((p.K * U + kThreads - 1) / kThreads, max_blocks);
+    exchange_flat<T, false, true><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, U, per_row);
+  } else if (U >= kThreads) {
     const int64_t per_pair = std::min<int64_t>((U + kThreads - 1) / kThreads, max_blocks);
     const int64_t pairs = std::min<int64_t>({p.K, std::max<int64_t>(max_blocks / per_pair, 1), 65535});
-    exchange_by_pair<T, kContiguous>
-        <<<dim3(static_cast<unsigned>(per_pair), static_cast<unsigned>(pairs)), kThreads, 0, stream>>>(p);
+    exchange_by_pair<T, kRows>
+        <<<dim3(static_cast<unsigned>(per_pair), static_cast<unsigned>(pairs)), kThreads, 0, stream>>>(p, U, per_row);
   } else {
     const int64_t blocks = std::min<int64_t>((p.K * U + kThreads - 1) / kThreads, max_blocks);
-    exchange_flat<T, kContiguous><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+    exchange_flat<T, kRows, false><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, U, per_row);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename T>
 void dispatch_layout(const Plan& p, int device, cudaStream_t stream) {
-  const bool contiguous = p.ndim == 0 || (p.ndim == 1 && p.strides_x[0] == 1 && p.strides_y[0] == 1);
-  if (contiguous) {
+  const bool rows = p.ndim >= 1 && p.strides_x[p.ndim - 1] == 1 && p.strides_y[p.ndim - 1] == 1;
+  if (rows) {
     launch<T, true>(p, device, stream);
   } else {
     launch<T, false>(p, device, stream);

@@ -65,23 +65,69 @@ def exchange_flat(
     s_ptr,
     geo,
     total,
+    K,
     M,
     IX: tl.constexpr,
     IY: tl.constexpr,
     NDIM: tl.constexpr,
     HAS_SAMPLE: tl.constexpr,
+    PAIRS_INNER: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """Many small slices: one flat range over all K * M element exchanges. Grid: cdiv(total, BLOCK)."""
+    """Many small slices: one flat range over all K * M element exchanges. Grid: cdiv(total, BLOCK).
+    PAIRS_INNER (interleaved slices, e.g. columns): neighbouring lanes take neighbouring pairs at one element."""
     w = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = w < total
-    k = w // M
+    if PAIRS_INNER:
+        m = w // K
+        k = w - m * K
+    else:
+        k = w // M
+        m = w - k * M
     ox, oy = _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, mask, IX, IY, HAS_SAMPLE)
-    sx, sy = _slice_offsets(w - k * M, geo, NDIM)
+    sx, sy = _slice_offsets(m, geo, NDIM)
     vx = tl.load(x_ptr + ox + sx, mask=mask)
     vy = tl.load(y_ptr + oy + sy, mask=mask)
     tl.store(x_ptr + ox + sx, vy, mask=mask)
     tl.store(y_ptr + oy + sy, vx, mask=mask)
+
+
+@triton.jit
+def exchange_rows(
+    x_ptr,
+    y_ptr,
+    a_ptr,
+    b_ptr,
+    s_ptr,
+    geo,
+    K,
+    R,
+    C,
+    IX: tl.constexpr,
+    IY: tl.constexpr,
+    NDIM: tl.constexpr,
+    HAS_SAMPLE: tl.constexpr,
+    BR: tl.constexpr,
+    BC: tl.constexpr,
+):
+    """Slices made of R rows of C contiguous elements (innermost stride 1 in x and y): (BR, BC) tiles that are
+    contiguous along C, so loads and stores are wide. Axis 0 walks the tiles, axis 1 the pairs.
+    Grid: (cdiv(R, BR) * cdiv(C, BC), min(K, 65535))."""
+    tile = tl.program_id(0).to(tl.int64)
+    n_col_tiles = tl.cdiv(C, BC)
+    row_tile = tile // n_col_tiles
+    rows = row_tile * BR + tl.arange(0, BR)
+    cols = (tile - row_tile * n_col_tiles) * BC + tl.arange(0, BC)
+    rx, ry = _slice_offsets(rows, geo, NDIM - 1)
+    mask = (rows < R)[:, None] & (cols < C)[None, :]
+    tx = rx[:, None] + cols[None, :]
+    ty = ry[:, None] + cols[None, :]
+    for k in tl.range(tl.program_id(1), K, tl.num_programs(1)):
+        ox, oy = _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, k < K, IX, IY, HAS_SAMPLE)
+        vx = tl.load(x_ptr + ox + tx, mask=mask)
+        vy = tl.load(y_ptr + oy + ty, mask=mask)
+        tl.store(x_ptr + ox + tx, vy, mask=mask)
+        tl.store(y_ptr + oy + ty, vx, mask=mask)
 
 
 @triton.jit
@@ -98,29 +144,16 @@ def exchange_pairs(
     IY: tl.constexpr,
     NDIM: tl.constexpr,
     HAS_SAMPLE: tl.constexpr,
-    CONTIGUOUS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """Large slices: axis 0 walks blocks of one slice, axis 1 walks the pairs (pair offsets are scalars, so a
-    contiguous slice is a contiguous, vectorisable block). Grid: (cdiv(M, BLOCK), min(K, 65535))."""
+    """Large strided slices: axis 0 walks blocks of one slice, axis 1 walks the pairs (pair offsets are
+    scalars). Grid: (cdiv(M, BLOCK), min(K, 65535))."""
     m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = m < M
-    if CONTIGUOUS:
-        sx = m
-        sy = m
-    else:
-        sx, sy = _slice_offsets(m, geo, NDIM)
+    sx, sy = _slice_offsets(m, geo, NDIM)
     for k in tl.range(tl.program_id(1), K, tl.num_programs(1)):
         ox, oy = _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, k < K, IX, IY, HAS_SAMPLE)
         vx = tl.load(x_ptr + ox + sx, mask=mask)
         vy = tl.load(y_ptr + oy + sy, mask=mask)
         tl.store(x_ptr + ox + sx, vy, mask=mask)
         tl.store(y_ptr + oy + sy, vx, mask=mask)
-
-
-def grid_flat(total, block):
-    return (triton.cdiv(total, block),)
-
-
-def grid_pairs(k, m, block):
-    return (triton.cdiv(m, block), min(k, 65535))

@@ -4,12 +4,15 @@ csrc/plan.cpp (coalesced index groups and slices), then one kernel launch per ca
 from __future__ import annotations
 
 import torch
+import triton
 
 from .._checks import prepare_between, prepare_elements, prepare_pixels, prepare_swap
 from . import kernels
 
 MAX_DIMS = 8
-BLOCK = 1024
+BLOCK = 1024  # elements per program
+SMALL = 256  # slices below this many elements go through the flat kernel
+MAX_GRID_Y = 65535
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64, 16: torch.int64}
 _geo_cache: dict = {}
 
@@ -86,8 +89,9 @@ def _geometry(x, y, gx, gy, sample_dim):
     m = 1
     for z in sizes:
         m *= z
-    contiguous = len(sl) == 1 and sl[0][1] == 1 and sl[0][2] == 1
-    return geo, len(zx), len(zy), len(sl), m, contiguous
+    inner = sl[-1][0] if sl and sl[-1][1] == 1 and sl[-1][2] == 1 else 0  # contiguous row length, if rows
+    interleaved = bool(sl) and bool(sx) and sx[-1] < sl[-1][1]
+    return geo, (len(zx), len(zy), len(sl)), m, inner, interleaved
 
 
 def _geo_tensor(geo, device):
@@ -114,7 +118,7 @@ def _index(t, device):
 def _run(x, y, gx, gy, a, b, sample=None, sample_dim=None):
     """Exchanges slice a[k] of x with slice b[k] of y for every k, in one launch."""
     k = a.numel()
-    geo, ix, iy, nd, m, contiguous = _geometry(x, y, gx, gy, sample_dim if sample is not None else None)
+    geo, (ix, iy, nd), m, inner, interleaved = _geometry(x, y, gx, gy, sample_dim if sample is not None else None)
     if k == 0 or m == 0:
         return
     dev = x.device
@@ -122,13 +126,21 @@ def _run(x, y, gx, gy, a, b, sample=None, sample_dim=None):
     a, b = _index(a, dev), _index(b, dev)
     s = _index(sample, dev) if sample is not None else a
     g = _geo_tensor(geo, dev)
-    flags = dict(IX=ix, IY=iy, NDIM=nd, HAS_SAMPLE=sample is not None, BLOCK=BLOCK)
+    flags = dict(IX=ix, IY=iy, NDIM=nd, HAS_SAMPLE=sample is not None)
     with torch.cuda.device(dev) if dev.type == "cuda" else _nullcontext():
-        if m >= BLOCK:
-            grid = kernels.grid_pairs(k, m, BLOCK)
-            kernels.exchange_pairs[grid](xb, yb, a, b, s, g, k, m, CONTIGUOUS=contiguous, **flags)
+        if m < SMALL or (interleaved and k > 1):
+            grid = (triton.cdiv(k * m, BLOCK),)
+            pairs_inner = interleaved and k > 1
+            kernels.exchange_flat[grid](xb, yb, a, b, s, g, k * m, k, m, PAIRS_INNER=pairs_inner, BLOCK=BLOCK, **flags)
+        elif inner:
+            rows = m // inner
+            bc = min(BLOCK, triton.next_power_of_2(inner))
+            br = min(max(1, BLOCK // bc), triton.next_power_of_2(rows))
+            grid = (triton.cdiv(rows, br) * triton.cdiv(inner, bc), min(k, MAX_GRID_Y))
+            kernels.exchange_rows[grid](xb, yb, a, b, s, g, k, rows, inner, BR=br, BC=bc, **flags)
         else:
-            kernels.exchange_flat[kernels.grid_flat(k * m, BLOCK)](xb, yb, a, b, s, g, k * m, m, **flags)
+            grid = (triton.cdiv(m, BLOCK), min(k, MAX_GRID_Y))
+            kernels.exchange_pairs[grid](xb, yb, a, b, s, g, k, m, BLOCK=BLOCK, **flags)
 
 
 class _nullcontext:
