@@ -97,3 +97,27 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
 
 
 swap_channels_, swap_rows_, swap_cols_ = named_wrappers(swap_)
+
+
+def apply_feature_plan_(x, plan):
+    """In place: applies a FeaturePlan (swapkern.data) to x image by image and pair by pair, from its compact
+    form, with the reference ops above. The specification the FeatureSwap kernels are held to. Returns x."""
+    b, c, h, w = x.shape
+    which, what, extent = plan.protocol
+    if not int(plan.active[0]):
+        return x
+    images = [int(plan.image[0])] if which == "1" else range(b)
+    for n in images:
+        g = n if which == "E" else 0
+        for u, v in plan.pairs[g].tolist():
+            if extent == "A":
+                swap = swap_channels_ if what == "S" else swap_pixels_
+                swap(x, [u], [v], sample=[n])
+            else:
+                fixed = int(plan.at[g])
+                if what == "S":  # channels u, v at pixel `fixed`
+                    i, j = (n * c + u) * h * w + fixed, (n * c + v) * h * w + fixed
+                else:  # pixels u, v in channel `fixed`
+                    i, j = (n * c + fixed) * h * w + u, (n * c + fixed) * h * w + v
+                swap_elements_(x, [i], [j])
+    return x

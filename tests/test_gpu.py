@@ -132,3 +132,27 @@ def test_second_device_and_current_stream():
         swapkern.swap_rows_(x, [0, 1], [5, 9])
     s.synchronize()
     assert torch.equal(x, want)
+
+
+def test_feature_plans_same_on_cpu_and_gpu_without_sync():
+    from swapkern.data import PROTOCOLS, FeatureSwap
+
+    for proto in PROTOCOLS:
+        cpu = FeatureSwap(proto, swaps=2, seed=77)
+        gpu = FeatureSwap(proto, swaps=2, seed=77)
+        idx, xg = torch.arange(1000, 1064), torch.empty(64, 4, 8, 8, device="cuda")
+        pc = cpu.plan(torch.empty(64, 4, 8, 8), indices=idx)
+        idx_gpu = idx.cuda()
+        gpu.plan(xg, indices=idx_gpu)  # buffers made
+        gpu.step = 0
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            pg = gpu.plan(xg, indices=idx_gpu)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.synchronize()
+        assert torch.cuda.memory_allocated() == before, "a refill must not allocate"
+        for name in ("pairs", "at", "image", "active", "a", "b"):
+            assert torch.equal(getattr(pc, name), getattr(pg, name).cpu()), (proto, name)
