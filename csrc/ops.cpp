@@ -13,4 +13,9 @@ TORCH_LIBRARY(swapkern, m) {
   // Exchange x.select(dim_x, i[k]) with y.select(dim_y, j[k]), or elements at flat indices if both dims are None.
   m.def("swap_between_(Tensor(a!) x, Tensor(b!) y, Tensor i, Tensor j, int? dim_x=None, int? dim_y=None, "
         "bool validate=True) -> ()");
+  // Fused loader: out = flip(swap(data[index] * scale[c] + shift[c])), one kernel; data is uint8 storage.
+  // The plan is a FeaturePlan's compact form; which (0: 1, 1: A, 2: E), what (0: S, 1: P).
+  m.def("load_batch_(Tensor(a!) out, Tensor data, Tensor index, Tensor scale, Tensor shift, Tensor? pairs=None, "
+        "Tensor? at=None, Tensor? image=None, Tensor? active=None, Tensor? flip=None, int which=1, int what=0, "
+        "bool extent_all=True, bool nhwc=True, bool validate=True) -> ()");
 }

@@ -2,6 +2,7 @@
 // Included by the CPU and CUDA registration files, which instantiate them with their launcher.
 #pragma once
 
+#include "loader.h"
 #include "swapkern.h"
 
 #include <torch/library.h>
@@ -57,9 +58,21 @@ void swap_between_op(at::Tensor x, at::Tensor y, const at::Tensor& i, const at::
   run<launch>(make_plan(op, x, y, gx, gy, i, j, std::nullopt, 0, validate));
 }
 
-// Registers every op for one dispatch key with one launcher.
-template <Launcher launch>
+template <void (*launch)(const LoadParams&)>
+void load_batch_op(at::Tensor out, const at::Tensor& data, const at::Tensor& index, const at::Tensor& scale,
+                   const at::Tensor& shift, const std::optional<at::Tensor>& pairs,
+                   const std::optional<at::Tensor>& fixed, const std::optional<at::Tensor>& image,
+                   const std::optional<at::Tensor>& active, const std::optional<at::Tensor>& flip, int64_t which,
+                   int64_t what, bool extent_all, bool nhwc, bool validate) {
+  const OwnedLoad o = make_load(out, data, index, scale, shift, pairs, fixed, image, active, flip, which, what,
+                                extent_all, nhwc, validate);
+  if (out.numel() > 0) launch(o.params);
+}
+
+// Registers every op for one dispatch key with its launchers.
+template <Launcher launch, void (*load)(const LoadParams&)>
 void register_all(torch::Library& m) {
+  m.impl("load_batch_", &load_batch_op<load>);
   m.impl("swap_", &swap_op<launch>);
   m.impl("swap_pixels_", &swap_pixels_op<launch>);
   m.impl("swap_elements_", &swap_elements_op<launch>);

@@ -6,12 +6,31 @@ swap_pixels_, swap_rows_, swap_cols_. Backends: backends(), use_backend(name). S
 
 from . import reference
 from ._backend import backends, current_backend, use_backend
-from .ops import swap_, swap_between_, swap_channels_, swap_cols_, swap_elements_, swap_pixels_, swap_rows_
+from .data import FeaturePlan, FeatureSwap
+from .loader import DeviceLoader, SwapCollate, WithIndex
+from .ops import (
+    load_batch_,
+    normalization,
+    swap_,
+    swap_between_,
+    swap_channels_,
+    swap_cols_,
+    swap_elements_,
+    swap_pixels_,
+    swap_rows_,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeviceLoader",
+    "SwapCollate",
+    "WithIndex",
+    "FeaturePlan",
+    "FeatureSwap",
     "backends",
+    "load_batch_",
+    "normalization",
     "current_backend",
     "reference",
     "swap_",

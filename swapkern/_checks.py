@@ -181,3 +181,37 @@ def prepare_between(x, y, i, j, dim_x, dim_y, validate):
         n_x, n_y = x.shape[dim_x], y.shape[dim_y]
     i, j, _ = _plan(op, validate, i, j, n_x, n_y, same=x is y)
     return i, j, dim_x, dim_y
+
+
+def prepare_load(out, data, index, scale, shift, plan, flip, nhwc, validate):
+    """Checks the fused loader's arguments as csrc/loader.cpp does; returns index as a tensor."""
+    from ._index import as_index
+
+    op = "swapkern.load_batch_"
+    if out.dim() != 4:
+        raise ValueError(f"{op}: out must be (B, C, H, W), got {tuple(out.shape)}")
+    if out.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"{op}: out must be float32, float16 or bfloat16, got {out.dtype}")
+    if data.dtype != torch.uint8:
+        raise TypeError(f"{op}: data must be uint8, got {data.dtype}")
+    if data.dim() != 4 or data.device != out.device:
+        raise ValueError(f"{op}: data must be a 4-d uint8 tensor on out's device")
+    b, c, h, w = out.shape
+    dc, dh, dw = (data.shape[3], data.shape[1], data.shape[2]) if nhwc else tuple(data.shape[1:])
+    if (dc, dh, dw) != (c, h, w):
+        raise ValueError(f"{op}: data images are (C, H, W) = {(dc, dh, dw)} but out is {(c, h, w)}")
+    index = as_index(index, f"{op}: index")
+    if index.numel() != b:
+        raise ValueError(f"{op}: index must have shape [{b}]")
+    for t in (scale, shift):
+        if t.dim() != 1 or t.numel() != c or t.dtype != torch.float32:
+            raise ValueError(f"{op}: scale and shift must be float32 of shape [{c}]")
+    if flip is not None and flip.numel() != b:
+        raise ValueError(f"{op}: flip must have {b} entries")
+    if plan is not None and tuple(plan.shape) != tuple(out.shape):
+        raise ValueError(f"{op}: the plan was drawn for {plan.shape}, out is {tuple(out.shape)}")
+    if validate and index.numel():
+        lo, hi = int(index.min()), int(index.max())
+        if lo < 0 or hi >= data.shape[0]:
+            raise IndexError(f"{op}: index holds values in [{lo}, {hi}], outside [0, {data.shape[0]})")
+    return index

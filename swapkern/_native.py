@@ -25,3 +25,16 @@ def swap_elements_(x, i, j, *, validate=True):
 def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     torch.ops.swapkern.swap_between_(x, y, i, j, dim_x, dim_y, validate)
     return x, y
+
+
+def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=True, validate=True):
+    if plan is None:
+        swap = (None, None, None, None, 1, 0, True)
+    else:
+        which, what, extent = plan.protocol
+        swap = (plan.pairs, plan.at, plan.image, plan.active, "1AE".index(which), "SP".index(what), extent == "A")
+    pairs, at, image, active, which, what, extent_all = swap
+    torch.ops.swapkern.load_batch_(
+        out, data, index, scale, shift, pairs, at, image, active, flip, which, what, extent_all, nhwc, validate
+    )
+    return out

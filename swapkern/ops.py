@@ -84,3 +84,22 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
 
 
 swap_channels_, swap_rows_, swap_cols_ = named_wrappers(swap_)
+
+
+def normalization(mean, std):
+    """(scale, shift) float32 tensors for load_batch_: v = byte * scale + shift = (byte / 255 - mean) / std."""
+    mean = torch.as_tensor(mean, dtype=torch.float64)
+    std = torch.as_tensor(std, dtype=torch.float64)
+    return (1.0 / (255.0 * std)).float(), (-mean / std).float()
+
+
+def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=True, validate=True):
+    """The fused loader, in place on out (B, C, H, W; float32, float16 or bfloat16; any memory format): gathers
+    uint8 images data[index] (stored (N, H, W, C) if nhwc else (N, C, H, W)), normalises byte * scale[c] +
+    shift[c] in float32 (see `normalization`), applies a FeaturePlan drawn for out's shape, flips horizontally the
+    images whose flip flag (a [B] tensor of 0/1) is set, and rounds once to out's dtype. data is never written.
+    One kernel; defined as swapkern.reference.load_batch_. Returns out."""
+    impl = _impl(out)
+    index = as_index(index, "index", out)
+    flip = None if flip is None else as_index(flip, "flip", out)
+    return impl.load_batch_(out, data, index, scale, shift, plan=plan, flip=flip, nhwc=nhwc, validate=validate)

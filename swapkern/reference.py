@@ -121,3 +121,22 @@ def apply_feature_plan_(x, plan):
                     i, j = (n * c + fixed) * h * w + u, (n * c + fixed) * h * w + v
                 swap_elements_(x, [i], [j])
     return x
+
+
+def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=True, validate=True):
+    """The fused loader's specification. In place on out (B, C, H, W): gather images data[index] (uint8, stored
+    (N, H, W, C) if nhwc else (N, C, H, W)), normalise v * scale[c] + shift[c] in float32, apply the FeaturePlan,
+    flip horizontally the images whose flip flag is set, then round once to out's dtype. Returns out."""
+    from ._checks import prepare_load
+
+    index = prepare_load(out, data, index, scale, shift, plan, flip, nhwc, validate)
+    images = data[index.to(data.device)]
+    if nhwc:
+        images = images.permute(0, 3, 1, 2)
+    v = images.float() * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+    if plan is not None:
+        apply_feature_plan_(v, plan)
+    if flip is not None:
+        v = torch.where(flip.to(v.device).view(-1, 1, 1, 1) != 0, v.flip(3), v)
+    out.copy_(v)
+    return out

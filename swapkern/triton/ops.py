@@ -176,3 +176,6 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     else:
         _run(x, y, (dim_x, dim_x + 1), (dim_y, dim_y + 1), i, j)
     return x, y
+
+
+from .loader import load_batch_  # noqa: E402,F401  (the fused loader, same dispatch as the swaps)

@@ -1,0 +1,110 @@
+// The fused batch loader: out[n] = flip(swap(normalise(data[index[n]]))), one kernel per batch.
+// Defined as: gather, then normalise (v * scale[c] + shift[c] in fp32), then swap (a FeaturePlan), then an
+// optional horizontal flip, then one rounding to the output dtype. A kernel computes each output element by
+// walking that chain backwards (flip, then the swap involution) to the one stored byte it comes from.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/macros/Macros.h>
+
+#include <cstdint>
+#include <optional>
+
+namespace swapkern {
+
+enum class Which : int32_t { One = 0, All = 1, Every = 2 };  // protocol char 1: 1, A, E
+enum class What : int32_t { Channels = 0, Pixels = 1 };      // protocol char 2: S, P
+
+struct LoadParams {
+  void* out = nullptr;
+  int32_t out_dtype = 0;        // 0 float32, 1 float16, 2 bfloat16
+  int64_t out_strides[4] = {};  // logical (B, C, H, W)
+  int64_t B = 0, C = 0, H = 0, W = 0;
+  const uint8_t* data = nullptr;
+  int64_t data_strides[4] = {};  // logical (N, C, H, W), whatever the storage order
+  int64_t N = 0;
+  const int64_t* index = nullptr;  // [B] samples of data
+  const float* scale = nullptr;    // [C]
+  const float* shift = nullptr;    // [C]
+  // FeaturePlan, compact form (pairs == nullptr: no swap).
+  const int64_t* pairs = nullptr;  // [G, swaps, 2]
+  const int64_t* at = nullptr;     // [G] fixed pixel (S, extent 1) or channel (P, extent 1)
+  const int64_t* image = nullptr;  // [1] the image of a `1` protocol
+  const int64_t* active = nullptr; // [1] 0: this step swaps nothing
+  int64_t swaps = 0;
+  Which which = Which::All;
+  What what = What::Channels;
+  bool extent_all = true;
+  const int64_t* flip = nullptr;  // [B] 0/1, or nullptr
+  bool channels_last_order = false;  // walk the output as (B, H, W, C), its memory order
+  int32_t device_index = -1;
+};
+
+// Logical (n, c, h, w) of the t-th output element in the output's memory order.
+C10_HOST_DEVICE inline void output_coords(const LoadParams& p, int64_t t, int64_t& n, int64_t& c, int64_t& h,
+                                          int64_t& w) {
+  if (p.channels_last_order) {
+    c = t % p.C;
+    t /= p.C;
+    w = t % p.W;
+    t /= p.W;
+    h = t % p.H;
+    n = t / p.H;
+  } else {
+    w = t % p.W;
+    t /= p.W;
+    h = t % p.H;
+    t /= p.H;
+    c = t % p.C;
+    n = t / p.C;
+  }
+}
+
+// Offset in data of the byte that output element (n, c, h, w) comes from; c becomes its source channel.
+C10_HOST_DEVICE inline int64_t source_offset(const LoadParams& p, int64_t n, int64_t& c, int64_t h, int64_t w) {
+  if (p.flip != nullptr && p.flip[n] != 0) w = p.W - 1 - w;
+  int64_t pix = h * p.W + w;
+  if (p.pairs != nullptr && p.active[0] != 0 && (p.which != Which::One || n == p.image[0])) {
+    const int64_t g = p.which == Which::Every ? n : 0;
+    const bool channels = p.what == What::Channels;
+    if (p.extent_all || (channels ? pix == p.at[g] : c == p.at[g])) {
+      int64_t q = channels ? c : pix;
+      const int64_t* pr = p.pairs + g * p.swaps * 2;
+      for (int64_t j = 0; j < p.swaps; ++j) {  // disjoint pairs: at most one matches
+        if (q == pr[2 * j]) {
+          q = pr[2 * j + 1];
+          break;
+        }
+        if (q == pr[2 * j + 1]) {
+          q = pr[2 * j];
+          break;
+        }
+      }
+      if (channels) {
+        c = q;
+      } else {
+        pix = q;
+      }
+    }
+  }
+  return p.index[n] * p.data_strides[0] + c * p.data_strides[1] + (pix / p.W) * p.data_strides[2] +
+         (pix % p.W) * p.data_strides[3];
+}
+
+// Validates (ValueError / IndexError / TypeError before anything is written) and fills LoadParams.
+struct OwnedLoad {
+  LoadParams params;
+  at::Tensor index, scale, shift, pairs, at, image, active, flip;
+};
+OwnedLoad make_load(const at::Tensor& out, const at::Tensor& data, const at::Tensor& index, const at::Tensor& scale,
+                    const at::Tensor& shift, const std::optional<at::Tensor>& pairs,
+                    const std::optional<at::Tensor>& fixed, const std::optional<at::Tensor>& image,
+                    const std::optional<at::Tensor>& active, const std::optional<at::Tensor>& flip, int64_t which,
+                    int64_t what, bool extent_all, bool nhwc, bool validate);
+
+void load_cpu(const LoadParams& p);
+#ifdef SWAPKERN_WITH_CUDA
+void load_cuda(const LoadParams& p);
+#endif
+
+}  // namespace swapkern
