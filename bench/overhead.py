@@ -20,6 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import swapkern
 
+from .protocols import loader_rows, protocol_rows
 from .timing import machine_info, measure, rotation
 
 
@@ -204,6 +205,7 @@ def run_case(case, device, g):
 
 def report(rows, copy_gbs, device):
     ref = {r["case"]: r["median_us"] for r in rows if r["backend"].startswith("torch")}
+    ref.update({r["case"]: r["median_us"] for r in rows if "swap none" in r["case"]})  # the loader's baseline
     print(f"\n{device.type.upper()}: copy bandwidth {copy_gbs:.1f} GB/s (measured in this run)")
     head = (
         f"{'case':58} {'backend':26} {'median us':>10} {'p20-p80 us':>17} {'GB/s':>7} {'%copy':>6} "
@@ -213,7 +215,8 @@ def report(rows, copy_gbs, device):
     print("-" * len(head))
     for r in rows:
         gbs = r["moved_bytes"] / (r["median_us"] * 1e-6) / 1e9
-        r.update(gbs=gbs, copy_share=gbs / copy_gbs, speedup_vs_reference=ref[r["case"]] / r["median_us"])
+        base = ref.get(r["case"]) or ref.get(r["case"].rsplit("swap", 1)[0] + "swap none") or r["median_us"]
+        r.update(gbs=gbs, copy_share=gbs / copy_gbs, speedup_vs_reference=base / r["median_us"])
         spread = f"{r['p20_us']:.1f}-{r['p80_us']:.1f}"
         print(
             f"{r['case'][:58]:58} {r['backend']:26} {r['median_us']:10.1f} {spread:>17} {gbs:7.1f} "
@@ -227,6 +230,13 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smaller tensors, one dtype on the CPU")
     ap.add_argument("--only", nargs="*", default=None, help="run cases whose name contains one of these")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/overhead-<timestamp>.json)")
+    ap.add_argument(
+        "--images",
+        type=int,
+        nargs="*",
+        default=None,
+        help="batch sizes of the protocol and loader rows (default 512 4096; --quick: 512)",
+    )
     args = ap.parse_args(argv)
     devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
     if args.device in ("cuda", "all") and torch.cuda.is_available():
@@ -242,6 +252,10 @@ def main(argv=None):
             if args.only and not any(s in case.name for s in args.only):
                 continue
             rows += run_case(case, device, g)
+        for n in args.images or ([512] if args.quick else [512, 4096]):
+            for row in protocol_rows(device, n, backends_for(device)) + loader_rows(device, n, backends_for(device)):
+                if not args.only or any(s in row["case"] for s in args.only):
+                    rows.append(row)
         report(rows, copy_gbs, device)
         result["devices"][device.type] = {"copy_gbs": copy_gbs, "rows": rows}
     out = args.out or os.path.join("bench", "results", f"overhead-{time.strftime('%Y%m%d-%H%M%S')}.json")

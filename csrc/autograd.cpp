@@ -39,7 +39,8 @@ void inplace_or_view_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet k
   for (const at::Tensor& t : mutated) torch::autograd::impl::bump_version(t);
 }
 
-constexpr const char* kOps[] = {"swap_", "swap_pixels_", "swap_elements_", "swap_between_", "load_batch_"};
+constexpr const char* kOps[] = {"swap_", "swap_pixels_", "swap_elements_", "swap_between_", "load_batch_",
+                                "draw_feature_plan_"};
 
 }  // namespace
 

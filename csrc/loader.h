@@ -40,43 +40,47 @@ struct LoadParams {
   int32_t device_index = -1;
 };
 
-// Logical (n, c, h, w) of the t-th output element in the output's memory order.
-C10_HOST_DEVICE inline void output_coords(const LoadParams& p, int64_t t, int64_t& n, int64_t& c, int64_t& h,
-                                          int64_t& w) {
+// Logical (n, c, h, w) of the t-th output element in the output's memory order. I: the index type (int32_t
+// where the whole batch has fewer than 2^31 elements: far cheaper divisions on a GPU).
+template <typename I>
+C10_HOST_DEVICE inline void output_coords(const LoadParams& p, I t, I& n, I& c, I& h, I& w) {
+  const I C = static_cast<I>(p.C), H = static_cast<I>(p.H), W = static_cast<I>(p.W);
   if (p.channels_last_order) {
-    c = t % p.C;
-    t /= p.C;
-    w = t % p.W;
-    t /= p.W;
-    h = t % p.H;
-    n = t / p.H;
+    c = t % C;
+    t /= C;
+    w = t % W;
+    t /= W;
+    h = t % H;
+    n = t / H;
   } else {
-    w = t % p.W;
-    t /= p.W;
-    h = t % p.H;
-    t /= p.H;
-    c = t % p.C;
-    n = t / p.C;
+    w = t % W;
+    t /= W;
+    h = t % H;
+    t /= H;
+    c = t % C;
+    n = t / C;
   }
 }
 
 // Offset in data of the byte that output element (n, c, h, w) comes from; c becomes its source channel.
-C10_HOST_DEVICE inline int64_t source_offset(const LoadParams& p, int64_t n, int64_t& c, int64_t h, int64_t w) {
-  if (p.flip != nullptr && p.flip[n] != 0) w = p.W - 1 - w;
-  int64_t pix = h * p.W + w;
+template <typename I>
+C10_HOST_DEVICE inline int64_t source_offset(const LoadParams& p, I n, I& c, I h, I w) {
+  const I W = static_cast<I>(p.W);
+  if (p.flip != nullptr && p.flip[n] != 0) w = W - 1 - w;
+  I pix = h * W + w;
   if (p.pairs != nullptr && p.active[0] != 0 && (p.which != Which::One || n == p.image[0])) {
     const int64_t g = p.which == Which::Every ? n : 0;
     const bool channels = p.what == What::Channels;
     if (p.extent_all || (channels ? pix == p.at[g] : c == p.at[g])) {
-      int64_t q = channels ? c : pix;
+      I q = channels ? c : pix;
       const int64_t* pr = p.pairs + g * p.swaps * 2;
       for (int64_t j = 0; j < p.swaps; ++j) {  // disjoint pairs: at most one matches
         if (q == pr[2 * j]) {
-          q = pr[2 * j + 1];
+          q = static_cast<I>(pr[2 * j + 1]);
           break;
         }
         if (q == pr[2 * j + 1]) {
-          q = pr[2 * j];
+          q = static_cast<I>(pr[2 * j]);
           break;
         }
       }
@@ -87,8 +91,8 @@ C10_HOST_DEVICE inline int64_t source_offset(const LoadParams& p, int64_t n, int
       }
     }
   }
-  return p.index[n] * p.data_strides[0] + c * p.data_strides[1] + (pix / p.W) * p.data_strides[2] +
-         (pix % p.W) * p.data_strides[3];
+  return p.index[n] * p.data_strides[0] + c * p.data_strides[1] + static_cast<int64_t>(pix / W) * p.data_strides[2] +
+         static_cast<int64_t>(pix % W) * p.data_strides[3];
 }
 
 // Validates (ValueError / IndexError / TypeError before anything is written) and fills LoadParams.

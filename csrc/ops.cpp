@@ -15,6 +15,9 @@ TORCH_LIBRARY(swapkern, m) {
         "bool validate=True) -> ()");
   // Fused loader: out = flip(swap(data[index] * scale[c] + shift[c])), one kernel; data is uint8 storage.
   // The plan is a FeaturePlan's compact form; which (0: 1, 1: A, 2: E), what (0: S, 1: P).
+  // Draws a FeaturePlan into buf (layout: swapkern.data.plan_layout) from (seed, step, image keys), one launch.
+  m.def("draw_feature_plan_(Tensor(a!) buf, Tensor? indices, int B, int C, int HW, int which, int what, "
+        "bool extent_all, int swaps, int seed, int step, int threshold) -> ()");
   m.def("load_batch_(Tensor(a!) out, Tensor data, Tensor index, Tensor scale, Tensor shift, Tensor? pairs=None, "
         "Tensor? at=None, Tensor? image=None, Tensor? active=None, Tensor? flip=None, int which=1, int what=0, "
         "bool extent_all=True, bool nhwc=True, bool validate=True) -> ()");

@@ -2,6 +2,7 @@
 // Included by the CPU and CUDA registration files, which instantiate them with their launcher.
 #pragma once
 
+#include "draw.h"
 #include "loader.h"
 #include "swapkern.h"
 
@@ -69,9 +70,17 @@ void load_batch_op(at::Tensor out, const at::Tensor& data, const at::Tensor& ind
   if (out.numel() > 0) launch(o.params);
 }
 
+template <void (*launch)(const DrawParams&)>
+void draw_op(at::Tensor buf, const std::optional<at::Tensor>& indices, int64_t B, int64_t C, int64_t HW,
+             int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step,
+             int64_t threshold) {
+  launch(make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold));
+}
+
 // Registers every op for one dispatch key with its launchers.
-template <Launcher launch, void (*load)(const LoadParams&)>
+template <Launcher launch, void (*load)(const LoadParams&), void (*draw)(const DrawParams&)>
 void register_all(torch::Library& m) {
+  m.impl("draw_feature_plan_", &draw_op<draw>);
   m.impl("load_batch_", &load_batch_op<load>);
   m.impl("swap_", &swap_op<launch>);
   m.impl("swap_pixels_", &swap_pixels_op<launch>);

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import ops, plans
+from . import _backend, ops, plans
 from ._nvtx import nvtx_range
 
 PROTOCOLS = tuple(w + s + e for w in "1AE" for s in "SP" for e in "1A")
@@ -44,6 +44,92 @@ class FeaturePlan:
     @property
     def op(self) -> str:
         return "elements" if self.protocol[2] == "1" else ("channels" if self.protocol[1] == "S" else "pixels")
+
+
+def plan_layout(protocol: str, b: int, swaps: int) -> dict:
+    """Offsets of a plan's flat int64 buffer: [active, image, batch key, at (G), pairs (G, swaps, 2), a (K),
+    b (K), sample (K)] (csrc/draw.cpp uses the same)."""
+    which, _, extent = protocol
+    g = b if which == "E" else 1
+    k = (1 if which == "1" else (b if which == "E" or extent == "1" else 1)) * swaps
+    pairs = 3 + g
+    a = pairs + 2 * swaps * g
+    return {"g": g, "k": k, "at": 3, "pairs": pairs, "a": a, "b": a + k, "sample": a + 2 * k, "total": a + 3 * k}
+
+
+def _plan_views(protocol, shape, swaps, buf, lay) -> FeaturePlan:
+    g, k = lay["g"], lay["k"]
+    sample = buf[lay["sample"] : lay["sample"] + k] if protocol[0] != "A" and protocol[2] == "A" else None
+    return FeaturePlan(
+        protocol,
+        tuple(shape),
+        buf[lay["pairs"] : lay["a"]].view(g, swaps, 2),
+        buf[lay["at"] : lay["at"] + g],
+        buf[1:2],
+        buf[0:1],
+        buf[lay["a"] : lay["b"]],
+        buf[lay["b"] : lay["sample"]],
+        sample,
+    )
+
+
+def draw_plan_torch_(buf, lay, protocol, shape, s, seed, step, threshold, indices, ws):
+    """Draws a plan into buf with in-place torch ops: the specification of csrc/draw.h (and the path of the
+    "torch" backend). No host sync; allocation-free after the first draw of a shape."""
+    b, c, h, w = shape
+    which, what, extent = protocol
+    g, k = lay["g"], lay["k"]
+    tmp = ws.get("tmp", b)
+    keys = plans.image_keys_(ws.get("keys", b), indices, tmp)
+    bkey = buf[2:3]
+    if indices is not None:
+        plans.batch_key_(bkey, keys)
+    else:  # batch-level draws depend on (seed, step) only
+        bkey.fill_(plans.BATCH)
+    base = lambda stream: plans.base_key(seed, step, stream)  # noqa: E731
+    active = plans.words_(buf[0:1], bkey, base("coin"), 0, ws.get("tmp1", 1)).lt_(threshold)
+    image = buf[1:2].zero_()
+    if which == "1":  # the image with the largest score: independent of batch order
+        scores = plans.words_(ws.get("scores", b), keys, base("image"), 0, tmp)
+        torch.argmax(scores, dim=0, keepdim=True, out=image)
+    gkeys = keys if which == "E" else bkey
+    n = c if what == "S" else h * w
+    pairs = buf[lay["pairs"] : lay["a"]].view(g, s, 2)
+    plans.distinct_(pairs.view(g, 2 * s), gkeys, n, base("pairs"), ws, f"pairs{g}")
+    first = pairs[..., 0]
+    d = ws.get("delta", g, s)
+    d.copy_(pairs[..., 1]).sub_(first).mul_(active)  # identity pairs when the coin says no
+    pairs[..., 1].copy_(first).add_(d)
+    at = buf[lay["at"] : lay["at"] + g].zero_()
+    if extent == "1":
+        plans.below_(plans.words_(at, gkeys, base("extent"), 0, ws.get("tmpg", g)), h * w if what == "S" else c)
+    a, bb = buf[lay["a"] : lay["b"]], buf[lay["b"] : lay["sample"]]
+    if extent == "A":
+        a.view(g, s).copy_(pairs[..., 0])
+        bb.view(g, s).copy_(pairs[..., 1])
+        sample = buf[lay["sample"] : lay["total"]].view(g, s)
+        if which == "E":
+            sample.copy_(torch.arange(b, out=ws.get("arange", b)).view(b, 1))
+        elif which == "1":
+            sample.copy_(image.view(1, 1))
+        else:
+            sample.zero_()
+        return
+    # Extent 1: flat row-major indices n*C*H*W + channel*H*W + pixel, for each image a group covers.
+    images = k // s
+    if which == "1":
+        offs = ws.get("ebase", 1, 1).copy_(image.view(1, 1))
+    else:
+        offs = ws.get("ebase", images, 1).copy_(torch.arange(images, out=ws.get("arange", images)).view(images, 1))
+    offs.mul_(c * h * w)
+    fixed = ws.get("fixed", images, 1).copy_(at.view(g, 1).expand(images, 1))
+    for out, col in ((a.view(images, s), 0), (bb.view(images, s), 1)):
+        moving = pairs[..., col].expand(images, s)
+        if what == "S":  # channels move at a fixed pixel
+            out.copy_(moving).mul_(h * w).add_(fixed)
+        else:  # pixels move in a fixed channel
+            out.copy_(fixed.expand(images, s)).mul_(h * w).add_(moving)
+        out.add_(offs)
 
 
 class FeatureSwap:
@@ -122,85 +208,25 @@ class FeatureSwap:
         b, c, h, w = shape
         which, what, extent = self.protocol
         s = self.swaps
-        key = (shape, str(device))
-        ws = self._ws.get(key)
+        ws = self._ws.get((shape, str(device)))
         if ws is None:
-            ws = self._ws[key] = plans.Workspace(device)
+            ws = self._ws[(shape, str(device))] = plans.Workspace(device)
         if indices is not None:
-            indices = indices.reshape(-1)
             if indices.numel() != b:
                 raise ValueError(f"indices has {indices.numel()} entries for a batch of {b}")
-        tmp = ws.get("tmp", b)
-        keys = plans.image_keys_(ws.get("keys", b), None if indices is None else indices.to(device), tmp)
-        if indices is not None:
-            bkey = plans.batch_key_(ws.get("bkey", 1), keys)
-        else:  # batch-level draws depend on (seed, step) only
-            bkey = ws.get("bkey", 1).fill_(plans.BATCH)
-        t1 = ws.get("tmp1", 1)
-        base = lambda stream: plans.base_key(self.seed, step, stream)  # noqa: E731
-
-        # The coin: does this step swap at all (probability p)?
-        active = plans.words_(ws.get("active", 1), bkey, base("coin"), 0, t1)
-        active.lt_(min(int(self.p * 2**32), 2**32))
-        # Which images draw: every image (E), or one draw shared by the batch (1, A).
-        gkeys = keys if which == "E" else bkey
-        g = gkeys.numel()
-        n = c if what == "S" else h * w
-        flat = plans.distinct_(ws.get("flat", g, 2 * s), gkeys, n, base("pairs"), ws, f"pairs{g}")
-        pairs = ws.get("pairs", g, s, 2)
-        pairs.view(g, 2 * s).copy_(flat)
-        at = ws.get("at", g)
-        if extent == "1":
-            plans.below_(plans.words_(at, gkeys, base("extent"), 0, ws.get("tmpg", g)), h * w if what == "S" else c)
-        image = ws.get("image", 1)
-        if which == "1":  # the image with the largest score: independent of batch order
-            scores = plans.words_(ws.get("scores", b), keys, base("image"), 0, tmp)
-            torch.argmax(scores, dim=0, keepdim=True, out=image)
-        # Identity pairs when the coin says no: a pair (u, u) moves nothing.
-        first = pairs[..., 0]
-        d = ws.get("delta", g, s)
-        d.copy_(pairs[..., 1]).sub_(first).mul_(active)
-        pairs[..., 1].copy_(first).add_(d)
-        a, bb, sample = self._op_form(ws, shape, pairs, at, image)
-        return FeaturePlan(self.protocol, shape, pairs, at, image, active, a, bb, sample)
-
-    def _op_form(self, ws, shape, pairs, at, image):
-        """The K-pair form of a plan for swap_channels_ / swap_pixels_ (extent A) or swap_elements_ (extent 1)."""
-        b, c, h, w = shape
-        which, what, extent = self.protocol
-        s = self.swaps
-        g = pairs.shape[0]
-        if extent == "A":  # contiguous copies, so the op reads them as they are
-            a = ws.get("opa", g * s).view(g, s).copy_(pairs[..., 0]).view(-1)
-            bb = ws.get("opb", g * s).view(g, s).copy_(pairs[..., 1]).view(-1)
-            if which == "A":
-                return a, bb, None
-            sample = ws.get("sample", g * s)
-            if which == "1":
-                sample.copy_(image.expand(s))
-            else:
-                torch.arange(b, out=ws.get("arange", b))
-                sample.view(b, s).copy_(ws.get("arange", b).unsqueeze(1))
-            return a, bb, sample
-        # Extent 1: single elements, flat row-major indices n*C*H*W + channel*H*W + pixel.
-        images = b if which == "A" else g
-        fa, fb = ws.get("fa", images, s), ws.get("fb", images, s)
-        base = ws.get("ebase", images, 1)
-        if which == "1":
-            base.copy_(image.view(1, 1)).mul_(c * h * w)
+            indices = ws.get("indices", b).copy_(indices.reshape(-1))
+        lay = plan_layout(self.protocol, b, s)
+        buf = ws.get("plan", lay["total"])
+        threshold = min(int(self.p * 2**32), 2**32)
+        if _backend.resolve(buf) != "torch" and _backend.native_available(buf.device.type):
+            seed = self.seed & (2**64 - 1)
+            seed = seed - 2**64 if seed >= 2**63 else seed  # the same 64 bits as a signed int
+            torch.ops.swapkern.draw_feature_plan_(
+                buf, indices, b, c, h * w, "1AE".index(which), "SP".index(what), extent == "A", s, seed, step, threshold
+            )
         else:
-            torch.arange(images, out=ws.get("arange", images))
-            base.copy_(ws.get("arange", images).view(images, 1)).mul_(c * h * w)
-        fixed = ws.get("fixed", images, 1)
-        fixed.copy_(at.view(g, 1).expand(images, 1))
-        for out, col in ((fa, 0), (fb, 1)):
-            moving = pairs[..., col].expand(images, s)
-            if what == "S":  # channels move at a fixed pixel
-                out.copy_(moving).mul_(h * w).add_(fixed)
-            else:  # pixels move in a fixed channel
-                out.copy_(fixed.expand(images, s)).mul_(h * w).add_(moving)
-            out.add_(base)
-        return fa.view(-1), fb.view(-1), None
+            draw_plan_torch_(buf, lay, self.protocol, shape, s, self.seed, step, threshold, indices, ws)
+        return _plan_views(self.protocol, shape, s, buf, lay)
 
     # -- applying ----------------------------------------------------------------------------------------------
     def apply_(self, x: torch.Tensor, plan: FeaturePlan) -> torch.Tensor:

@@ -26,7 +26,7 @@ def _data(n, c, h, w, nhwc, device):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("nhwc", [True, False])
-@pytest.mark.parametrize("proto", ["none", "1SA", "ES1", "APA", "EP1", "1P1", "AS1"])
+@pytest.mark.parametrize("proto", ["none", "1SA", "ESA", "ES1", "APA", "EPA", "1PA", "EP1", "1P1", "AS1"])
 def test_load_batch_matches_reference(backend, device, dtype, channels_last, nhwc, proto):
     data = _data(40, 3, 7, 6, nhwc, device)
     stored = data.clone()

@@ -123,6 +123,6 @@ void exchange_cpu(const Plan& p) {
   }
 }
 
-TORCH_LIBRARY_IMPL(swapkern, CPU, m) { register_all<exchange_cpu, load_cpu>(m); }
+TORCH_LIBRARY_IMPL(swapkern, CPU, m) { register_all<exchange_cpu, load_cpu, draw_cpu>(m); }
 
 }  // namespace swapkern

@@ -166,6 +166,6 @@ void exchange_cuda(const Plan& p) {
   }
 }
 
-TORCH_LIBRARY_IMPL(swapkern, CUDA, m) { register_all<exchange_cuda, load_cuda>(m); }
+TORCH_LIBRARY_IMPL(swapkern, CUDA, m) { register_all<exchange_cuda, load_cuda, draw_cuda>(m); }
 
 }  // namespace swapkern

@@ -14,19 +14,20 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename Out>
+template <typename Out, typename I>
 __global__ void __launch_bounds__(kThreads) load_kernel(const LoadParams p) {
-  const int64_t total = p.B * p.C * p.H * p.W;
+  const I total = static_cast<I>(p.B * p.C * p.H * p.W);
   Out* out = static_cast<Out*>(p.out);
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t n, c, h, w;
-    output_coords(p, t, n, c, h, w);
-    int64_t src_c = c;
-    const int64_t src = source_offset(p, n, src_c, h, w);
+  for (I t = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += static_cast<I>(gridDim.x) * blockDim.x) {
+    I n, c, h, w;
+    output_coords<I>(p, t, n, c, h, w);
+    I src_c = c;
+    const int64_t src = source_offset<I>(p, n, src_c, h, w);
     // Two roundings, as the reference computes it: no fused multiply-add.
     const float v = __fadd_rn(__fmul_rn(static_cast<float>(p.data[src]), p.scale[src_c]), p.shift[src_c]);
-    out[n * p.out_strides[0] + c * p.out_strides[1] + h * p.out_strides[2] + w * p.out_strides[3]] = Out(v);
+    out[static_cast<int64_t>(n) * p.out_strides[0] + static_cast<int64_t>(c) * p.out_strides[1] +
+        static_cast<int64_t>(h) * p.out_strides[2] + static_cast<int64_t>(w) * p.out_strides[3]] = Out(v);
   }
 }
 
@@ -37,7 +38,12 @@ void launch(const LoadParams& p) {
   const int64_t total = p.B * p.C * p.H * p.W;
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, static_cast<int64_t>(sms) * 16);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(p.device_index).stream();
-  load_kernel<Out><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  // 32-bit coordinates when they fit (the grid-stride step included): the divisions dominate this kernel.
+  if (total + static_cast<int64_t>(blocks) * kThreads < (int64_t{1} << 31)) {
+    load_kernel<Out, int32_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  } else {
+    load_kernel<Out, int64_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

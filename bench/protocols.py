@@ -1,0 +1,102 @@
+"""Overhead of the poster's feature protocols (plan drawing + swap, in place) against the reference and the
+out-of-place peers, and the swap's marginal cost inside the fused loader. Rows in bench.overhead's format."""
+
+from __future__ import annotations
+
+import torch
+
+import swapkern
+from swapkern.data import PROTOCOLS, FeatureSwap
+
+from .timing import measure, rotation
+
+MEAN, STD = [0.491, 0.482, 0.447], [0.247, 0.243, 0.262]
+
+
+def _peers():
+    """Out-of-place channel shufflers a user might reach for instead: name -> callable(batch) -> new batch."""
+    out = {}
+    try:
+        from torchvision.transforms import v2
+
+        out["peer: torchvision RandomChannelPermutation"] = v2.RandomChannelPermutation()
+    except ImportError:
+        pass
+    try:  # optional: kornia is not a dependency
+        import kornia.augmentation as K
+
+        out["peer: kornia RandomChannelShuffle"] = K.RandomChannelShuffle(p=1.0)
+    except ImportError:
+        pass
+    return out
+
+
+def _moved_elements(fs, x):
+    """Elements of one side moved by one plan of fs on x (for the bandwidth figures)."""
+    plan = fs.plan(x, step=0)
+    b, c, h, w = x.shape
+    k = plan.a.numel()
+    per_pair = {"channels": h * w, "pixels": c, "elements": 1}[plan.op]
+    images = b if plan.op != "elements" and plan.sample is None else 1
+    return k * per_pair * images
+
+
+def protocol_rows(device, n_images, backends):
+    rows = []
+    shape = (n_images, 3, 32, 32)
+    probe = torch.rand(shape, device=device)
+    copies = [probe] + [torch.rand(shape, device=device) for _ in range(rotation(probe.nbytes) - 1)]
+    peers = _peers()
+    for proto in PROTOCOLS:
+        case = f"{proto} protocol (plan + swap), {n_images} images, float32"
+        moved = 4 * _moved_elements(FeatureSwap(proto, seed=0), probe) * probe.element_size()
+        for backend in backends:
+            fs = FeatureSwap(proto, seed=0)
+            with swapkern.use_backend(backend):
+                t = measure([lambda x=x: fs(x) for x in copies], device)
+            rows.append({"case": case, "backend": backend, "moved_bytes": moved, "alloc_bytes": 0, **t.as_dict()})
+        if proto == "ASA":  # the peers shuffle the channels of the whole batch, as ASA does
+            for name, peer in peers.items():
+                t = measure([lambda x=x: peer(x) for x in copies], device)
+                rows.append(
+                    {"case": case, "backend": name, "moved_bytes": moved, "alloc_bytes": probe.nbytes, **t.as_dict()}
+                )
+    return rows
+
+
+def loader_rows(device, n_images, backends):
+    """The fused loader with and without a swap plan (both with flips): the swap's marginal cost."""
+    rows = []
+    data = torch.randint(0, 256, (max(4 * n_images, 10000), 32, 32, 3), dtype=torch.uint8, device=device)
+    scale, shift = (t.to(device) for t in swapkern.normalization(MEAN, STD))
+    out = torch.empty(n_images, 3, 32, 32, device=device)
+    g = torch.Generator().manual_seed(0)
+    indices = [torch.randint(0, data.shape[0], (n_images,), generator=g).to(device) for _ in range(4)]
+    flip = torch.randint(0, 2, (n_images,), generator=g).to(device)
+    moved = out.numel() * (1 + 4)  # one byte read and four written per element
+    for backend in backends:
+        if backend == "torch":
+            continue
+        times = {}
+        for proto in ("none", "ESA", "EPA", "1SA"):
+            fs = FeatureSwap(proto, seed=0) if proto != "none" else None
+            plans = [fs.plan(out, indices=i) if fs else None for i in indices]
+            with swapkern.use_backend(backend):
+                calls = [
+                    lambda i=i, p=p: swapkern.load_batch_(out, data, i, scale, shift, plan=p, flip=flip, validate=False)
+                    for i, p in zip(indices, plans)
+                ]
+                t = measure(calls, device)
+            times[proto] = t.median_us
+            extra = "" if proto == "none" else f", swap +{100 * (t.median_us / times['none'] - 1):.1f}%"
+            rows.append(
+                {
+                    "case": f"fused loader, {n_images} images, flip, swap {proto}",
+                    "backend": backend + extra,
+                    "moved_bytes": moved,
+                    "alloc_bytes": 0,
+                    "marginal": t.median_us / times["none"] - 1,
+                    **t.as_dict(),
+                }
+            )
+    return rows
