@@ -84,7 +84,7 @@ def loader_rows(device, n_images, backends):
             with swapkern.use_backend(backend):
                 calls = [
                     lambda i=i, p=p: swapkern.load_batch_(out, data, i, scale, shift, plan=p, flip=flip, validate=False)
-                    for i, p in zip(indices, plans)
+                    for i, p in zip(indices, plans, strict=True)
                 ]
                 t = measure(calls, device)
             times[proto] = t.median_us
