@@ -12,20 +12,27 @@
 namespace swapkern {
 namespace {
 
-// Indices (into the stack) of the arguments the schema marks as written to.
-std::vector<size_t> mutated_args(const c10::OperatorHandle& op, const torch::jit::Stack* stack) {
+// The tensors of the arguments the schema marks as written to (tensor lists expanded).
+std::vector<at::Tensor> mutated_args(const c10::OperatorHandle& op, const torch::jit::Stack* stack) {
   const auto& args = op.schema().arguments();
-  std::vector<size_t> out;
+  std::vector<at::Tensor> out;
   const size_t start = stack->size() - args.size();
-  for (size_t i = 0; i < args.size(); ++i)
-    if (args[i].alias_info() != nullptr && args[i].alias_info()->isWrite()) out.push_back(start + i);
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].alias_info() == nullptr || !args[i].alias_info()->isWrite()) continue;
+    const c10::IValue& v = (*stack)[start + i];
+    if (v.isTensor()) {
+      out.push_back(v.toTensor());
+    } else if (v.isTensorList()) {
+      for (const at::Tensor& t : v.toTensorVector()) out.push_back(t);
+    }
+  }
   return out;
 }
 
 void autograd_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
   if (c10::GradMode::is_enabled()) {
-    for (size_t i : mutated_args(op, stack)) {
-      TORCH_CHECK((*stack)[i].isNone() || !(*stack)[i].toTensor().requires_grad(), op.schema().name(),
+    for (const at::Tensor& t : mutated_args(op, stack)) {
+      TORCH_CHECK(!t.requires_grad(), op.schema().name(),
                   ": swaps are not differentiable; call it under torch.no_grad() on a tensor that requires grad");
     }
   }
@@ -33,14 +40,13 @@ void autograd_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torc
 }
 
 void inplace_or_view_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
-  std::vector<at::Tensor> mutated;
-  for (size_t i : mutated_args(op, stack)) mutated.push_back((*stack)[i].toTensor());
+  const std::vector<at::Tensor> mutated = mutated_args(op, stack);
   op.redispatchBoxed(ks & c10::after_ADInplaceOrView_keyset, stack);
   for (const at::Tensor& t : mutated) torch::autograd::impl::bump_version(t);
 }
 
 constexpr const char* kOps[] = {"swap_", "swap_pixels_", "swap_elements_", "swap_between_", "load_batch_",
-                                "draw_feature_plan_"};
+                                "draw_feature_plan_", "swap_packed_"};
 
 }  // namespace
 

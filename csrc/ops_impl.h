@@ -4,6 +4,7 @@
 
 #include "draw.h"
 #include "loader.h"
+#include "packed.h"
 #include "swapkern.h"
 
 #include <torch/library.h>
@@ -75,6 +76,14 @@ void draw_op(at::Tensor buf, const std::optional<at::Tensor>& indices, int64_t B
              int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step,
              int64_t threshold) {
   launch(make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold));
+}
+
+template <void (*launch)(const Plan*, const int64_t*, int64_t)>
+void swap_packed_op(at::TensorList tensors, const at::Tensor& meta, const at::Tensor& meta_cpu) {
+  const Plan* plans = check_packed(tensors, meta, meta_cpu);
+  const int64_t n = reinterpret_cast<const int64_t*>(meta_cpu.data_ptr<uint8_t>())[0];
+  const int64_t* prefix = packed_prefix(meta_cpu.data_ptr<uint8_t>(), n);
+  if (prefix[n] > 0) launch(plans, prefix, n);
 }
 
 // Registers every op for one dispatch key with its launchers.

@@ -19,12 +19,14 @@ from .ops import (
     swap_pixels_,
     swap_rows_,
 )
+from .optim import WeightSwap
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DeviceLoader",
     "SwapCollate",
+    "WeightSwap",
     "WithIndex",
     "FeaturePlan",
     "FeatureSwap",

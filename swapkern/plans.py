@@ -20,7 +20,7 @@ _GOLDEN = 0x9E3779B9
 BATCH = 0xB5297A4D  # the key of batch-level draws when no dataset indices are known
 
 # Streams: independent families of draws from one seed.
-STREAMS = {"coin": 1, "image": 2, "pairs": 3, "extent": 4, "flip": 5, "weights": 6, "order": 7}
+STREAMS = {"coin": 1, "image": 2, "pairs": 3, "extent": 4, "flip": 5, "weights": 6, "order": 7, "accept": 8}
 
 
 def mix(h: int) -> int:
@@ -120,3 +120,29 @@ def batch_key_(out: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """An order-independent key of a batch: the sum of its image keys mod 2**32 (out: shape (1,))."""
     torch.sum(keys, dim=0, keepdim=True, out=out)
     return out.bitwise_and_(M32)
+
+
+# Host-side draws: the same generator on Python ints, for plans whose size is a handful of numbers per tensor
+# (weight swaps). They cost microseconds, need no device work and are identical for every device and rank.
+
+
+def word(key: int, base: int, draw: int) -> int:
+    """One uniform 32-bit word, as words_ computes it for one key."""
+    return mix(mix((key ^ base) & M32) ^ ((draw * _GOLDEN + 1) & M32))
+
+
+def below(u: int, n: int) -> int:
+    """Uniform integer in [0, n) from a uniform 32-bit word, as below_."""
+    return (u * n) >> 32
+
+
+def distinct(key: int, base: int, n: int, m: int, first_draw: int = 0) -> list[int]:
+    """m distinct integers of [0, n), uniform over ordered m-tuples, as distinct_ computes one row."""
+    out: list[int] = []
+    for t in range(m):
+        r = below(word(key, base, first_draw + t), n - t)
+        e = r
+        for _ in range(t):
+            e = r + sum(1 for v in out if v <= e)
+        out.append(e)
+    return out

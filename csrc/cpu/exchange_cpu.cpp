@@ -56,21 +56,35 @@ void swap_range(const Plan& p, T* xs, T* ys, int64_t m, int64_t stop) {
   }
 }
 
+// Exchanges [begin, end) of the plan's K * slice_numel element exchanges, in pair-major order.
+template <typename T>
+void pair_range(const Plan& p, int64_t begin, int64_t end) {
+  const int64_t M = p.slice_numel;
+  int64_t k = begin / M, m = begin % M;
+  for (int64_t w = begin; w < end; ++k, m = 0) {
+    const int64_t stop = std::min(M, m + (end - w));
+    T* xs = reinterpret_cast<T*>(p.x.data) + side_offset(p.x, k);
+    T* ys = reinterpret_cast<T*>(p.y.data) + side_offset(p.y, k);
+    swap_range<T>(p, xs, ys, m, stop);
+    w += stop - m;
+  }
+}
+
 // Pair-major: work is the K * slice_numel element exchanges, split evenly over threads whatever K and the slice
 // size are; each thread walks whole runs of a slice.
 template <typename T>
 void exchange_by_pair(const Plan& p) {
-  const int64_t M = p.slice_numel;
-  at::parallel_for(0, p.K * M, kGrain, [&](int64_t begin, int64_t end) {
-    int64_t k = begin / M, m = begin % M;
-    for (int64_t w = begin; w < end; ++k, m = 0) {
-      const int64_t stop = std::min(M, m + (end - w));
-      T* xs = reinterpret_cast<T*>(p.x.data) + side_offset(p.x, k);
-      T* ys = reinterpret_cast<T*>(p.y.data) + side_offset(p.y, k);
-      swap_range<T>(p, xs, ys, m, stop);
-      w += stop - m;
-    }
-  });
+  at::parallel_for(0, p.K * p.slice_numel, kGrain, [&](int64_t begin, int64_t end) { pair_range<T>(p, begin, end); });
+}
+
+void pair_range_any(const Plan& p, int64_t begin, int64_t end) {
+  switch (p.elem_size) {
+    case 1: return pair_range<uint8_t>(p, begin, end);
+    case 2: return pair_range<uint16_t>(p, begin, end);
+    case 4: return pair_range<uint32_t>(p, begin, end);
+    case 8: return pair_range<uint64_t>(p, begin, end);
+    default: return pair_range<Bytes16>(p, begin, end);
+  }
 }
 
 // Element-major, for slices that interleave in memory (columns of a row-major weight, channels of a channels_last
@@ -123,6 +137,21 @@ void exchange_cpu(const Plan& p) {
   }
 }
 
-TORCH_LIBRARY_IMPL(swapkern, CPU, m) { register_all<exchange_cpu, load_cpu, draw_cpu>(m); }
+// Many plans (a whole model's exchanges) in one parallel loop over all their work.
+void exchange_packed_cpu(const Plan* plans, const int64_t* prefix, int64_t n) {
+  at::parallel_for(0, prefix[n], kGrain, [&](int64_t begin, int64_t end) {
+    int64_t j = std::upper_bound(prefix, prefix + n + 1, begin) - prefix - 1;
+    for (; begin < end && j < n; ++j) {
+      const int64_t stop = std::min(end, prefix[j + 1]);
+      if (stop > begin) pair_range_any(plans[j], begin - prefix[j], stop - prefix[j]);
+      begin = std::max(begin, stop);
+    }
+  });
+}
+
+TORCH_LIBRARY_IMPL(swapkern, CPU, m) {
+  register_all<exchange_cpu, load_cpu, draw_cpu>(m);
+  m.impl("swap_packed_", &swap_packed_op<exchange_packed_cpu>);
+}
 
 }  // namespace swapkern

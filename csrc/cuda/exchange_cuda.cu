@@ -104,6 +104,36 @@ __global__ void __launch_bounds__(kThreads) exchange_by_pair(const Plan p, int64
   }
 }
 
+// Many plans in one launch (a whole model's weight swaps): a flat grid-stride loop over all their element
+// exchanges; each thread finds its plan by binary search of the work prefix, then moves elem_size bytes.
+__global__ void __launch_bounds__(kThreads) exchange_packed(const uint8_t* meta, int64_t n, int64_t total) {
+  const Plan* plans = reinterpret_cast<const Plan*>(meta + sizeof(int64_t));
+  const int64_t* prefix = packed_prefix(meta, n);
+  for (int64_t w = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; w < total;
+       w += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t lo = 0, hi = n;  // prefix[lo] <= w < prefix[hi]
+    while (hi - lo > 1) {
+      const int64_t mid = (lo + hi) / 2;
+      if (prefix[mid] <= w) {
+        lo = mid;
+      } else {
+        hi = mid;
+      }
+    }
+    const Plan& p = plans[lo];
+    const int64_t local = w - prefix[lo], k = local / p.slice_numel;
+    int64_t ox = side_offset(p.x, k), oy = side_offset(p.y, k);
+    add_offsets(p, p.ndim, local - k * p.slice_numel, ox, oy);
+    switch (p.elem_size) {
+      case 1: swap_one(reinterpret_cast<uint8_t*>(p.x.data) + ox, reinterpret_cast<uint8_t*>(p.y.data) + oy); break;
+      case 2: swap_one(reinterpret_cast<uint16_t*>(p.x.data) + ox, reinterpret_cast<uint16_t*>(p.y.data) + oy); break;
+      case 4: swap_one(reinterpret_cast<uint32_t*>(p.x.data) + ox, reinterpret_cast<uint32_t*>(p.y.data) + oy); break;
+      case 8: swap_one(reinterpret_cast<uint64_t*>(p.x.data) + ox, reinterpret_cast<uint64_t*>(p.y.data) + oy); break;
+      default: swap_one(reinterpret_cast<Bytes16*>(p.x.data) + ox, reinterpret_cast<Bytes16*>(p.y.data) + oy);
+    }
+  }
+}
+
 int sm_count(int device) {
   static int cache[64] = {};
   if (device < 0 || device >= 64) return 132;
@@ -166,6 +196,26 @@ void exchange_cuda(const Plan& p) {
   }
 }
 
-TORCH_LIBRARY_IMPL(swapkern, CUDA, m) { register_all<exchange_cuda, load_cuda, draw_cuda>(m); }
+void exchange_packed_cuda(const uint8_t* meta, int64_t n, int64_t total, int device) {
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device).stream();
+  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, static_cast<int64_t>(sm_count(device)) * 16);
+  exchange_packed<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(meta, n, total);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The packed op on CUDA: plans and prefix are read from meta (device); the total work from meta_cpu (host).
+void swap_packed_cuda(at::TensorList tensors, const at::Tensor& meta, const at::Tensor& meta_cpu) {
+  check_packed(tensors, meta, meta_cpu);
+  const int64_t n = reinterpret_cast<const int64_t*>(meta_cpu.data_ptr<uint8_t>())[0];
+  const int64_t total = packed_prefix(meta_cpu.data_ptr<uint8_t>(), n)[n];
+  TORCH_CHECK_VALUE(meta.is_cuda() && meta.is_contiguous(), "swapkern.swap_packed_: meta must be on the GPU");
+  if (total > 0) exchange_packed_cuda(meta.data_ptr<uint8_t>(), n, total, meta.device().index());
+}
+
+TORCH_LIBRARY_IMPL(swapkern, CUDA, m) {
+  register_all<exchange_cuda, load_cuda, draw_cuda>(m);
+  m.impl("swap_packed_", &swap_packed_cuda);
+}
 
 }  // namespace swapkern

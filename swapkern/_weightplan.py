@@ -1,0 +1,246 @@
+"""The static structure of weight-swap protocols: which tensors move together (jobs), how many pairs each draw
+makes (groups), and how a step's pairs are drawn (host-side, from the counter-based generator)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import plans
+
+WEIGHT_PROTOCOLS = ("rows", "cols", "in-row", "in-col", "mixed", "inter-layer", "bias", "neuron")
+
+_ELEMENTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.ELU,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Mish,
+    nn.Softplus,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+)
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def _same(t):
+    return t
+
+
+@dataclass
+class Job:
+    """Exchange slices dx of view(x) with slices dy of view(y) (dims None: flat elements), for a group's pairs."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    dx: int | None
+    dy: int | None
+    view: Callable = _same  # applied to x, y and their optimizer states alike
+    stateful: bool = True  # x and y are parameters whose optimizer state moves with them when state=True
+
+
+@dataclass
+class Group:
+    """k pairs per step, drawn by draw(base) -> (a, b), applied to every job; or -> (a, b, pick), applied to job
+    `pick` only (inter-layer: one pair of layers per step). base(stream) is the step's key of a stream."""
+
+    k: int
+    jobs: list[Job]
+    draw: Callable[[Callable[[str], int]], tuple[list[int], list[int]]]
+
+
+def select(named, layers, min_dims=2):
+    """(name, parameter) pairs chosen by `layers`: None (all with >= min_dims dims), names / glob patterns of
+    parameters or of their modules, or a predicate(name, parameter) -> bool."""
+    named = [(n, p) for n, p in named if p.dim() >= min_dims]
+    if layers is None:
+        return named
+    if callable(layers):
+        return [(n, p) for n, p in named if layers(n, p)]
+    pats = [layers] if isinstance(layers, str) else list(layers)
+    hit = lambda n: any(n == q or n.startswith(q + ".") or fnmatch.fnmatchcase(n, q) for q in pats)  # noqa: E731
+    return [(n, p) for n, p in named if hit(n)]
+
+
+def _pairs(u):
+    return u[0::2], u[1::2]
+
+
+def build(protocol, named, chosen, swaps, model):
+    """The groups of a protocol over the chosen (name, weight) pairs. ValueError for what cannot run."""
+    s = swaps
+    groups: list[Group] = []
+    if protocol == "neuron":
+        return _neuron_groups(model, chosen, s)
+    if protocol == "inter-layer":
+        return [_inter_layer_group(chosen, s)]
+    params = dict(named)
+    for li, (name, w) in enumerate(chosen):
+        rows, cols, numel = w.shape[0], w.shape[1], w.numel()
+        row_len, rest = numel // max(rows, 1), numel // max(rows * cols, 1)
+
+        def need(n, what, name=name):
+            if 2 * s > n:
+                raise ValueError(f"{protocol}: {name} has {n} {what}, {2 * s} are needed for swaps={s}")
+
+        key = li
+        if protocol == "rows":
+            need(rows, "rows")
+            draw = lambda base, key=key, n=rows: _pairs(plans.distinct(key, base("pairs"), n, 2 * s))  # noqa: E731
+            groups.append(Group(s, [Job(w, w, 0, 0)], draw))
+        elif protocol == "cols":
+            need(cols, "columns")
+            draw = lambda base, key=key, n=cols: _pairs(plans.distinct(key, base("pairs"), n, 2 * s))  # noqa: E731
+            groups.append(Group(s, [Job(w, w, 1, 1)], draw))
+        elif protocol == "in-row":
+            need(row_len, "elements per row")
+
+            def draw(base, key=key, n=rows, L=row_len):
+                r = plans.below(plans.word(key, base("extent"), 0), n)
+                return _pairs([r * L + v for v in plans.distinct(key, base("pairs"), L, 2 * s)])
+
+            groups.append(Group(s, [Job(w, w, None, None)], draw))
+        elif protocol == "in-col":
+            need(rows * rest, "elements per column")
+
+            def draw(base, key=key, C=cols, R=rest, n=rows * rest):
+                c = plans.below(plans.word(key, base("extent"), 0), C)
+                flat = [(v // R) * C * R + c * R + v % R for v in plans.distinct(key, base("pairs"), n, 2 * s)]
+                return _pairs(flat)
+
+            groups.append(Group(s, [Job(w, w, None, None)], draw))
+        elif protocol == "mixed":
+            need(numel, "elements")
+            draw = lambda base, key=key, n=numel: _pairs(plans.distinct(key, base("pairs"), n, 2 * s))  # noqa: E731
+            groups.append(Group(s, [Job(w, w, None, None)], draw))
+        elif protocol == "bias":
+            bias = params.get(name[: -len("weight")] + "bias") if name.endswith("weight") else None
+            if bias is None or bias.dim() != 1 or bias.shape[0] != rows:
+                continue  # a layer without a bias has nothing to mix
+            if s > rows:
+                raise ValueError(f"bias: {name} has {rows} units, {s} are needed for swaps={s}")
+
+            def draw(base, key=key, n=rows, L=row_len):
+                units = plans.distinct(key, base("pairs"), n, s)
+                cols_ = [plans.below(plans.word(key, base("extent"), j), L) for j in range(s)]
+                return [u * L + c for u, c in zip(units, cols_, strict=True)], units
+
+            groups.append(Group(s, [Job(w, bias, None, None)], draw))
+    if not groups:
+        raise ValueError(
+            f"{protocol}: no layer to swap (the chosen layers have no biases)"
+            if protocol == "bias"
+            else f"{protocol}: no parameter of 2 or more dims chosen"
+        )
+    return groups
+
+
+def _inter_layer_group(chosen, s):
+    """One pair of layers per step: rows of equal shape where layers share a row shape, else elements."""
+    if len(chosen) < 2:
+        raise ValueError("inter-layer needs at least two layers")
+    by_shape: dict = {}
+    for li, (_, w) in enumerate(chosen):
+        by_shape.setdefault((tuple(w.shape[1:]), w.dtype, w.device), []).append(li)
+    candidates = [(a, b) for ls in by_shape.values() for a in ls for b in ls if a != b]
+    rows = bool(candidates)
+    if not rows:
+        candidates = [
+            (a, b)
+            for a in range(len(chosen))
+            for b in range(len(chosen))
+            if a != b and chosen[a][1].dtype == chosen[b][1].dtype and chosen[a][1].device == chosen[b][1].device
+        ]
+    if not candidates:
+        raise ValueError("inter-layer: no two layers share a dtype and device")
+    sizes = [w.shape[0] if rows else w.numel() for _, w in chosen]
+    for a, b in candidates:
+        if min(sizes[a], sizes[b]) < s:
+            raise ValueError(
+                f"inter-layer: {chosen[a][0]} or {chosen[b][0]} has fewer than {s} {'rows' if rows else 'elements'}"
+            )
+    # One job per candidate pair; a step draws one candidate and pairs for it, the other jobs get no pairs.
+    # To keep one static buffer, every candidate is a job of its own group; unchosen groups draw K = 0 swaps.
+    jobs = [Job(chosen[a][1], chosen[b][1], 0 if rows else None, 0 if rows else None) for a, b in candidates]
+
+    def draw(base):
+        pick = plans.below(plans.word(0, base("extent"), 0), len(candidates))
+        a, b = candidates[pick]
+        i = plans.distinct(a, base("pairs"), sizes[a], s)
+        j = plans.distinct(b, base("pairs"), sizes[b], s, first_draw=s)
+        return i, j, pick
+
+    return Group(s, jobs, draw)
+
+
+def _flat_modules(model):
+    """Modules of a chain in order: nn.Sequential expanded recursively; anything else is a leaf."""
+    out = []
+    for m in model.children() if isinstance(model, nn.Sequential) else [model]:
+        out.extend(_flat_modules(m) if isinstance(m, nn.Sequential) else [m])
+    return out
+
+
+def _neuron_groups(model, chosen, s):
+    if not isinstance(model, nn.Module):
+        raise ValueError("neuron needs the model (to know which layer feeds which), not a list of parameters")
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(f"neuron supports chains of layers as in nn.Sequential, not {type(model).__name__}")
+    names = {m: n for n, m in model.named_modules()}
+    mods = _flat_modules(model)
+    weight_idx = [i for i, m in enumerate(mods) if isinstance(m, nn.Linear | nn.Conv2d)]
+    if len(weight_idx) < 2:
+        raise ValueError("neuron needs at least two Linear/Conv2d layers in a chain")
+    chosen_w = {id(w) for _, w in chosen}
+    groups = []
+    for li, (i, j) in enumerate(zip(weight_idx, weight_idx[1:], strict=False)):
+        layer, nxt = mods[i], mods[j]
+        if id(layer.weight) not in chosen_w:
+            continue
+        name = names.get(layer, f"layer {i}")
+        if isinstance(layer, nn.Conv2d) and layer.groups != 1 or isinstance(nxt, nn.Conv2d) and nxt.groups != 1:
+            raise ValueError(f"neuron: {name} is a grouped convolution, which it cannot pair")
+        n = layer.weight.shape[0]
+        jobs = [Job(layer.weight, layer.weight, 0, 0)]
+        if layer.bias is not None:
+            jobs.append(Job(layer.bias, layer.bias, 0, 0))
+        flatten = False
+        for m in mods[i + 1 : j]:
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.num_features == n:
+                jobs += [Job(t, t, 0, 0) for t in (m.weight, m.bias) if t is not None]
+                jobs += [Job(t, t, 0, 0, stateful=False) for t in (m.running_mean, m.running_var) if t is not None]
+            elif isinstance(m, nn.Flatten) and isinstance(layer, nn.Conv2d) and isinstance(nxt, nn.Linear):
+                flatten = True
+            elif not isinstance(m, _ELEMENTWISE + _POOLS):
+                raise ValueError(
+                    f"neuron: cannot pair {name} with {names.get(nxt, 'the next layer')}: "
+                    f"{type(m).__name__} stands between them"
+                )
+        w2 = nxt.weight
+        if flatten:
+            if w2.shape[1] % n:
+                raise ValueError(f"neuron: {names.get(nxt)} has {w2.shape[1]} inputs, not a multiple of {n} channels")
+            block = w2.shape[1] // n  # each channel owns a block of the Linear's columns
+            jobs.append(Job(w2, w2, 1, 1, view=lambda t, n=n, block=block: t.view(t.shape[0], n, block)))
+        else:
+            if w2.shape[1] != n:
+                raise ValueError(f"neuron: {names.get(nxt)} takes {w2.shape[1]} inputs but {name} gives {n}")
+            jobs.append(Job(w2, w2, 1, 1))
+        if 2 * s > n:
+            raise ValueError(f"neuron: {name} has {n} units, {2 * s} are needed for swaps={s}")
+        draw = lambda base, key=li, n=n: _pairs(plans.distinct(key, base("pairs"), n, 2 * s))  # noqa: E731
+        groups.append(Group(s, jobs, draw))
+    if not groups:
+        raise ValueError("neuron: no chosen layer feeds another (the last layer's outputs are never permuted)")
+    return groups

@@ -1,0 +1,345 @@
+"""WeightSwap: every protocol's semantics, engines agreeing with the reference, optimizer state, Metropolis,
+seeding and resumption, one launch per step, errors, and DDP replicas staying identical."""
+
+import copy
+import os
+import tempfile
+
+import pytest
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from swapkern import plans
+from swapkern import reference as ref
+from swapkern.optim import WeightSwap
+
+PROTOCOLS = ["rows", "cols", "in-row", "in-col", "mixed", "inter-layer", "bias", "neuron"]
+
+
+def mlp(dtype=torch.float32, device="cpu"):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype).to(device)
+
+
+def cnn(dtype=torch.float32, device="cpu"):
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.GELU(),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 10),
+        nn.ReLU(),
+        nn.Linear(10, 4),
+    )
+    with torch.no_grad():
+        for bn in (m[1], m[5]):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.normal_()
+            bn.bias.normal_()
+    return m.to(dtype).to(device)
+
+
+def _reference_step(model_copy, ws, step):
+    """Applies step `step` of ws to model_copy with swapkern.reference, from the same draws."""
+    tensors = dict(model_copy.named_parameters()) | dict(model_copy.named_buffers())
+    names = {id(t): n for n, t in list(ws.model.named_parameters()) + list(ws.model.named_buffers())}
+    base = lambda stream: plans.base_key(ws.seed, step, stream)  # noqa: E731
+    for g in ws.groups:
+        res = g.draw(base)
+        a, b, pick = res if len(res) == 3 else (*res, None)
+        for ji, job in enumerate(g.jobs):
+            if pick is not None and ji != pick:
+                continue
+            x, y = job.view(tensors[names[id(job.x)]]), job.view(tensors[names[id(job.y)]])
+            with torch.no_grad():
+                if job.x is job.y and job.dx is None:
+                    ref.swap_elements_(x, a, b)
+                elif job.x is job.y:
+                    ref.swap_(x, job.dx, a, b)
+                else:
+                    ref.swap_between_(x, y, a, b, dim_x=job.dx, dim_y=job.dy)
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+@pytest.mark.parametrize("make", [mlp, cnn])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_protocol_matches_reference(backend, device, proto, make, dtype):
+    model = make(dtype, device)
+    want = copy.deepcopy(model)
+    ws = WeightSwap(model, proto, swaps=1, seed=17)
+    for step in range(3):
+        ws.step()
+        _reference_step(want, ws, step)
+    for (n, got), (_, exp) in zip(model.state_dict().items(), want.state_dict().items(), strict=True):
+        assert torch.equal(got, exp), (proto, n)
+
+
+def _changed(before, after):
+    return (before != after).nonzero()
+
+
+def test_rows_cols_semantics():
+    w = nn.Parameter(torch.arange(48.0).view(6, 8))
+    before = w.detach().clone()
+    WeightSwap([("w", w)], "rows", swaps=2, seed=1).step()
+    moved = (w.detach() != before).any(1).nonzero().flatten()
+    assert len(moved) == 4 and sorted(w.detach()[:, 0].tolist()) == sorted(before[:, 0].tolist())
+    assert all(any(torch.equal(w.detach()[r], before[q]) for q in moved) for r in moved)
+    before = w.detach().clone()
+    WeightSwap([("w", w)], "cols", swaps=3, seed=1).step()
+    moved = (w.detach() != before).any(0).nonzero().flatten()
+    assert len(moved) == 6 and torch.equal(w.detach().sort(1).values, before.sort(1).values)
+
+
+def test_element_protocols_semantics():
+    for proto, check in [
+        ("in-row", lambda idx: len(set(idx[:, 0].tolist())) == 1),
+        ("in-col", lambda idx: len(set(idx[:, 1].tolist())) == 1),
+        ("mixed", lambda idx: True),
+    ]:
+        for seed in range(5):
+            w = nn.Parameter(torch.randn(5, 4, 3))
+            before = w.detach().clone()
+            WeightSwap([("w", w)], proto, swaps=2, seed=seed).step()
+            idx = _changed(before, w.detach())
+            assert len(idx) == 4 and check(idx), (proto, idx)
+            assert torch.equal(w.detach().flatten().sort().values, before.flatten().sort().values)
+
+
+def test_bias_mixes_a_bias_with_its_own_unit():
+    lin = nn.Linear(5, 4)
+    w0, b0 = lin.weight.detach().clone(), lin.bias.detach().clone()
+    WeightSwap(lin, "bias", swaps=2, seed=4).step()
+    units = (lin.bias.detach() != b0).nonzero().flatten()
+    cells = _changed(w0, lin.weight.detach())
+    assert len(units) == 2 and sorted(cells[:, 0].tolist()) == sorted(units.tolist())
+    for r, c in cells.tolist():
+        assert lin.weight[r, c] == b0[r] and lin.bias[r] == w0[r, c]
+
+
+def test_inter_layer_rows_between_layers_of_equal_row_shape():
+    m = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 6))
+    before = [p.detach().clone() for p in m.parameters()]
+    WeightSwap(m, "inter-layer", swaps=1, seed=3).step()
+    after = list(m.parameters())
+    moved = [i for i, (b, a) in enumerate(zip(before, after, strict=True)) if not torch.equal(b, a)]
+    assert moved in ([2, 4], [4, 2]) or sorted(moved) == [2, 4], moved  # the two (6, 6) weights
+    r2 = (before[2] != after[2].detach()).any(1).nonzero().flatten()
+    r4 = (before[4] != after[4].detach()).any(1).nonzero().flatten()
+    assert len(r2) == len(r4) == 1
+    assert torch.equal(after[2][r2[0]].detach(), before[4][r4[0]]) and torch.equal(
+        after[4][r4[0]].detach(), before[2][r2[0]]
+    )
+
+
+@pytest.mark.parametrize("make", [mlp, cnn])
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_neuron_preserves_the_function(make, train_mode):
+    model = make()
+    model.train(train_mode)
+    x = torch.randn(7, 6) if make is mlp else torch.randn(7, 3, 8, 8)
+    with torch.no_grad():
+        y0 = model(x)
+    ws = WeightSwap(model, "neuron", swaps=2, seed=5)
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(4):
+        ws.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), y0, rtol=1e-5, atol=1e-5)
+
+
+def _train_step(model, opt, x, y):
+    loss = nn.functional.mse_loss(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("optim", ["sgd", "adam"])
+@pytest.mark.parametrize("state", [True, False])
+def test_optimizer_state_moves_with_its_parameter(backend, optim, state):
+    model = mlp()
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        if optim == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=0.01)
+    )
+    x, y = torch.randn(16, 6), torch.randn(16, 3)
+    _train_step(model, opt, x, y)
+    snap = {p: {k: v.clone() for k, v in opt.state[p].items() if torch.is_tensor(v)} for p in model.parameters()}
+    w_before = [p.detach().clone() for p in model.parameters()]
+    WeightSwap(model, "rows", swaps=1, seed=2, state=state).step(optimizer=opt)
+    for p, wb in zip(model.parameters(), w_before, strict=True):
+        if p.dim() < 2:
+            continue
+        perm = [int((wb == p.detach()[r]).all(1).nonzero()[0]) for r in range(p.shape[0])]  # new row r came from
+        for name, old in snap[p].items():
+            if old.shape != p.shape:
+                continue
+            want = old[perm] if state else old
+            assert torch.equal(opt.state[p][name], want), (optim, name)
+
+
+def test_metropolis_rejects_at_zero_temperature_and_accepts_at_high():
+    model = mlp()
+    x, y = torch.randn(32, 6), torch.randn(32, 3)
+    closure = lambda: nn.functional.mse_loss(model(x), y)  # noqa: E731
+    snapshot = [p.detach().clone() for p in model.parameters()]
+    ws = WeightSwap(model, "mixed", swaps=3, accept="metropolis", temperature=1e-12, seed=1)
+    for _ in range(30):
+        before = [p.detach().clone() for p in model.parameters()]
+        with torch.no_grad():
+            loss0 = float(closure())
+        kept = ws.step(closure)
+        if not kept:
+            assert all(torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+        else:
+            assert float(closure().detach()) <= loss0 + 1e-12
+    assert ws.stats["proposals"] == 30 and ws.stats["accepted"] < 30 and ws.stats["closure_calls"] == 60
+    for p, s in zip(model.parameters(), snapshot, strict=True):  # accepted moves only ever lowered the loss
+        assert p.shape == s.shape
+    hot = WeightSwap(mlp(), "mixed", swaps=3, accept="metropolis", temperature=1e6, seed=1)
+    m2 = hot.model
+    c2 = lambda: nn.functional.mse_loss(m2(x), y)  # noqa: E731
+    kept = [hot.step(c2) for _ in range(30)]
+    assert sum(kept) >= 29
+
+
+def test_seeded_runs_repeat_and_resume_exactly():
+    def run(ws_state=None, steps=6):
+        model = cnn()
+        ws = WeightSwap(model, "mixed", swaps=2, seed=99)
+        if ws_state:
+            ws.load_state_dict(ws_state)
+        for _ in range(steps):
+            ws.step()
+        return model, ws
+
+    a, _ = run()
+    b, _ = run()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    half, ws_half = run(steps=3)
+    state = ws_half.state_dict()
+    resumed = WeightSwap(half, "mixed", swaps=2, seed=0)
+    resumed.load_state_dict(state)
+    for _ in range(3):
+        resumed.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), half.parameters(), strict=True))
+
+
+def test_attach_every_and_detach():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: only the swaps move weights
+    ws = WeightSwap(model, "rows", every=3, seed=1)
+    handle = ws.attach(opt)
+    x, y = torch.randn(4, 6), torch.randn(4, 3)
+    for _ in range(7):
+        _train_step(model, opt, x, y)
+    assert ws.calls == 7 and ws.draws == 2
+    handle.remove()
+    _train_step(model, opt, x, y)
+    assert ws.draws == 2
+
+
+def test_p_skips_steps():
+    ws = WeightSwap(mlp(), "rows", p=0.25, seed=4)
+    done = [ws.step() for _ in range(400)]
+    assert 60 <= sum(d is True for d in done) <= 140 and all(d in (True, None) for d in done)
+
+
+def test_max_gap_only_swaps_close_values():
+    w = nn.Parameter(torch.arange(200.0).view(10, 20))
+    before = w.detach().clone()
+    ws = WeightSwap([("w", w)], "mixed", swaps=5, max_gap=30.0, seed=0)
+    for _ in range(50):
+        ws.step()
+    assert not torch.equal(w.detach(), before), "some proposals are close enough to be made"
+    assert torch.equal(w.detach().flatten().sort().values, before.flatten().sort().values)
+    for seed in range(20):  # each single step moves values by less than the gap
+        snap = w.detach().clone()
+        WeightSwap([("w", w)], "mixed", swaps=5, max_gap=30.0, seed=seed).step()
+        assert (w.detach() - snap).abs().max() < 30
+
+
+def test_one_packed_launch_per_step_and_no_allocation():
+    model = cnn()
+    opt = torch.optim.Adam(model.parameters())
+    _train_step(model, opt, torch.randn(4, 3, 8, 8), torch.randn(4, 4))
+    ws = WeightSwap(model, "mixed", swaps=2, seed=1, state=True)
+    ws.step(optimizer=opt)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        ws.step(optimizer=opt)
+    swap_ops = [e.name for e in prof.events() if e.name.startswith("swapkern::")]
+    assert swap_ops.count("swapkern::swap_packed_") == 1 and set(swap_ops) == {"swapkern::swap_packed_"}
+    assert not [e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 8]
+
+
+@pytest.mark.parametrize(
+    "make,exc",
+    [
+        (lambda: WeightSwap(mlp(), "swap-all"), ValueError),
+        (lambda: WeightSwap([("w", nn.Parameter(torch.zeros(4, 4)))], "inter-layer"), ValueError),
+        (lambda: WeightSwap(mlp(), "mixed", accept="metropolis", temperature=0.0), ValueError),
+        (lambda: WeightSwap(mlp(), "mixed", accept="metropolis"), ValueError),
+        (lambda: WeightSwap(mlp(), "mixed", every=0), ValueError),
+        (lambda: WeightSwap(mlp(), "mixed", swaps=0), ValueError),
+        (lambda: WeightSwap([("w", nn.Parameter(torch.zeros(1, 4)))], "rows"), ValueError),
+        (lambda: WeightSwap(mlp().parameters(), "neuron"), ValueError),
+        (lambda: WeightSwap(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)), "neuron"), ValueError),
+        (lambda: WeightSwap(nn.Sequential(nn.Linear(4, 4)), "neuron"), ValueError),
+        (lambda: WeightSwap(nn.Linear(4, 4), "neuron"), ValueError),
+        (lambda: WeightSwap(mlp(), "mixed", p=2.0), ValueError),
+        (lambda: WeightSwap(mlp(), "mixed", max_gap=0), ValueError),
+    ],
+)
+def test_bad_configurations(make, exc):
+    with pytest.raises(exc):
+        make()
+
+
+def test_neuron_error_names_the_layer():
+    with pytest.raises(ValueError, match="cannot pair 0 with 2: LayerNorm"):
+        WeightSwap(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)), "neuron")
+
+
+def test_state_true_without_optimizer_and_metropolis_without_closure():
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError):
+        WeightSwap(model, "rows", state=True).step()
+    with pytest.raises(ValueError):
+        WeightSwap(model, "rows", accept="metropolis", temperature=1.0).step()
+    assert all(torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+def _ddp_worker(rank, world, init_file, out_dir):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.manual_seed(0)  # same initial model on both ranks
+    model = nn.parallel.DistributedDataParallel(mlp())
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    ws = WeightSwap(model.module, "mixed", swaps=3, seed=1234, state=True)
+    ws.attach(opt)
+    g = torch.Generator().manual_seed(rank)  # different data on each rank
+    for _ in range(25):
+        x, y = torch.randn(8, 6, generator=g), torch.randn(8, 3, generator=g)
+        _train_step(model, opt, x, y)
+    torch.save([p.detach() for p in model.parameters()], os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_replicas_stay_identical():
+    with tempfile.TemporaryDirectory() as tmp:
+        init = os.path.join(tmp, "init")
+        torch.multiprocessing.spawn(_ddp_worker, args=(2, init, tmp), nprocs=2, join=True)
+        p0 = torch.load(os.path.join(tmp, "rank0.pt"))
+        p1 = torch.load(os.path.join(tmp, "rank1.pt"))
+    assert all(torch.equal(a, b) for a, b in zip(p0, p1, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(p0, list(mlp().parameters()), strict=True))
