@@ -22,6 +22,7 @@ import swapkern
 
 from .protocols import loader_rows, protocol_rows
 from .timing import machine_info, measure, rotation
+from .weights import weight_rows
 
 
 @dataclass
@@ -230,6 +231,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smaller tensors, one dtype on the CPU")
     ap.add_argument("--only", nargs="*", default=None, help="run cases whose name contains one of these")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/overhead-<timestamp>.json)")
+    ap.add_argument("--no-weights", action="store_true", help="skip the weight-swap rows (ResNet-18, MLP)")
     ap.add_argument(
         "--images",
         type=int,
@@ -252,6 +254,8 @@ def main(argv=None):
             if args.only and not any(s in case.name for s in args.only):
                 continue
             rows += run_case(case, device, g)
+        if not args.no_weights and (not args.only or any("weight" in s for s in args.only)):
+            rows += weight_rows(device, args.quick)
         for n in args.images or ([512] if args.quick else [512, 4096]):
             for row in protocol_rows(device, n, backends_for(device)) + loader_rows(device, n, backends_for(device)):
                 if not args.only or any(s in row["case"] for s in args.only):
