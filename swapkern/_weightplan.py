@@ -90,53 +90,52 @@ def build(protocol, named, chosen, swaps, model):
         rows, cols, numel = w.shape[0], w.shape[1], w.numel()
         row_len, rest = numel // max(rows, 1), numel // max(rows * cols, 1)
 
-        def need(n, what, name=name):
-            if 2 * s > n:
-                raise ValueError(f"{protocol}: {name} has {n} {what}, {2 * s} are needed for swaps={s}")
+        def pairs_in(n, what, name=name):
+            """Pairs a layer gets: `swaps`, capped at the n // 2 disjoint pairs it holds; none is an error."""
+            if n < 2:
+                raise ValueError(f"{protocol}: {name} has {n} {what}; at least 2 are needed")
+            return min(s, n // 2)
 
         key = li
-        if protocol == "rows":
-            need(rows, "rows")
-            draw = lambda base, key=key, n=rows: _pairs(plans.distinct(key, base("pairs"), n, 2 * s))  # noqa: E731
-            groups.append(Group(s, [Job(w, w, 0, 0)], draw))
-        elif protocol == "cols":
-            need(cols, "columns")
-            draw = lambda base, key=key, n=cols: _pairs(plans.distinct(key, base("pairs"), n, 2 * s))  # noqa: E731
-            groups.append(Group(s, [Job(w, w, 1, 1)], draw))
+        if protocol in ("rows", "cols"):
+            n = rows if protocol == "rows" else cols
+            k = pairs_in(n, protocol)
+            draw = lambda base, key=key, n=n, k=k: _pairs(plans.distinct(key, base("pairs"), n, 2 * k))  # noqa: E731
+            d = 0 if protocol == "rows" else 1
+            groups.append(Group(k, [Job(w, w, d, d)], draw))
         elif protocol == "in-row":
-            need(row_len, "elements per row")
+            k = pairs_in(row_len, "elements per row")
 
-            def draw(base, key=key, n=rows, L=row_len):
+            def draw(base, key=key, n=rows, L=row_len, k=k):
                 r = plans.below(plans.word(key, base("extent"), 0), n)
-                return _pairs([r * L + v for v in plans.distinct(key, base("pairs"), L, 2 * s)])
+                return _pairs([r * L + v for v in plans.distinct(key, base("pairs"), L, 2 * k)])
 
-            groups.append(Group(s, [Job(w, w, None, None)], draw))
+            groups.append(Group(k, [Job(w, w, None, None)], draw))
         elif protocol == "in-col":
-            need(rows * rest, "elements per column")
+            k = pairs_in(rows * rest, "elements per column")
 
-            def draw(base, key=key, C=cols, R=rest, n=rows * rest):
+            def draw(base, key=key, C=cols, R=rest, n=rows * rest, k=k):
                 c = plans.below(plans.word(key, base("extent"), 0), C)
-                flat = [(v // R) * C * R + c * R + v % R for v in plans.distinct(key, base("pairs"), n, 2 * s)]
+                flat = [(v // R) * C * R + c * R + v % R for v in plans.distinct(key, base("pairs"), n, 2 * k)]
                 return _pairs(flat)
 
-            groups.append(Group(s, [Job(w, w, None, None)], draw))
+            groups.append(Group(k, [Job(w, w, None, None)], draw))
         elif protocol == "mixed":
-            need(numel, "elements")
-            draw = lambda base, key=key, n=numel: _pairs(plans.distinct(key, base("pairs"), n, 2 * s))  # noqa: E731
-            groups.append(Group(s, [Job(w, w, None, None)], draw))
+            k = pairs_in(numel, "elements")
+            draw = lambda base, key=key, n=numel, k=k: _pairs(plans.distinct(key, base("pairs"), n, 2 * k))  # noqa: E731
+            groups.append(Group(k, [Job(w, w, None, None)], draw))
         elif protocol == "bias":
             bias = params.get(name[: -len("weight")] + "bias") if name.endswith("weight") else None
             if bias is None or bias.dim() != 1 or bias.shape[0] != rows:
                 continue  # a layer without a bias has nothing to mix
-            if s > rows:
-                raise ValueError(f"bias: {name} has {rows} units, {s} are needed for swaps={s}")
+            k = min(s, rows)
 
-            def draw(base, key=key, n=rows, L=row_len):
-                units = plans.distinct(key, base("pairs"), n, s)
-                cols_ = [plans.below(plans.word(key, base("extent"), j), L) for j in range(s)]
+            def draw(base, key=key, n=rows, L=row_len, k=k):
+                units = plans.distinct(key, base("pairs"), n, k)
+                cols_ = [plans.below(plans.word(key, base("extent"), j), L) for j in range(k)]
                 return [u * L + c for u, c in zip(units, cols_, strict=True)], units
 
-            groups.append(Group(s, [Job(w, bias, None, None)], draw))
+            groups.append(Group(k, [Job(w, bias, None, None)], draw))
     if not groups:
         raise ValueError(
             f"{protocol}: no layer to swap (the chosen layers have no biases)"
@@ -165,11 +164,7 @@ def _inter_layer_group(chosen, s):
     if not candidates:
         raise ValueError("inter-layer: no two layers share a dtype and device")
     sizes = [w.shape[0] if rows else w.numel() for _, w in chosen]
-    for a, b in candidates:
-        if min(sizes[a], sizes[b]) < s:
-            raise ValueError(
-                f"inter-layer: {chosen[a][0]} or {chosen[b][0]} has fewer than {s} {'rows' if rows else 'elements'}"
-            )
+    k = min(s, *(min(sizes[a], sizes[b]) for a, b in candidates))  # capped at what the smallest layer holds
     # One job per candidate pair; a step draws one candidate and pairs for it, the other jobs get no pairs.
     # To keep one static buffer, every candidate is a job of its own group; unchosen groups draw K = 0 swaps.
     jobs = [Job(chosen[a][1], chosen[b][1], 0 if rows else None, 0 if rows else None) for a, b in candidates]
@@ -177,11 +172,11 @@ def _inter_layer_group(chosen, s):
     def draw(base):
         pick = plans.below(plans.word(0, base("extent"), 0), len(candidates))
         a, b = candidates[pick]
-        i = plans.distinct(a, base("pairs"), sizes[a], s)
-        j = plans.distinct(b, base("pairs"), sizes[b], s, first_draw=s)
+        i = plans.distinct(a, base("pairs"), sizes[a], k)
+        j = plans.distinct(b, base("pairs"), sizes[b], k, first_draw=k)
         return i, j, pick
 
-    return Group(s, jobs, draw)
+    return Group(k, jobs, draw)
 
 
 def _flat_modules(model):
@@ -237,10 +232,11 @@ def _neuron_groups(model, chosen, s):
             if w2.shape[1] != n:
                 raise ValueError(f"neuron: {names.get(nxt)} takes {w2.shape[1]} inputs but {name} gives {n}")
             jobs.append(Job(w2, w2, 1, 1))
-        if 2 * s > n:
-            raise ValueError(f"neuron: {name} has {n} units, {2 * s} are needed for swaps={s}")
-        draw = lambda base, key=li, n=n: _pairs(plans.distinct(key, base("pairs"), n, 2 * s))  # noqa: E731
-        groups.append(Group(s, jobs, draw))
+        if n < 2:
+            raise ValueError(f"neuron: {name} has {n} unit; at least 2 are needed")
+        k = min(s, n // 2)
+        draw = lambda base, key=li, n=n, k=k: _pairs(plans.distinct(key, base("pairs"), n, 2 * k))  # noqa: E731
+        groups.append(Group(k, jobs, draw))
     if not groups:
         raise ValueError("neuron: no chosen layer feeds another (the last layer's outputs are never permuted)")
     return groups

@@ -343,3 +343,12 @@ def test_ddp_replicas_stay_identical():
         p1 = torch.load(os.path.join(tmp, "rank1.pt"))
     assert all(torch.equal(a, b) for a, b in zip(p0, p1, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(p0, list(mlp().parameters()), strict=True))
+
+
+def test_swaps_are_capped_at_what_a_layer_holds():
+    w = nn.Parameter(torch.arange(48.0).view(6, 8))
+    before = w.detach().clone()
+    ws = WeightSwap([("w", w)], "rows", swaps=100, seed=1)
+    assert ws.groups[0].k == 3
+    ws.step()
+    assert int((w.detach() != before).any(1).sum()) == 6
