@@ -220,7 +220,8 @@ def train(data, cfg: RunConfig, progress=None) -> dict:
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     curves = {"step": [], "time_s": [], "train_loss": [], "clean_loss": [], "test_acc": [], "epoch": []}
-    step, train_time, running, count, extra_forward = 0, 0.0, 0.0, 0, 0
+    step, train_time, running, count = 0, 0.0, 0.0, 0
+    perturbation = []
 
     def record():
         acc, _ = _evaluate(model, test_loader, device, gpu)
@@ -248,16 +249,30 @@ def train(data, cfg: RunConfig, progress=None) -> dict:
             opt.step()
             sched.step()
             if ws is not None:
+                every_n = cfg.extra.get("perturbation_every", 0)
+                m0 = time.perf_counter()
+                snap = [q.detach().clone() for q in model.parameters()] if every_n and step % every_n == 0 else None
+                measuring = time.perf_counter() - m0
                 if cfg.weight_noise:
                     _weight_noise_(model, ws, noise_g)
                 elif cfg.temperature:
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu):
                         ws.step(lambda x=x, y=y: nn.functional.cross_entropy(model(x), y))
-                    extra_forward += 2
                 else:
                     ws.step(optimizer=opt)
+                if snap is not None:  # injected perturbation ||dw||^2 / ||w||^2 of this step (not timed)
+                    m0 = time.perf_counter()
+                    with torch.no_grad():
+                        num = sum(
+                            float((q - b).float().pow(2).sum()) for q, b in zip(model.parameters(), snap, strict=True)
+                        )
+                        den = sum(float(b.float().pow(2).sum()) for b in snap)
+                    perturbation.append(num / max(den, 1e-30))
+                    measuring += time.perf_counter() - m0
+            else:
+                measuring = 0.0
             sync()
-            train_time += time.perf_counter() - t0
+            train_time += time.perf_counter() - t0 - measuring
             running += loss.item()
             count += 1
             step += 1
@@ -280,7 +295,8 @@ def train(data, cfg: RunConfig, progress=None) -> dict:
         "final_acc": curves["test_acc"][-1],
         "best_acc": max(curves["test_acc"]),
         "final_clean_loss": curves["clean_loss"][-1],
-        "extra_forward_passes": extra_forward,
+        "extra_forward_passes": ws.stats["closure_calls"] if ws is not None else 0,
+        "perturbation": sum(perturbation) / len(perturbation) if perturbation else None,
         "finite": all(math.isfinite(v) for v in curves["clean_loss"]),
     }
     if ws is not None:

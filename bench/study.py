@@ -1,0 +1,455 @@
+"""The experiment suite on the poster's two claims: feature swaps speed training up (up to 2x); weight swaps slow
+learning in step with their intensity.
+
+    python -m bench.study --scale {quick,cpu,gpu} [--data ...] [--only NAME ...] --out DIR
+
+Each experiment is a declarative spec (arms, seeds, data, budget, metric) in EXPERIMENTS. Every (experiment, arm,
+seed) run is saved as it finishes under DIR/<experiment>/runs/; a rerun skips finished runs. DIR/REPORT.md has a
+table and a one-line verdict per experiment, beside plots and the raw per-run JSON.
+Scales: quick (built-in data, minutes), cpu (CIFAR-10 subsets on the CPU trainer, about two hours on 2 cores),
+gpu (the speed-run trainer on full CIFAR-10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import datasets, plots, runner, stats
+from .timing import machine_info
+from .trainer import RunConfig
+
+POSTER = ["none", "1SA", "1PA", "ESA", "ASA", "EPA"]
+WEIGHT = ["rows", "cols", "in-row", "in-col", "mixed", "bias", "inter-layer"]
+
+
+@dataclass
+class Scale:
+    name: str
+    data: str
+    train: int | None  # training images (None: all)
+    test: int | None
+    seeds: int
+    epochs: float
+    trainer: str = "cpu"
+    batch: int = 64
+    width: int = 16
+    fast_seeds: int = 5
+
+
+SCALES = {
+    "quick": Scale("quick", "builtin", 1500, 500, 2, 1.0, batch=32, width=8, fast_seeds=2),
+    "cpu": Scale("cpu", "auto", 10000, 2000, 3, 4.0),
+    "gpu": Scale("gpu", "auto", None, None, 5, 10.0, trainer="gpu", batch=1024, fast_seeds=25),
+}
+
+
+@dataclass
+class Experiment:
+    """arms: (label, RunConfig overrides) pairs; group: which runs share a baseline (key, label) -> group name;
+    metric: "accuracy" (time to a target test accuracy) or "clean_loss" (to a clean training-loss threshold)."""
+
+    name: str
+    question: str
+    arms: list
+    seeds: int
+    base: dict = field(default_factory=dict)
+    data_fraction: float = 1.0
+    metric: str = "accuracy"
+    groups: list | None = None  # [(group name, overrides for every arm of the group)]
+    target: float | None = None  # fixed target; None: auto from the baseline
+
+
+def experiments(sc: Scale, quick: bool):
+    ep = sc.epochs
+    bs_list = [8, 32, 128] if not quick else [16, 64]
+    intensities = [1, 4, 16, 64] if not quick else [1, 16]
+    weights = WEIGHT if not quick else ["rows", "mixed"]
+    exps = [
+        Experiment(
+            "replication",
+            "Do the poster's feature protocols reach a target accuracy sooner than no swap, at batch sizes 8, 32, 128?",
+            [(p, {"protocol": p}) for p in POSTER],
+            sc.seeds,
+            groups=[(f"batch {b}", {"batch_size": b, "lr": 0.05 * (b / 64) ** 0.5}) for b in bs_list],
+        ),
+        Experiment(
+            "fast-baseline",
+            "Inside a strong, fast trainer (large batch, label smoothing, flips; the GPU "
+            "speed-run trainer at gpu scale), does any protocol cut the time to target?",
+            [(p, {"protocol": p}) for p in POSTER],
+            sc.fast_seeds,
+            base={
+                "batch_size": 1024 if sc.trainer == "gpu" else 256,
+                "lr": 0.4 if sc.trainer == "gpu" else 0.2,
+                "label_smoothing": 0.2,
+                "width": 32 if sc.trainer == "cpu" and not quick else sc.width,
+            },
+            target=0.94 if sc.trainer == "gpu" else None,
+        ),
+        Experiment(
+            "controls",
+            "Matched-strength controls: is any effect specific to swapping, or what any noise "
+            "of the same size does (Gaussian, erasing, RandomChannelPermutation), or nothing (sham)?",
+            [("none", {})]
+            + [
+                (f"{p}{'+' + c if c else ''}", {"protocol": p, "control": c})
+                for p in ("ESA", "EPA")
+                for c in (None, "gauss", "erase", "rcp", "sham")
+            ],
+            sc.seeds,
+        ),
+        Experiment(
+            "regimes",
+            "Where augmentation-like regularisers help late, not early: 10% of the data, no BatchNorm, long training.",
+            [(p, {"protocol": p}) for p in ("none", "1SA", "ESA", "EPA")],
+            sc.seeds,
+            groups=[
+                ("10% data", {"extra": {"fraction": 0.1}, "epochs": 5 * ep}),
+                ("no BatchNorm", {"model": "cnn-nobn", "lr": 0.02}),
+                ("long training", {"epochs": 3 * ep}),
+            ],
+        ),
+        Experiment(
+            "weight-intensity",
+            "Do weight swaps slow learning in step with intensity, more than Gaussian "
+            "weight noise of the same norm, with and without the optimizer state?",
+            [("none", {})]
+            + [
+                (f"{w}x{k}{tag}", {"weight_protocol": w, "weight_swaps": k, **kw})
+                for w in weights
+                for k in intensities
+                for tag, kw in (("", {}), ("+state", {"weight_state": True}), ("(noise)", {"weight_noise": True}))
+            ],
+            max(2, sc.seeds - 1),
+            base={"extra": {"perturbation_every": 10}},
+        ),
+        Experiment(
+            "symmetry-null",
+            "The function-preserving `neuron` permutation: with state=True it must follow "
+            "the baseline to float rounding; with state=False, what does losing the momentum cost?",
+            [("none", {})]
+            + [
+                (
+                    f"neuronx{k}{'+state' if s else ''}",
+                    {"weight_protocol": "neuron", "weight_swaps": k, "weight_state": s},
+                )
+                for k in (1, 16)
+                for s in (True, False)
+            ],
+            sc.seeds,
+        ),
+        Experiment(
+            "metropolis",
+            "Swap Monte Carlo proper: Metropolis-accepted weight swaps over temperature, "
+            "proposal probability and a max_gap bound, at equal compute (extra forward passes counted).",
+            [("none", {})]
+            + [
+                (
+                    f"T{t:g}-p{p:g}{'-gap' if g else ''}",
+                    {"weight_protocol": "mixed", "weight_swaps": 4, "temperature": t, "weight_p": p, "max_gap": g},
+                )
+                for t in (0.003, 0.03, 0.3)
+                for p in (0.25, 1.0)
+                for g in (None, 0.01)
+            ][: 13 if not quick else 3],
+            max(2, sc.seeds - 1),
+        ),
+        Experiment(
+            "glassy",
+            "An under-parameterised (8 hidden units) network trained long: do Metropolis swaps "
+            "reach a clean training-loss threshold sooner?",
+            [
+                ("none", {}),
+                ("mixed", {"weight_protocol": "mixed", "weight_swaps": 2}),
+                ("T0.01", {"weight_protocol": "mixed", "weight_swaps": 2, "temperature": 0.01}),
+                ("T0.1", {"weight_protocol": "mixed", "weight_swaps": 2, "temperature": 0.1}),
+            ],
+            sc.seeds,
+            base={"model": "mlp-narrow", "width": 8, "epochs": 5 * ep, "lr": 0.05},
+            metric="clean_loss",
+        ),
+    ]
+    return exps
+
+
+def _configs(exp: Experiment, sc: Scale, device):
+    """RunConfigs of an experiment: (group, label, config) triples."""
+    out = []
+    for gname, gover in exp.groups or [("all", {})]:
+        for label, over in exp.arms:
+            for seed in range(exp.seeds):
+                fields = dict(
+                    trainer=sc.trainer,
+                    device=device,
+                    batch_size=sc.batch,
+                    epochs=sc.epochs,
+                    seed=seed,
+                    width=sc.width,
+                    lr=0.4 if sc.trainer == "gpu" else 0.05,
+                )
+                for part in (exp.base, gover, over):
+                    for k, v in part.items():
+                        fields[k] = {**fields.get(k, {}), **v} if k == "extra" else v
+                out.append((gname, label, RunConfig(**fields)))
+    return out
+
+
+def _clean_target(results, margin=1.05):
+    return margin * max(min(r["curves"]["clean_loss"]) for r in results if r["arm"] == "none")
+
+
+def _steps_to_loss(result, threshold):
+    c = result["curves"]
+    for s, t, v in zip(c["step"], c["time_s"], c["clean_loss"], strict=True):
+        if v <= threshold:
+            return s, t
+    return None
+
+
+def verdict(exp: Experiment, rows) -> str:
+    """One line: the question answered from the intervals (ratios < 1 are faster than the baseline)."""
+    arms = [r for r in rows if r["arm"] != "none" and r["time_ratio"]["pairs"]]
+    if not arms:
+        return "no comparison possible (no baseline reached the target)"
+    faster = [r for r in arms if r["time_ratio"]["hi"] < 1 and not r["time_ratio"]["lower_bound"]]
+    slower = [r for r in arms if r["time_ratio"]["lo"] > 1 or r["time_ratio"]["lower_bound"]]
+    best = min(arms, key=lambda r: r["time_ratio"]["ratio"])
+    if exp.name == "symmetry-null":
+        return _symmetry_verdict(rows)
+    if exp.name == "weight-intensity":
+        return _intensity_verdict(rows)
+    head = (
+        f"{len(faster)} of {len(arms)} arms significantly faster than the baseline, {len(slower)} slower; "
+        f"best {best['arm']} ({best['group']}) at {stats.fmt_ratio(best['time_ratio'])}x the baseline's time"
+    )
+    if exp.name in ("replication", "fast-baseline", "regimes"):
+        two_x = any(r["time_ratio"]["hi"] <= 0.5 for r in faster)
+        head += ". The 2x speed-up claim " + ("holds for some arm" if two_x else "is not reproduced")
+    return head
+
+
+def _symmetry_verdict(rows):
+    dev = [r for r in rows if r["arm"] != "none"]
+    parts = [
+        f"{r['arm']}: max |d clean loss| {r.get('max_dev', float('nan')):.2e}, time {stats.fmt_ratio(r['time_ratio'])}"
+        for r in dev
+    ]
+    return "; ".join(parts)
+
+
+def _intensity_verdict(rows):
+    by = {}
+    for r in rows:
+        if r["arm"] == "none" or not r["steps_ratio"]["pairs"]:
+            continue
+        proto = r["arm"].split("x")[0]
+        kind = "noise" if "(noise)" in r["arm"] else ("state" if "+state" in r["arm"] else "swap")
+        k = int(r["arm"].split("x")[1].split("+")[0].split("(")[0])
+        by.setdefault((proto, kind), []).append((k, r["steps_ratio"]["ratio"]))
+    mono = sum(1 for pts in by.values() if _spearman(sorted(pts)) > 0.5)
+    return (
+        f"slowdown rises with intensity (Spearman > 0.5) in {mono} of {len(by)} protocol/kind series; "
+        "see the table for swaps against noise of the same norm"
+    )
+
+
+def _spearman(pts):
+    if len(pts) < 3:
+        return float("nan")
+    xs = [p[0] for p in pts]
+    ys = [p[1] for p in pts]
+    rx = {v: i for i, v in enumerate(sorted(xs))}
+    ry = {v: i for i, v in enumerate(sorted(ys))}
+    a, b = [rx[x] for x in xs], [ry[y] for y in ys]
+    n = len(a)
+    d2 = sum((i - j) ** 2 for i, j in zip(a, b, strict=True))
+    return 1 - 6 * d2 / (n * (n * n - 1))
+
+
+def run_experiment(exp, sc, data, device, out_dir, log=print):
+    triples = _configs(exp, sc, device)
+    datas = {}
+    results = []
+    for gname, label, cfg in triples:
+        frac = cfg.extra.get("fraction", 1.0)
+        d = datas.get(frac)
+        if d is None:
+            d = datas[frac] = data if frac == 1.0 else data.subset(max(100, int(len(data.train_y) * frac)))
+        t0 = time.time()
+        res = runner.run_all(d, [cfg], os.path.join(out_dir, exp.name), progress=False, log=lambda *_: None)[0]
+        if time.time() - t0 > 0.5:  # trained now, not loaded
+            log(
+                f"  {exp.name} | {gname} | {label} | seed {cfg.seed}: final acc {100 * res['final_acc']:.1f}%, "
+                f"{res['train_seconds']:.1f} s",
+                flush=True,
+            )
+        res["arm"], res["group"] = label, gname
+        results.append(res)
+    if exp.metric == "clean_loss":
+        threshold = _clean_target(results)
+        for r in results:  # express the metric through the accuracy machinery: a curve that crosses at the threshold
+            hit = _steps_to_loss(r, threshold)
+            r["curves"] = dict(r["curves"], test_acc=[0.0] * len(r["curves"]["step"]))
+            if hit:
+                i = r["curves"]["step"].index(hit[0])
+                r["curves"]["test_acc"] = [0.0] * i + [1.0] * (len(r["curves"]["step"]) - i)
+        target, target_desc = 1.0, f"clean training loss <= {threshold:.3f}"
+    else:
+        base = [r for r in results if r["arm"] == "none"]
+        target = exp.target or runner.auto_target(base)
+        target_desc = f"test accuracy >= {100 * target:.1f}%"
+    rows = runner.summarise(results, target, group=lambda r: r["group"])
+    for row in rows:
+        runs = [r for r in results if r["arm"] == row["arm"] and r["group"] == row["group"]]
+        row["extra_forward_passes"] = sum(r["extra_forward_passes"] for r in runs) / len(runs)
+        pert = [r["perturbation"] for r in runs if r.get("perturbation") is not None]
+        row["perturbation"] = sum(pert) / len(pert) if pert else None
+        acc = [
+            r["weight_stats"]["accepted"] / max(r["weight_stats"]["proposals"], 1)
+            for r in runs
+            if r.get("weight_stats") and r["config"]["temperature"]
+        ]
+        row["acceptance"] = sum(acc) / len(acc) if acc else None
+        base = {r["config"]["seed"]: r for r in results if r["arm"] == "none" and r["group"] == row["group"]}
+        devs = [
+            max(
+                abs(a - b)
+                for a, b in zip(
+                    r["curves"]["clean_loss"], base[r["config"]["seed"]]["curves"]["clean_loss"], strict=False
+                )
+            )
+            for r in runs
+            if r["config"]["seed"] in base
+        ]
+        row["max_dev"] = max(devs) if devs else float("nan")
+    return results, rows, target_desc
+
+
+def _plots(exp, results, rows, out_dir):
+    paths = []
+    for g in dict.fromkeys(r["group"] for r in results):
+        by_arm = {}
+        for r in results:
+            if r["group"] == g:
+                by_arm.setdefault(r["arm"], []).append(r)
+        if len(by_arm) <= 12:
+            p = os.path.join(out_dir, f"{exp.name}-{g.replace(' ', '_').replace('%', 'pc')}-curves.png")
+            plots.curves(by_arm, p, f"{exp.name}: {g}")
+            paths.append(p)
+        p = os.path.join(out_dir, f"{exp.name}-{g.replace(' ', '_').replace('%', 'pc')}-ratios.png")
+        plots.ratio_bars([r for r in rows if r["group"] == g and r["arm"] != "none"], p, f"{exp.name}: {g}")
+        paths.append(p)
+    if exp.name == "weight-intensity":
+        series = {}
+        for r in rows:
+            if r["perturbation"] and r["steps_ratio"]["pairs"]:
+                proto = r["arm"].split("x")[0]
+                kind = "noise" if "(noise)" in r["arm"] else ("swap+state" if "+state" in r["arm"] else "swap")
+                sr = r["steps_ratio"]
+                series.setdefault(f"{proto} {kind}", []).append((r["perturbation"], sr["ratio"], sr["lo"], sr["hi"]))
+        p = os.path.join(out_dir, "weight-intensity-perturbation.png")
+        plots.sweep(series, p, "slowdown against injected perturbation", xlabel="||dw||^2 / ||w||^2 per step")
+        paths.append(p)
+    return paths
+
+
+def report(out, sc, data, sections, started):
+    lines = [
+        f"# bench.study report: scale {sc.name}",
+        "",
+        f"Data {data.name} ({len(data.train_y)} train / {len(data.test_y)} test images); trainer {sc.trainer}; "
+        f"commit {machine_info()['commit']}; machine {machine_info()['cpu']}; "
+        f"{(time.time() - started) / 60:.0f} min for the runs made in this invocation.",
+        "",
+        "Ratios are arm / baseline of the time (or steps) to the target, paired by seed, geometric mean with a "
+        "bootstrap 95% interval; `>=` marks a lower bound where some runs never reached the target (censored, "
+        "counted at their budget). Wall-clock includes each arm's own overhead (swap kernels, extra forward "
+        "passes of Metropolis arms).",
+        "",
+    ]
+    for exp, rows, target_desc, paths in sections:
+        lines += [
+            f"## {exp.name}",
+            "",
+            f"**Question.** {exp.question}",
+            "",
+            f"**Verdict.** {verdict(exp, rows)}.",
+            "",
+            f"Target: {target_desc}; {exp.seeds} seeds per arm.",
+            "",
+            runner.table(rows, "group"),
+        ]
+        extra = [r for r in rows if r["perturbation"] or r["acceptance"] is not None or r["extra_forward_passes"]]
+        if extra:
+            lines += [
+                "",
+                "| group | arm | injected ||dw||^2/||w||^2 per step | acceptance | extra forwards/run |",
+                "|---|---|---|---|---|",
+            ]
+            for r in extra:
+                pert = f"{r['perturbation']:.2e}" if r["perturbation"] else "-"
+                acc = f"{100 * r['acceptance']:.0f}%" if r["acceptance"] is not None else "-"
+                lines.append(f"| {r['group']} | {r['arm']} | {pert} | {acc} | {r['extra_forward_passes']:.0f} |")
+        lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in paths] + [""]
+    with open(os.path.join(out, "REPORT.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=list(SCALES), default="quick")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--only", nargs="+", default=None, metavar="NAME")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args(argv)
+    sc = SCALES[args.scale]
+    import torch
+
+    device = args.device or ("cuda" if sc.trainer == "gpu" and torch.cuda.is_available() else "cpu")
+    data = datasets.load(args.data or sc.data)
+    if sc.train or sc.test:
+        data = data.subset(sc.train, sc.test)
+    exps = experiments(sc, args.scale == "quick")
+    if args.only:
+        unknown = set(args.only) - {e.name for e in exps}
+        if unknown:
+            raise SystemExit(f"--only: unknown experiments {sorted(unknown)}; known: {[e.name for e in exps]}")
+        exps = [e for e in exps if e.name in args.only]
+    if data.channels == 1:
+        for e in exps:
+            skipped = [label for label, over in e.arms if over.get("protocol", "none")[1:2] == "S"]
+            if skipped:
+                print(f"notice: {e.name}: 1-channel data, skipping channel-swap arms {skipped}")
+            e.arms = [(label, over) for label, over in e.arms if over.get("protocol", "none")[1:2] != "S"]
+    os.makedirs(args.out, exist_ok=True)
+    started, sections = time.time(), []
+    for exp in exps:
+        t0 = time.time()
+        results, rows, target_desc = run_experiment(exp, sc, data, device, args.out)
+        paths = _plots(exp, results, rows, args.out)
+        sections.append((exp, rows, target_desc, paths))
+        with open(os.path.join(args.out, f"{exp.name}.json"), "w") as f:
+            json.dump(
+                {
+                    "experiment": dataclasses.asdict(exp) | {"arms": [a for a, _ in exp.arms]},
+                    "rows": rows,
+                    "target": target_desc,
+                },
+                f,
+                indent=1,
+                default=str,
+            )
+        print(f"[{exp.name}] {len(results)} runs, {time.time() - t0:.0f} s: {verdict(exp, rows)}")
+        report(args.out, sc, data, sections, started)
+    print(f"wrote {os.path.join(args.out, 'REPORT.md')}")
+    return sections
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""bench.study: a quick-scale smoke run on tiny data, the report, and resumption after a killed run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench import study
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quick_smoke_three_experiments(tmp_path):
+    sections = study.main(
+        [
+            "--scale",
+            "quick",
+            "--data",
+            "builtin-tiny",
+            "--only",
+            "replication",
+            "symmetry-null",
+            "glassy",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    report = (tmp_path / "REPORT.md").read_text()
+    for name in ("replication", "symmetry-null", "glassy"):
+        assert f"## {name}" in report and (tmp_path / f"{name}.json").exists()
+    assert report.count("**Verdict.**") == 3
+    exp, rows, _, paths = sections[1]
+    assert exp.name == "symmetry-null" and all(os.path.exists(p) for p in paths)
+    null = next(r for r in rows if r["arm"] == "neuronx1+state")
+    assert null["max_dev"] < 1e-3, "neuron with state=True follows the baseline to float rounding"
+    glassy = sections[2][1]
+    assert {r["arm"] for r in glassy} == {"none", "mixed", "T0.01", "T0.1"}
+
+
+@pytest.mark.slow
+def test_quick_scale_all_experiments(tmp_path):
+    sections = study.main(["--scale", "quick", "--data", "builtin-tiny", "--out", str(tmp_path)])
+    assert len(sections) == len(study.experiments(study.SCALES["quick"], True))
+
+
+def test_unknown_experiment_is_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        study.main(["--scale", "quick", "--data", "builtin-tiny", "--only", "nonsense", "--out", str(tmp_path)])
+
+
+def test_one_channel_data_skips_channel_arms(tmp_path, capsys):
+    study.main(["--scale", "quick", "--data", "builtin-gray", "--only", "controls", "--out", str(tmp_path)])
+    assert "skipping channel-swap arms" in capsys.readouterr().out
+
+
+def test_resumes_after_a_killed_run(tmp_path):
+    out = tmp_path / "study"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.study",
+        "--scale",
+        "quick",
+        "--data",
+        "builtin-tiny",
+        "--only",
+        "replication",
+        "--out",
+        str(out),
+    ]
+    runs = out / "replication" / "runs"
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not runs.exists() or len(list(runs.glob("*.json"))) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p.name: p.stat().st_mtime for p in runs.glob("*.json")}
+    assert 3 <= len(done) < 24, "killed mid-way"
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    after = {p.name: p.stat().st_mtime for p in runs.glob("*.json")}
+    assert len(after) == 24  # 6 arms x 2 batch sizes x 2 seeds
+    assert all(after[name] == mtime for name, mtime in done.items()), "finished runs are not rerun"
+    assert (out / "REPORT.md").exists()
