@@ -57,8 +57,7 @@ class Experiment:
     question: str
     arms: list
     seeds: int
-    base: dict = field(default_factory=dict)
-    data_fraction: float = 1.0
+    base: dict = field(default_factory=dict)  # RunConfig overrides; extra["fraction"]: share of the training set
     metric: str = "accuracy"
     groups: list | None = None  # [(group name, overrides for every arm of the group)]
     target: float | None = None  # fixed target; None: auto from the baseline
@@ -87,7 +86,7 @@ def experiments(sc: Scale, quick: bool):
                 "batch_size": 1024 if sc.trainer == "gpu" else 256,
                 "lr": 0.4 if sc.trainer == "gpu" else 0.2,
                 "label_smoothing": 0.2,
-                "width": 32 if sc.trainer == "cpu" and not quick else sc.width,
+                "width": sc.width,
             },
             target=0.94 if sc.trainer == "gpu" else None,
         ),
@@ -126,7 +125,7 @@ def experiments(sc: Scale, quick: bool):
                 for tag, kw in (("", {}), ("+state", {"weight_state": True}), ("(noise)", {"weight_noise": True}))
             ],
             max(2, sc.seeds - 1),
-            base={"extra": {"perturbation_every": 10}},
+            base={"extra": {"perturbation_every": 10, "fraction": 1.0 if quick else 0.3}, "epochs": 0.75 * ep},
         ),
         Experiment(
             "symmetry-null",
