@@ -144,18 +144,10 @@ class FeatureSwap:
     def __init__(self, protocol: str, *, swaps: int = 1, p: float = 1.0, generator=None, seed: int | None = None):
         if not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS:
             raise ValueError(f"unknown feature-swap protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-        if isinstance(swaps, bool) or not isinstance(swaps, int) or swaps < 1:
-            raise ValueError(f"swaps must be an int >= 1, got {swaps!r}")
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        plans.check_count("swaps", swaps)
+        plans.check_probability("p", p)
         self.protocol, self.swaps, self.p = protocol.upper(), swaps, float(p)
-        if seed is None:
-            seed = (
-                int(torch.randint(0, 2**62, (1,), generator=generator).item())
-                if generator is not None
-                else torch.initial_seed()
-            )
-        self.seed, self.step, self.epoch = int(seed), 0, 0
+        self.seed, self.step, self.epoch = plans.resolve_seed(seed, generator), 0, 0
         self._ws: dict = {}
 
     def __repr__(self):

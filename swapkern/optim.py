@@ -59,16 +59,13 @@ class WeightSwap:
     ):
         if protocol not in WEIGHT_PROTOCOLS:
             raise ValueError(f"unknown weight-swap protocol {protocol!r}; choose one of {', '.join(WEIGHT_PROTOCOLS)}")
-        if isinstance(swaps, bool) or not isinstance(swaps, int) or swaps < 1:
-            raise ValueError(f"swaps must be an int >= 1, got {swaps!r}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        plans.check_count("swaps", swaps)
+        plans.check_count("every", every)
         if accept not in ACCEPT:
             raise ValueError(f"accept must be one of {ACCEPT}, got {accept!r}")
         if accept == "metropolis" and (temperature is None or not temperature > 0):
             raise ValueError(f"metropolis needs a temperature T > 0, got {temperature!r}")
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        plans.check_probability("p", p)
         if max_gap is not None and not max_gap > 0:
             raise ValueError(f"max_gap must be > 0, got {max_gap!r}")
         self.model = model_or_params if isinstance(model_or_params, nn.Module) else None
@@ -86,13 +83,7 @@ class WeightSwap:
         if len(devices) != 1:
             raise ValueError(f"the chosen tensors live on several devices: {sorted(map(str, devices))}")
         self.device = devices.pop()
-        if seed is None:
-            seed = (
-                int(torch.randint(0, 2**62, (1,), generator=generator).item())
-                if generator is not None
-                else torch.initial_seed()
-            )
-        self.seed, self.draws, self.calls = int(seed), 0, 0
+        self.seed, self.draws, self.calls = plans.resolve_seed(seed, generator), 0, 0
         self.stats = {"proposals": 0, "accepted": 0, "mean_delta": 0.0, "closure_calls": 0}
         self._optimizer, self._closure = None, None
         # One int64 index buffer for all groups: [a (k), b (k)] per group, refilled every step.

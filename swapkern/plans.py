@@ -60,6 +60,26 @@ def base_key(seed: int, step: int, stream: str) -> int:
     return h
 
 
+def resolve_seed(seed: int | None, generator: torch.Generator | None) -> int:
+    """A protocol's seed: `seed`, else 62 bits drawn from `generator`, else torch.initial_seed() (read, not
+    consumed: the global random stream, and so initialisation and data order, are left alone)."""
+    if seed is not None:
+        return int(seed)
+    if generator is not None:
+        return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    return torch.initial_seed()
+
+
+def check_count(name: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+
+
+def check_probability(name: str, v) -> None:
+    if not 0.0 <= float(v) <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+
+
 class Workspace:
     """Named int64 buffers of fixed shapes on one device, made on first use and reused after."""
 

@@ -57,6 +57,15 @@ def _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, mask, IX: tl.constexpr, IY: tl.co
 
 
 @triton.jit
+def _swap(x_ptr, y_ptr, ox, oy, mask):
+    """x[ox] <-> y[oy] where mask."""
+    vx = tl.load(x_ptr + ox, mask=mask)
+    vy = tl.load(y_ptr + oy, mask=mask)
+    tl.store(x_ptr + ox, vy, mask=mask)
+    tl.store(y_ptr + oy, vx, mask=mask)
+
+
+@triton.jit
 def exchange_flat(
     x_ptr,
     y_ptr,
@@ -86,10 +95,7 @@ def exchange_flat(
         m = w - k * M
     ox, oy = _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, mask, IX, IY, HAS_SAMPLE)
     sx, sy = _slice_offsets(m, geo, NDIM)
-    vx = tl.load(x_ptr + ox + sx, mask=mask)
-    vy = tl.load(y_ptr + oy + sy, mask=mask)
-    tl.store(x_ptr + ox + sx, vy, mask=mask)
-    tl.store(y_ptr + oy + sy, vx, mask=mask)
+    _swap(x_ptr, y_ptr, ox + sx, oy + sy, mask)
 
 
 @triton.jit
@@ -124,10 +130,7 @@ def exchange_rows(
     ty = ry[:, None] + cols[None, :]
     for k in tl.range(tl.program_id(1), K, tl.num_programs(1)):
         ox, oy = _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, k < K, IX, IY, HAS_SAMPLE)
-        vx = tl.load(x_ptr + ox + tx, mask=mask)
-        vy = tl.load(y_ptr + oy + ty, mask=mask)
-        tl.store(x_ptr + ox + tx, vy, mask=mask)
-        tl.store(y_ptr + oy + ty, vx, mask=mask)
+        _swap(x_ptr, y_ptr, ox + tx, oy + ty, mask)
 
 
 @triton.jit
@@ -153,7 +156,4 @@ def exchange_pairs(
     sx, sy = _slice_offsets(m, geo, NDIM)
     for k in tl.range(tl.program_id(1), K, tl.num_programs(1)):
         ox, oy = _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, k < K, IX, IY, HAS_SAMPLE)
-        vx = tl.load(x_ptr + ox + sx, mask=mask)
-        vy = tl.load(y_ptr + oy + sy, mask=mask)
-        tl.store(x_ptr + ox + sx, vy, mask=mask)
-        tl.store(y_ptr + oy + sy, vx, mask=mask)
+        _swap(x_ptr, y_ptr, ox + sx, oy + sy, mask)
