@@ -228,8 +228,15 @@ class WeightSwap:
         return out
 
     def _run(self, jobs, picks):
-        """All exchanges of the step: one packed launch with the native backend, else one call per tensor."""
-        if _backend.resolve(self._index) == "native" and self._run_packed(jobs, picks):
+        """All exchanges of the step: one packed launch (native: C++/CUDA; triton: one per element width), else
+        (the torch backend) one reference call per tensor."""
+        backend = _backend.resolve(self._index)
+        if backend in ("native", "triton") and (backend == "triton" or hasattr(torch.ops.swapkern, "swap_packed_")):
+            for wave in _waves(jobs):
+                if backend == "native":
+                    self._run_packed(wave)
+                else:
+                    self._run_triton_packed(wave)
             return
         for x, y, dx, dy, gi, same in jobs:
             g, off = self.groups[gi], self._offsets[gi]
@@ -241,11 +248,24 @@ class WeightSwap:
             else:
                 ops.swap_between_(x, y, a, b, dim_x=dx, dim_y=dy, validate=False)
 
-    def _run_packed(self, jobs, picks) -> bool:
+    def _slices(self, gi):
+        g, off = self.groups[gi], self._offsets[gi]
+        return self._index[off : off + g.k], self._index[off + g.k : off + 2 * g.k]
+
+    def _run_triton_packed(self, jobs):
+        from .triton import packed
+
+        key = ("triton",) + tuple((x.data_ptr(), y.data_ptr(), dx, dy, gi) for x, y, dx, dy, gi, _ in jobs)
+        launches = self._packed.get(key)
+        if launches is None:
+            launches = self._packed[key] = packed.pack(
+                [(x, x if same else y, dx, dy, *self._slices(gi)) for x, y, dx, dy, gi, same in jobs]
+            )
+        packed.run(launches)
+
+    def _run_packed(self, jobs):
         """One multi-tensor launch (torch.ops.swapkern.swap_packed_). The packed geometry is built once per set of
         tensors and reused while their storage stays put."""
-        if not hasattr(torch.ops.swapkern, "swap_packed_"):
-            return False
         key = tuple((x.data_ptr(), y.data_ptr(), dx, dy, gi) for x, y, dx, dy, gi, _ in jobs)
         packed = self._packed.get(key)
         if packed is None:
@@ -265,4 +285,21 @@ class WeightSwap:
         meta_cpu, meta_dev = packed
         tensors = [t for x, y, _, _, _, same in jobs for t in (x, x if same else y)]
         torch.ops.swapkern.swap_packed_(tensors, meta_dev, meta_cpu)
-        return True
+
+
+def _waves(jobs):
+    """Splits jobs into launches in which no storage is touched by two groups' exchanges (neuron moves a weight's
+    columns for one layer and its rows for the next: run at once, those exchanges would race on the elements they
+    share). Every other protocol touches each tensor once per step: one wave, one launch."""
+    waves: list[tuple[list, dict]] = []
+    for job in jobs:
+        x, y, gi = job[0], job[1], job[4]
+        stores = {x.untyped_storage().data_ptr(), y.untyped_storage().data_ptr()}
+        for members, owner in waves:
+            if all(owner.get(s, gi) == gi for s in stores):
+                members.append(job)
+                owner.update(dict.fromkeys(stores, gi))
+                break
+        else:
+            waves.append(([job], dict.fromkeys(stores, gi)))
+    return [members for members, _ in waves]

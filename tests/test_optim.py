@@ -352,3 +352,24 @@ def test_swaps_are_capped_at_what_a_layer_holds():
     assert ws.groups[0].k == 3
     ws.step()
     assert int((w.detach() != before).any(1).sum()) == 6
+
+
+def test_neuron_rows_and_columns_of_one_weight_never_race(backend):
+    # Layer l's columns and layer l+1's rows are the same weight: they go in separate launches (waves); run at
+    # once on wide layers, the two exchanges would race on their shared elements.
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(16, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 4))
+    want = copy.deepcopy(model)
+    ws = WeightSwap(model, "neuron", swaps=64, seed=5)
+    for step in range(2):
+        ws.step()
+        _reference_step(want, ws, step)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), want.state_dict().values(), strict=True))
+    jobs = ws._jobs([None] * len(ws.groups), None)
+    assert len(optim_waves(jobs)) == 2
+
+
+def optim_waves(jobs):
+    from swapkern.optim import _waves
+
+    return _waves(jobs)
