@@ -19,23 +19,26 @@ def _sync(device):
     return torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
 
+_S = torch.arange(512)
+_A = torch.arange(0, 1024, 2)
+_FS = FeatureSwap("ESA", seed=0)
+
+
+def _images(d):
+    return torch.randn(512, 3, 32, 32, device=d)
+
+
 CASES = {
-    "channels ASA 512x3x32x32": (
-        lambda d: torch.randn(512, 3, 32, 32, device=d),
-        lambda x: swapkern.swap_channels_(x, [0], [2], validate=False),
-    ),
+    "channels ASA 512x3x32x32": (_images, lambda x: swapkern.swap_channels_(x, [0], [2], validate=False)),
     "pixels EPA 512 pairs": (
-        lambda d: torch.randn(512, 3, 32, 32, device=d),
-        lambda x, s=torch.arange(512): swapkern.swap_pixels_(x, s % 1024, (s * 7 + 1) % 1024, sample=s, validate=False),
+        _images,
+        lambda x: swapkern.swap_pixels_(x, _S % 1024, (_S * 7 + 1) % 1024, sample=_S, validate=False),
     ),
     "rows half of 2048x2048": (
         lambda d: torch.randn(2048, 2048, device=d),
-        lambda x, a=torch.arange(0, 1024, 2): swapkern.swap_rows_(x, a, a + 1, validate=False),
+        lambda x: swapkern.swap_rows_(x, _A, _A + 1, validate=False),
     ),
-    "feature protocol ESA (plan + swap)": (
-        lambda d: torch.randn(512, 3, 32, 32, device=d),
-        lambda x, fs=FeatureSwap("ESA", seed=0): fs(x),
-    ),
+    "feature protocol ESA (plan + swap)": (_images, lambda x: _FS(x)),
 }
 
 
