@@ -23,7 +23,9 @@ fi
 $PY -c "import swapkern; print('backends', swapkern.backends())" 2>&1 | tee -a "$OUT/summary.txt"
 
 step "tests (whole suite on the GPU machine, slow GPU tests included)"
-timeout 300 $PY -m pytest -q -x -m "not cmake" -p no:cacheprovider tests > "$OUT/tests.log" 2>&1 || status=1
+timeout 300 $PY -m pytest -q -x -n 8 -m "not cmake and not slow" -p no:cacheprovider tests > "$OUT/tests.log" 2>&1 \
+  || status=1
+timeout 60 $PY -m pytest -q -m "slow and gpu" -p no:cacheprovider tests/test_gpu.py >> "$OUT/tests.log" 2>&1 || status=1
 tail -5 "$OUT/tests.log" | tee -a "$OUT/summary.txt"
 
 for tool in memcheck racecheck; do
@@ -33,6 +35,11 @@ for tool in memcheck racecheck; do
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks passed|Error" "$OUT/sanitize-$tool.log" | tail -3 \
     | tee -a "$OUT/summary.txt"
 done
+
+step "GPU speed-run trainer smoke run (built-in data; ../shared does not travel to the device machine)"
+timeout 120 $PY -m bench.train --device cuda --data builtin --protocols ESA EPA --seeds 1 --epochs 2 \
+  --batch-size 512 --out "$OUT/train" --no-progress > "$OUT/train.log" 2>&1 || status=1
+tail -8 "$OUT/train.log" | tee -a "$OUT/summary.txt"
 
 step "overhead benchmark (GPU)"
 timeout 240 $PY -m bench.overhead --device cuda --out "$OUT/overhead.json" > "$OUT/overhead.txt" 2>&1 || status=1

@@ -119,6 +119,12 @@ def sampled_pairs(n_samples, n, k, generator=None):
     return sample, a, b
 
 
+def usable_backends(device_type="cpu"):
+    """The backends that can run on tensors of this device type here ("torch" always)."""
+    ok = {"native": swapkern._backend.native_available, "triton": swapkern._backend.triton_available}
+    return [b for b in ("native", "triton") if ok[b](device_type)] + ["torch"]
+
+
 def _backend_params():
     params = []
     for name in ("native", "triton"):
@@ -139,5 +145,9 @@ def device(request):
 
 @pytest.fixture(params=_backend_params())
 def backend(request):
+    # The tensors' device: the test's `device` parameter, else the CPU (tests without one use CPU tensors).
+    dev = request.getfixturevalue("device") if "device" in request.fixturenames else torch.device("cpu")
+    if request.param not in usable_backends(dev.type):
+        pytest.skip(f"backend {request.param} cannot run on {dev.type} tensors here")
     with swapkern.use_backend(request.param):
         yield request.param
