@@ -227,6 +227,7 @@ def main(argv=None):
         f"trainer {trainer} on {device}; {seeds} seeds x {epochs:g} epochs; batch {batches}; out {out}"
     )
     configs = configs_for(args, device, trainer, protocols, seeds, epochs, batches)
+    machine = machine_info()  # before the runs: the commit the runs are made with
     results = runner.run_all(data, configs, out, progress=not args.no_progress)
     baselines = [r for r in results if r["arm"] == "none"]
     target = args.target_acc if args.target_acc is not None else runner.auto_target(baselines)
