@@ -357,12 +357,12 @@ def _plots(exp, results, rows, out_dir):
     return paths
 
 
-def report(out, sc, data, sections, started):
+def report(out, sc, data, sections, started, machine):
     lines = [
         f"# bench.study report: scale {sc.name}",
         "",
         f"Data {data.name} ({len(data.train_y)} train / {len(data.test_y)} test images); trainer {sc.trainer}; "
-        f"commit {machine_info()['commit']}; machine {machine_info()['cpu']}; "
+        f"commit {machine['commit']} (at the start); machine {machine['cpu']}, torch {machine['torch']}; "
         f"{(time.time() - started) / 60:.0f} min for the runs made in this invocation.",
         "",
         "Ratios are arm / baseline of the time (or steps) to the target, paired by seed, geometric mean with a "
@@ -427,7 +427,7 @@ def main(argv=None):
                 print(f"notice: {e.name}: 1-channel data, skipping channel-swap arms {skipped}")
             e.arms = [(label, over) for label, over in e.arms if over.get("protocol", "none")[1:2] != "S"]
     os.makedirs(args.out, exist_ok=True)
-    started, sections = time.time(), []
+    started, sections, machine = time.time(), [], machine_info()
     for exp in exps:
         t0 = time.time()
         results, rows, target_desc = run_experiment(exp, sc, data, device, args.out)
@@ -445,7 +445,7 @@ def main(argv=None):
                 default=str,
             )
         print(f"[{exp.name}] {len(results)} runs, {time.time() - t0:.0f} s: {verdict(exp, rows)}")
-        report(args.out, sc, data, sections, started)
+        report(args.out, sc, data, sections, started, machine)
     print(f"wrote {os.path.join(args.out, 'REPORT.md')}")
     return sections
 

@@ -233,7 +233,7 @@ def main(argv=None):
     target = args.target_acc if args.target_acc is not None else runner.auto_target(baselines)
     rows = runner.summarise(results, target)
     meta = {
-        "machine": machine_info(),
+        "machine": machine,
         "argv": vars(args),
         "data": data.name,
         "trainer": trainer,

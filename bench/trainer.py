@@ -22,6 +22,7 @@ import swapkern
 from swapkern import plans
 
 from .models import small_cnn, speed_net, tiny_mlp
+from .timing import git_commit
 
 CONTROLS = ("sham", "gauss", "erase", "rcp")
 
@@ -297,6 +298,7 @@ def train(data, cfg: RunConfig, progress=None) -> dict:
         "final_clean_loss": curves["clean_loss"][-1],
         "extra_forward_passes": ws.stats["closure_calls"] if ws is not None else 0,
         "perturbation": sum(perturbation) / len(perturbation) if perturbation else None,
+        "commit": git_commit(),
         "finite": all(math.isfinite(v) for v in curves["clean_loss"]),
     }
     if ws is not None:
