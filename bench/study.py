@@ -19,7 +19,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import datasets, plots, runner, stats
+from . import datasets, runner
+from .study_report import make_plots, report, verdict
 from .timing import machine_info
 from .trainer import RunConfig
 
@@ -210,66 +211,6 @@ def _steps_to_loss(result, threshold):
     return None
 
 
-def verdict(exp: Experiment, rows) -> str:
-    """One line: the question answered from the intervals (ratios < 1 are faster than the baseline)."""
-    arms = [r for r in rows if r["arm"] != "none" and r["time_ratio"]["pairs"]]
-    if not arms:
-        return "no comparison possible (no baseline reached the target)"
-    faster = [r for r in arms if r["time_ratio"]["hi"] < 1 and not r["time_ratio"]["lower_bound"]]
-    slower = [r for r in arms if r["time_ratio"]["lo"] > 1 or r["time_ratio"]["lower_bound"]]
-    best = min(arms, key=lambda r: r["time_ratio"]["ratio"])
-    if exp.name == "symmetry-null":
-        return _symmetry_verdict(rows)
-    if exp.name == "weight-intensity":
-        return _intensity_verdict(rows)
-    head = (
-        f"{len(faster)} of {len(arms)} arms significantly faster than the baseline, {len(slower)} slower; "
-        f"best {best['arm']} ({best['group']}) at {stats.fmt_ratio(best['time_ratio'])}x the baseline's time"
-    )
-    if exp.name in ("replication", "fast-baseline", "regimes"):
-        two_x = any(r["time_ratio"]["hi"] <= 0.5 for r in faster)
-        head += ". The 2x speed-up claim " + ("holds for some arm" if two_x else "is not reproduced")
-    return head
-
-
-def _symmetry_verdict(rows):
-    dev = [r for r in rows if r["arm"] != "none"]
-    parts = [
-        f"{r['arm']}: max |d clean loss| {r.get('max_dev', float('nan')):.2e}, time {stats.fmt_ratio(r['time_ratio'])}"
-        for r in dev
-    ]
-    return "; ".join(parts)
-
-
-def _intensity_verdict(rows):
-    by = {}
-    for r in rows:
-        if r["arm"] == "none" or not r["steps_ratio"]["pairs"]:
-            continue
-        proto = r["arm"].split("x")[0]
-        kind = "noise" if "(noise)" in r["arm"] else ("state" if "+state" in r["arm"] else "swap")
-        k = int(r["arm"].split("x")[1].split("+")[0].split("(")[0])
-        by.setdefault((proto, kind), []).append((k, r["steps_ratio"]["ratio"]))
-    mono = sum(1 for pts in by.values() if _spearman(sorted(pts)) > 0.5)
-    return (
-        f"slowdown rises with intensity (Spearman > 0.5) in {mono} of {len(by)} protocol/kind series; "
-        "see the table for swaps against noise of the same norm"
-    )
-
-
-def _spearman(pts):
-    if len(pts) < 3:
-        return float("nan")
-    xs = [p[0] for p in pts]
-    ys = [p[1] for p in pts]
-    rx = {v: i for i, v in enumerate(sorted(xs))}
-    ry = {v: i for i, v in enumerate(sorted(ys))}
-    a, b = [rx[x] for x in xs], [ry[y] for y in ys]
-    n = len(a)
-    d2 = sum((i - j) ** 2 for i, j in zip(a, b, strict=True))
-    return 1 - 6 * d2 / (n * (n * n - 1))
-
-
 def run_experiment(exp, sc, data, device, out_dir, log=print):
     triples = _configs(exp, sc, device)
     datas = {}
@@ -329,76 +270,6 @@ def run_experiment(exp, sc, data, device, out_dir, log=print):
     return results, rows, target_desc
 
 
-def _plots(exp, results, rows, out_dir):
-    paths = []
-    for g in dict.fromkeys(r["group"] for r in results):
-        by_arm = {}
-        for r in results:
-            if r["group"] == g:
-                by_arm.setdefault(r["arm"], []).append(r)
-        if len(by_arm) <= 12:
-            p = os.path.join(out_dir, f"{exp.name}-{g.replace(' ', '_').replace('%', 'pc')}-curves.png")
-            plots.curves(by_arm, p, f"{exp.name}: {g}")
-            paths.append(p)
-        p = os.path.join(out_dir, f"{exp.name}-{g.replace(' ', '_').replace('%', 'pc')}-ratios.png")
-        plots.ratio_bars([r for r in rows if r["group"] == g and r["arm"] != "none"], p, f"{exp.name}: {g}")
-        paths.append(p)
-    if exp.name == "weight-intensity":
-        series = {}
-        for r in rows:
-            if r["perturbation"] and r["steps_ratio"]["pairs"]:
-                proto = r["arm"].split("x")[0]
-                kind = "noise" if "(noise)" in r["arm"] else ("swap+state" if "+state" in r["arm"] else "swap")
-                sr = r["steps_ratio"]
-                series.setdefault(f"{proto} {kind}", []).append((r["perturbation"], sr["ratio"], sr["lo"], sr["hi"]))
-        p = os.path.join(out_dir, "weight-intensity-perturbation.png")
-        plots.sweep(series, p, "slowdown against injected perturbation", xlabel="||dw||^2 / ||w||^2 per step")
-        paths.append(p)
-    return paths
-
-
-def report(out, sc, data, sections, started, machine):
-    lines = [
-        f"# bench.study report: scale {sc.name}",
-        "",
-        f"Data {data.name} ({len(data.train_y)} train / {len(data.test_y)} test images); trainer {sc.trainer}; "
-        f"commit {machine['commit']} (at the start); machine {machine['cpu']}, torch {machine['torch']}; "
-        f"{(time.time() - started) / 60:.0f} min for the runs made in this invocation.",
-        "",
-        "Ratios are arm / baseline of the time (or steps) to the target, paired by seed, geometric mean with a "
-        "bootstrap 95% interval; `>=` marks a lower bound where some runs never reached the target (censored, "
-        "counted at their budget). Wall-clock includes each arm's own overhead (swap kernels, extra forward "
-        "passes of Metropolis arms).",
-        "",
-    ]
-    for exp, rows, target_desc, paths in sections:
-        lines += [
-            f"## {exp.name}",
-            "",
-            f"**Question.** {exp.question}",
-            "",
-            f"**Verdict.** {verdict(exp, rows)}.",
-            "",
-            f"Target: {target_desc}; {exp.seeds} seeds per arm.",
-            "",
-            runner.table(rows, "group"),
-        ]
-        extra = [r for r in rows if r["perturbation"] or r["acceptance"] is not None or r["extra_forward_passes"]]
-        if extra:
-            lines += [
-                "",
-                "| group | arm | injected ||dw||^2/||w||^2 per step | acceptance | extra forwards/run |",
-                "|---|---|---|---|---|",
-            ]
-            for r in extra:
-                pert = f"{r['perturbation']:.2e}" if r["perturbation"] else "-"
-                acc = f"{100 * r['acceptance']:.0f}%" if r["acceptance"] is not None else "-"
-                lines.append(f"| {r['group']} | {r['arm']} | {pert} | {acc} | {r['extra_forward_passes']:.0f} |")
-        lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in paths] + [""]
-    with open(os.path.join(out, "REPORT.md"), "w") as f:
-        f.write("\n".join(lines))
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=list(SCALES), default="quick")
@@ -431,7 +302,7 @@ def main(argv=None):
     for exp in exps:
         t0 = time.time()
         results, rows, target_desc = run_experiment(exp, sc, data, device, args.out)
-        paths = _plots(exp, results, rows, args.out)
+        paths = make_plots(exp, results, rows, args.out)
         sections.append((exp, rows, target_desc, paths))
         with open(os.path.join(args.out, f"{exp.name}.json"), "w") as f:
             json.dump(
