@@ -10,8 +10,10 @@ Bytes moved by a swap = 4 x the bytes of one side's slices (each pair: read both
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -122,6 +124,17 @@ def weight_cases(w, dtypes):
                 "swap_cols_",
             ),
             Case(
+                f"between: a quarter of the rows of one {w}x{w} with another's, {t}",
+                (2, w, w),
+                dtype,
+                lambda x, g: (
+                    (x[0], x[1], *_pairs(x.shape[1], x.shape[1] // 4, g, x.device)),
+                    {"dim_x": 0, "dim_y": 0},
+                    x[0].numel() // 4,
+                ),
+                "swap_between_",
+            ),
+            Case(
                 f"mixed: 4096 element pairs of {w}x{w}, {t}",
                 (w, w),
                 dtype,
@@ -156,6 +169,20 @@ def copy_bandwidth(device, nbytes):
     return 2 * src.nbytes / (t.median_us * 1e-6) / 1e9
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The profiler's C++ side logs a few lines per session to fd 2 (no GPU found, start, stop): muted here."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def allocated_bytes(fn, device):
     """Largest allocation a call makes: the profiler's memory events on the CPU, the peak delta on CUDA."""
     if device.type == "cuda":
@@ -165,7 +192,7 @@ def allocated_bytes(fn, device):
         fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     return max([e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0], default=0)
 

@@ -62,6 +62,7 @@ class Experiment:
     metric: str = "accuracy"
     groups: list | None = None  # [(group name, overrides for every arm of the group)]
     target: float | None = None  # fixed target; None: auto from the baseline
+    skipped: str = ""  # what this data could not run, and why (said in the report)
 
 
 def experiments(sc: Scale, quick: bool):
@@ -295,7 +296,8 @@ def main(argv=None):
         for e in exps:
             skipped = [label for label, over in e.arms if over.get("protocol", "none")[1:2] == "S"]
             if skipped:
-                print(f"notice: {e.name}: 1-channel data, skipping channel-swap arms {skipped}")
+                e.skipped = f"1-channel data: the channel-swap arms {', '.join(skipped)} were skipped"
+                print(f"notice: {e.name}: {e.skipped}")
             e.arms = [(label, over) for label, over in e.arms if over.get("protocol", "none")[1:2] != "S"]
     os.makedirs(args.out, exist_ok=True)
     started, sections, machine = time.time(), [], machine_info()

@@ -118,7 +118,7 @@ def report(out, sc, data, sections, started, machine):
             "",
             f"**Verdict.** {verdict(exp, rows)}.",
             "",
-            f"Target: {target_desc}; {exp.seeds} seeds per arm.",
+            f"Target: {target_desc}; {exp.seeds} seeds per arm." + (f" Note: {exp.skipped}." if exp.skipped else ""),
             "",
             runner.table(rows, "group"),
         ]

@@ -172,6 +172,26 @@ class WeightSwap:
             self.stats["mean_delta"] += (delta - self.stats["mean_delta"]) / n
             return kept
 
+    # -- the two halves of a step, for CUDA graphs ---------------------------------------------------------------
+    def draw(self):
+        """Draws the next step's exchanges into the (reused) index buffer: host work and one host-to-device copy,
+        outside any CUDA graph. Returns what apply() needs."""
+        step, self.draws = self.draws, self.draws + 1
+        base = lambda stream: plans.base_key(self.seed, step, stream)  # noqa: E731
+        with torch.no_grad():
+            return self._fill(base)
+
+    def apply(self, drawn, *, optimizer=None):
+        """Applies drawn exchanges: the kernel launches only (no allocation once the packed geometry of these
+        tensors exists, no host sync), so it can be captured in a CUDA graph and replayed after each draw().
+        Applying the same draw twice undoes it. Protocols whose set of moved tensors changes from step to step
+        (inter-layer) cannot be replayed from one capture."""
+        opt = optimizer or self._optimizer
+        if self.state and opt is None:
+            raise ValueError("state=True needs the optimizer: attach(optimizer) or apply(..., optimizer=...)")
+        with torch.no_grad():
+            self._run(self._jobs(drawn, opt), drawn)
+
     def _fill(self, base):
         """Draws every group's pairs on the host into the index buffer (one copy to the device)."""
         if self._copied is not None:

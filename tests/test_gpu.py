@@ -2,6 +2,8 @@
 devices, and the two GPU backends checking each other. Every test skips without a GPU (the op-by-op matrix
 against the reference runs on CUDA too: see the `device` fixture of test_ops.py)."""
 
+import copy
+
 import pytest
 import torch
 from conftest import DTYPES, assert_bits_equal, bits, disjoint_pairs, make, sampled_pairs
@@ -156,3 +158,35 @@ def test_feature_plans_same_on_cpu_and_gpu_without_sync():
         assert torch.cuda.memory_allocated() == before, "a refill must not allocate"
         for name in ("pairs", "at", "image", "active", "a", "b"):
             assert torch.equal(getattr(pc, name), getattr(pg, name).cpu()), (proto, name)
+
+
+def test_weight_swap_step_captured_in_a_cuda_graph():
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 8)).cuda()
+    twin = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt_twin = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    for m, o in ((model, opt), (twin, opt_twin)):  # momentum buffers exist
+        m(torch.randn(4, 32, device="cuda")).sum().backward()
+        o.step()
+    ws = swapkern.WeightSwap(model, "rows", swaps=3, state=True, seed=7)
+    eager = swapkern.WeightSwap(twin, "rows", swaps=3, state=True, seed=7)
+    drawn = ws.draw()
+    ws.apply(drawn, optimizer=opt)  # warm-up: packs the geometry
+    eager.step(optimizer=opt_twin)
+    graph = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.cuda.graph(graph):
+        ws.apply(drawn, optimizer=opt)
+    torch.cuda.current_stream().wait_stream(s)
+    for _ in range(4):
+        ws.draw()
+        graph.replay()
+        eager.step(optimizer=opt_twin)
+    torch.cuda.synchronize()
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)
+        assert torch.equal(opt.state[p]["momentum_buffer"], opt_twin.state[q]["momentum_buffer"])

@@ -373,3 +373,17 @@ def optim_waves(jobs):
     from swapkern.optim import _waves
 
     return _waves(jobs)
+
+
+def test_draw_then_apply_equals_step():
+    a, b = mlp(), mlp()
+    ws_a, ws_b = WeightSwap(a, "mixed", swaps=3, seed=8), WeightSwap(b, "mixed", swaps=3, seed=8)
+    for _ in range(3):
+        ws_a.step()
+        ws_b.apply(ws_b.draw())
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    drawn = ws_b.draw()
+    snap = [p.detach().clone() for p in b.parameters()]
+    ws_b.apply(drawn)
+    ws_b.apply(drawn)  # the same draw twice undoes it
+    assert all(torch.equal(p, q) for p, q in zip(snap, b.parameters(), strict=True))

@@ -53,7 +53,9 @@ def test_unknown_experiment_is_refused(tmp_path):
 
 def test_one_channel_data_skips_channel_arms(tmp_path, capsys):
     study.main(["--scale", "quick", "--data", "builtin-gray", "--only", "controls", "--out", str(tmp_path)])
-    assert "skipping channel-swap arms" in capsys.readouterr().out
+    assert "channel-swap arms ESA" in capsys.readouterr().out
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "1-channel data: the channel-swap arms" in report
 
 
 def test_resumes_after_a_killed_run(tmp_path):
