@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 
 from . import stats
 from .trainer import RunConfig, time_to_target, train
@@ -17,9 +18,28 @@ def run_key(cfg: RunConfig, data_name: str) -> str:
     return f"{safe}-bs{cfg.batch_size}-seed{cfg.seed}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
 
 
+def run_order(blocks, seeds):
+    """The order to run configs in: block by block (e.g. one batch size), seed by seed, and inside one seed every
+    arm in a shuffled order (fixed by the seed). Runs of one arm made one after another would turn a drift of the
+    shared machine's load (or the first run's warm-up) into a bias of that arm's wall-clock; interleaved, it
+    becomes noise that the seed-paired intervals carry."""
+    firsts = {}
+    for b in blocks:
+        firsts.setdefault(b, len(firsts))
+    buckets = {}
+    for i, (b, s) in enumerate(zip(blocks, seeds, strict=True)):
+        buckets.setdefault((firsts[b], s), []).append(i)
+    order = []
+    for (bi, s), idx in sorted(buckets.items()):
+        random.Random(1_000_003 * bi + s).shuffle(idx)
+        order += idx
+    return order
+
+
 def run_all(data, configs, out_dir, *, progress=True, log=print):
     """Runs every config not already saved under out_dir/runs (each saved as it finishes: an interrupted run
-    loses at most the run in progress). Returns the results in config order."""
+    loses at most the run in progress), in run_order (by batch size and seed). Returns the results in config
+    order."""
     runs_dir = os.path.join(out_dir, "runs")
     os.makedirs(runs_dir, exist_ok=True)
     todo = [c for c in configs if not os.path.exists(os.path.join(runs_dir, run_key(c, data.name) + ".json"))]
@@ -31,12 +51,13 @@ def run_all(data, configs, out_dir, *, progress=True, log=print):
 
         total = sum(int(round(c.epochs * (len(data.train_y) // c.batch_size))) for c in todo)
         bar = tqdm(total=total, unit="step", desc=f"{len(todo)} runs", mininterval=2.0)
-    results = []
-    for cfg in configs:
+    results = [None] * len(configs)
+    for i in run_order([c.batch_size for c in configs], [c.seed for c in configs]):
+        cfg = configs[i]
         path = os.path.join(runs_dir, run_key(cfg, data.name) + ".json")
         if os.path.exists(path):
             with open(path) as f:
-                results.append(json.load(f))
+                results[i] = json.load(f)
             continue
         if bar is not None:
             bar.set_postfix_str(f"{cfg.arm()} bs{cfg.batch_size} seed{cfg.seed}")
@@ -44,7 +65,7 @@ def run_all(data, configs, out_dir, *, progress=True, log=print):
         with open(path + ".tmp", "w") as f:
             json.dump(res, f)
         os.replace(path + ".tmp", path)
-        results.append(res)
+        results[i] = res
     if bar is not None:
         bar.close()
     return results

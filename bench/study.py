@@ -215,8 +215,9 @@ def _steps_to_loss(result, threshold):
 def run_experiment(exp, sc, data, device, out_dir, log=print):
     triples = _configs(exp, sc, device)
     datas = {}
-    results = []
-    for gname, label, cfg in triples:
+    results = [None] * len(triples)
+    for i in runner.run_order([g for g, _, _ in triples], [c.seed for _, _, c in triples]):
+        gname, label, cfg = triples[i]
         frac = cfg.extra.get("fraction", 1.0)
         d = datas.get(frac)
         if d is None:
@@ -230,7 +231,7 @@ def run_experiment(exp, sc, data, device, out_dir, log=print):
                 flush=True,
             )
         res["arm"], res["group"] = label, gname
-        results.append(res)
+        results[i] = res
     if exp.metric == "clean_loss":
         threshold = _clean_target(results)
         for r in results:  # express the metric through the accuracy machinery: a curve that crosses at the threshold

@@ -20,9 +20,13 @@ def verdict(exp, rows) -> str:
         return _symmetry_verdict(rows)
     if exp.name == "weight-intensity":
         return _intensity_verdict(rows)
+    steps_faster = [r for r in arms if r["steps_ratio"]["hi"] < 1 and not r["steps_ratio"]["lower_bound"]]
+    steps_slower = [r for r in arms if r["steps_ratio"]["lo"] > 1 or r["steps_ratio"]["lower_bound"]]
     head = (
         f"{len(faster)} of {len(arms)} arms significantly faster than the baseline, {len(slower)} slower; "
-        f"best {best['arm']} ({best['group']}) at {stats.fmt_ratio(best['time_ratio'])}x the baseline's time"
+        f"best {best['arm']} ({best['group']}) at {stats.fmt_ratio(best['time_ratio'])}x the baseline's time "
+        f"(steps {stats.fmt_ratio(best['steps_ratio'])}x). In steps to target, which machine load does not "
+        f"touch: {len(steps_faster)} faster, {len(steps_slower)} slower"
     )
     if exp.name in ("replication", "fast-baseline", "regimes"):
         two_x = any(r["time_ratio"]["hi"] <= 0.5 for r in faster)
