@@ -153,3 +153,16 @@ def test_run_keys_differ_by_config(tiny):
     b = runner.run_key(RunConfig(protocol="ESA", seed=1), tiny.name)
     c = runner.run_key(RunConfig(protocol="ESA", seed=0, lr=0.1), tiny.name)
     assert len({a, b, c}) == 3 and os.sep not in a
+
+
+def test_run_order_interleaves_arms_by_seed():
+    # three arms x two seeds in two blocks (batch sizes), listed arm-major as the configs are built
+    blocks = [128] * 6 + [32] * 6
+    seeds = [0, 1] * 6
+    order = runner.run_order(blocks, seeds)
+    assert sorted(order) == list(range(12))  # a permutation: every config runs once
+    ran = [(blocks[i], seeds[i]) for i in order]
+    assert ran == [(128, 0)] * 3 + [(128, 1)] * 3 + [(32, 0)] * 3 + [(32, 1)] * 3  # block, then seed, then arms
+    assert order == runner.run_order(blocks, seeds)  # fixed, so a resumed run continues the same sequence
+    firsts = {tuple(order[k : k + 3]) for k in range(0, 12, 3)}
+    assert len({t[0] % 6 // 2 for t in firsts}) > 1  # not always the same arm first (no arm always pays warm-up)
