@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import datasets, runner
-from .study_report import make_plots, report, verdict
+from .study_report import make_plots, provenance, report, verdict
 from .timing import machine_info
 from .trainer import RunConfig
 
@@ -67,6 +67,16 @@ class Experiment:
     groups: list | None = None  # [(group name, overrides for every arm of the group)]
     target: float | None = None  # fixed target; None: auto from the baseline
     skipped: str = ""  # what this data could not run, and why (said in the report)
+
+
+def _metropolis_grid(sc: Scale):
+    """(temperature, proposal probability, max_gap): the full 3x2x2 grid at gpu scale; one factor at a time
+    around (T=0.03, p=1, no gap) at cpu scale (its 3 hours), two points at quick scale."""
+    if sc.name == "gpu":
+        return [(t, p, g) for t in (0.003, 0.03, 0.3) for p in (0.25, 1.0) for g in (None, 0.01)]
+    if sc.name == "quick":
+        return [(0.03, 1.0, None), (0.03, 0.25, 0.01)]
+    return [(0.003, 1.0, None), (0.03, 1.0, None), (0.3, 1.0, None), (0.03, 0.25, None), (0.03, 1.0, 0.01)]
 
 
 def experiments(sc: Scale, quick: bool):
@@ -163,10 +173,8 @@ def experiments(sc: Scale, quick: bool):
                     f"T{t:g}-p{p:g}{'-gap' if g else ''}",
                     {"weight_protocol": "mixed", "weight_swaps": 4, "temperature": t, "weight_p": p, "max_gap": g},
                 )
-                for t in (0.003, 0.03, 0.3)
-                for p in (0.25, 1.0)
-                for g in (None, 0.01)
-            ][: 13 if not quick else 3],
+                for t, p, g in _metropolis_grid(sc)
+            ],
             max(2, sc.seeds - 1),
         ),
         Experiment(
@@ -288,6 +296,7 @@ def main(argv=None):
     ap.add_argument("--only", nargs="+", default=None, metavar="NAME")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--note", default="", help="a paragraph for the report's head (how the runs were made)")
     args = ap.parse_args(argv)
     sc = SCALES[args.scale]
     import torch
@@ -315,7 +324,7 @@ def main(argv=None):
         t0 = time.time()
         results, rows, target_desc = run_experiment(exp, sc, data, device, args.out)
         paths = make_plots(exp, results, rows, args.out)
-        sections.append((exp, rows, target_desc, paths))
+        sections.append((exp, rows, target_desc, paths, provenance(results)))
         with open(os.path.join(args.out, f"{exp.name}.json"), "w") as f:
             json.dump(
                 {
@@ -328,7 +337,7 @@ def main(argv=None):
                 default=str,
             )
         print(f"[{exp.name}] {len(results)} runs, {time.time() - t0:.0f} s: {verdict(exp, rows)}")
-        report(args.out, sc, data, sections, started, machine)
+        report(args.out, sc, data, sections, started, machine, args.note)
     print(f"wrote {os.path.join(args.out, 'REPORT.md')}")
     return sections
 

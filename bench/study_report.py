@@ -100,7 +100,15 @@ def make_plots(exp, results, rows, out_dir):
     return paths
 
 
-def report(out, sc, data, sections, started, machine):
+def provenance(results) -> str:
+    """Where an experiment's runs come from (a resumed or merged study mixes invocations): commits, run count and
+    the summed training time."""
+    commits = sorted({r.get("commit", "?") for r in results})
+    minutes = sum(r["train_seconds"] for r in results) / 60
+    return f"{len(results)} runs made at commit {', '.join(commits)}; {minutes:.0f} min of training in all"
+
+
+def report(out, sc, data, sections, started, machine, note=""):
     lines = [
         f"# bench.study report: scale {sc.name}",
         "",
@@ -108,13 +116,14 @@ def report(out, sc, data, sections, started, machine):
         f"commit {machine['commit']} (at the start); machine {machine['cpu']}, torch {machine['torch']}; "
         f"{(time.time() - started) / 60:.0f} min for the runs made in this invocation.",
         "",
+        *([note, ""] if note else []),
         "Ratios are arm / baseline of the time (or steps) to the target, paired by seed, geometric mean with a "
         "bootstrap 95% interval; `>=` marks a lower bound where some runs never reached the target (censored, "
         "counted at their budget). Wall-clock includes each arm's own overhead (swap kernels, extra forward "
         "passes of Metropolis arms).",
         "",
     ]
-    for exp, rows, target_desc, paths in sections:
+    for exp, rows, target_desc, paths, made in sections:
         lines += [
             f"## {exp.name}",
             "",
@@ -122,7 +131,8 @@ def report(out, sc, data, sections, started, machine):
             "",
             f"**Verdict.** {verdict(exp, rows)}.",
             "",
-            f"Target: {target_desc}; {exp.seeds} seeds per arm." + (f" Note: {exp.skipped}." if exp.skipped else ""),
+            f"Target: {target_desc}; {exp.seeds} seeds per arm; {made}."
+            + (f" Note: {exp.skipped}." if exp.skipped else ""),
             "",
             runner.table(rows, "group"),
         ]

@@ -32,7 +32,8 @@ def test_quick_smoke_three_experiments(tmp_path):
     for name in ("replication", "symmetry-null", "glassy"):
         assert f"## {name}" in report and (tmp_path / f"{name}.json").exists()
     assert report.count("**Verdict.**") == 3
-    exp, rows, _, paths = sections[1]
+    exp, rows, _, paths, made = sections[1]
+    assert made.startswith(f"{exp.seeds * len(rows)} runs made at commit")
     assert exp.name == "symmetry-null" and all(os.path.exists(p) for p in paths)
     null = next(r for r in rows if r["arm"] == "neuronx1+state")
     assert null["max_dev"] < 1e-3, "neuron with state=True follows the baseline to float rounding"
