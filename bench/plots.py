@@ -63,7 +63,9 @@ def ratio_bars(rows, path: str, title: str, key="time_ratio"):
     plt.close(fig)
 
 
-def sweep(series: dict, path: str, title: str, xlabel="swaps per step", ylabel="steps to target / baseline"):
+def sweep(
+    series: dict, path: str, title: str, xlabel="swaps per step", ylabel="steps to target / baseline", reference=1.0
+):
     """Slowdown against intensity: series name -> list of (x, ratio, lo, hi)."""
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for name, pts in series.items():
@@ -78,8 +80,12 @@ def sweep(series: dict, path: str, title: str, xlabel="swaps per step", ylabel="
             capsize=3,
             label=name,
         )
-    ax.axhline(1.0, color="black", lw=1)
-    ax.set_xscale("symlog", linthresh=1)
+    ax.axhline(reference, color="black", lw=1)
+    xs_all = [p[0] for pts in series.values() for p in pts]
+    if xs_all and min(xs_all) > 0:
+        ax.set_xscale("log")  # perturbations: small positive numbers over decades
+    else:
+        ax.set_xscale("symlog", linthresh=1)  # swap counts from 0
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

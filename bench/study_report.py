@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import time
 
 from . import plots, runner, stats
@@ -44,19 +46,35 @@ def _symmetry_verdict(rows):
 
 
 def _intensity_verdict(rows):
-    by = {}
+    """Intensity against the slowdown in steps where arms reach the target, and against the accuracy lost at the
+    end of the budget (equal steps) in every case: swaps strong enough never reach the target at all."""
+    by, reached, arms, at_one = {}, 0, 0, []
     for r in rows:
-        if r["arm"] == "none" or not r["steps_ratio"]["pairs"]:
+        if r["arm"] == "none":
             continue
-        proto = r["arm"].split("x")[0]
-        kind = "noise" if "(noise)" in r["arm"] else ("state" if "+state" in r["arm"] else "swap")
-        k = int(r["arm"].split("x")[1].split("+")[0].split("(")[0])
-        by.setdefault((proto, kind), []).append((k, r["steps_ratio"]["ratio"]))
+        proto, k, _ = _intensity_arm(r["arm"])
+        kind = _intensity_kind(r["arm"])
+        arms += 1
+        reached += r["reached"] == r["seeds"]
+        by.setdefault((proto, kind), []).append((k, -r["delta_acc"]))
+        if k == min(_intensity_arm(q["arm"])[1] for q in rows if q["arm"] != "none") and kind == "swap":
+            at_one.append(f"{proto} {100 * r['delta_acc']:+.1f}")
     mono = sum(1 for pts in by.values() if _spearman(sorted(pts)) > 0.5)
     return (
-        f"slowdown rises with intensity (Spearman > 0.5) in {mono} of {len(by)} protocol/kind series; "
-        "see the table for swaps against noise of the same norm"
+        f"{reached} of {arms} swapped arms reach the baseline's target in every seed; accuracy lost at equal steps "
+        f"rises with intensity (Spearman > 0.5) in {mono} of {len(by)} protocol/kind series; at the lowest "
+        f"intensity the swaps alone cost {', '.join(at_one)} points of final accuracy"
     )
+
+
+def _intensity_kind(arm):
+    return "noise" if "(noise)" in arm else ("swap+state" if "+state" in arm else "swap")
+
+
+def _intensity_arm(arm):
+    """'mixedx16+state' -> ('mixed', 16, '+state'): protocol names may contain an x themselves."""
+    m = re.fullmatch(r"(.+)x(\d+)(.*)", arm)
+    return m.group(1), int(m.group(2)), m.group(3)
 
 
 def _spearman(pts):
@@ -89,13 +107,19 @@ def make_plots(exp, results, rows, out_dir):
     if exp.name == "weight-intensity":
         series = {}
         for r in rows:
-            if r["perturbation"] and r["steps_ratio"]["pairs"]:
-                proto = r["arm"].split("x")[0]
-                kind = "noise" if "(noise)" in r["arm"] else ("swap+state" if "+state" in r["arm"] else "swap")
-                sr = r["steps_ratio"]
-                series.setdefault(f"{proto} {kind}", []).append((r["perturbation"], sr["ratio"], sr["lo"], sr["hi"]))
+            if r["arm"] != "none" and r["perturbation"] and math.isfinite(r["perturbation"]):
+                name = f"{_intensity_arm(r['arm'])[0]} {_intensity_kind(r['arm'])}"
+                lost, half = -100 * r["delta_acc"], 100 * r["delta_acc_ci"]
+                series.setdefault(name, []).append((r["perturbation"], lost, lost - half, lost + half))
         p = os.path.join(out_dir, "weight-intensity-perturbation.png")
-        plots.sweep(series, p, "slowdown against injected perturbation", xlabel="||dw||^2 / ||w||^2 per step")
+        plots.sweep(
+            series,
+            p,
+            "accuracy lost against injected perturbation",
+            xlabel="||dw||^2 / ||w||^2 per step",
+            ylabel="final accuracy lost vs baseline (points)",
+            reference=0.0,
+        )
         paths.append(p)
     return paths
 
