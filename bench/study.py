@@ -258,11 +258,15 @@ def run_experiment(exp, sc, data, device, out_dir, log=print):
                 i = r["curves"]["step"].index(hit[0])
                 r["curves"]["test_acc"] = [0.0] * i + [1.0] * (len(r["curves"]["step"]) - i)
         target, target_desc = 1.0, f"clean training loss <= {threshold:.3f}"
-    else:
-        base = [r for r in results if r["arm"] == "none"]
-        target = exp.target or runner.auto_target(base)
-        target_desc = f"test accuracy >= {100 * target:.1f}%"
-    rows = runner.summarise(results, target, group=lambda r: r["group"])
+        rows = runner.summarise(results, target, group=lambda r: r["group"])
+    else:  # each group (batch size, regime) its own target, from its own baseline
+        rows, descs = [], []
+        for g in dict.fromkeys(r["group"] for r in results):
+            in_g = [r for r in results if r["group"] == g]
+            target = exp.target or runner.auto_target([r for r in in_g if r["arm"] == "none"])
+            rows += runner.summarise(in_g, target, group=lambda r: r["group"])
+            descs.append(f"{100 * target:.1f}%" + (f" ({g})" if g != "all" else ""))
+        target_desc = "test accuracy >= " + ", ".join(descs)
     for row in rows:
         runs = [r for r in results if r["arm"] == row["arm"] and r["group"] == row["group"]]
         row["extra_forward_passes"] = sum(r["extra_forward_passes"] for r in runs) / len(runs)
