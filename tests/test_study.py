@@ -88,3 +88,18 @@ def test_resumes_after_a_killed_run(tmp_path):
     assert len(after) == 24  # 6 arms x 2 batch sizes x 2 seeds
     assert all(after[name] == mtime for name, mtime in done.items()), "finished runs are not rerun"
     assert (out / "REPORT.md").exists()
+
+
+def test_intensity_arms_parse_and_verdict_counts_censored_arms():
+    from bench.study_report import _intensity_arm, _intensity_verdict
+
+    assert _intensity_arm("mixedx16+state") == ("mixed", 16, "+state")  # an x inside the protocol name
+    assert _intensity_arm("in-rowx1(noise)") == ("in-row", 1, "(noise)")
+
+    def row(arm, lost):
+        return {"arm": arm, "reached": 0 if arm != "none" else 2, "seeds": 2, "delta_acc": -lost}
+
+    rows = [row("none", 0.0)] + [row(f"mixedx{k}", 0.01 * k) for k in (1, 4, 16)]
+    v = _intensity_verdict(rows)
+    assert v.startswith("0 of 3 swapped arms reach") and "in 1 of 1 protocol/kind series" in v
+    assert "mixed -1.0 points" in v
