@@ -143,12 +143,9 @@ class WeightSwap:
         the p-coin skipped the step."""
         if self.accept == "metropolis" and closure is None:
             raise ValueError("metropolis acceptance needs a closure that returns the loss")
-        opt = optimizer or self._optimizer
-        if self.state and opt is None:
-            raise ValueError("state=True needs the optimizer: attach(optimizer) or step(optimizer=...)")
-        step, self.draws = self.draws, self.draws + 1
-        base = lambda stream: plans.base_key(self.seed, step, stream)  # noqa: E731
-        if self.p < 1.0 and plans.word(0, base("coin"), 0) >= int(self.p * 2**32):
+        opt = self._optimizer_for(optimizer, "step(optimizer=...)")
+        base = self._next_base()
+        if base is None:
             return None
         with nvtx_range(f"swapkern/weight_swap.{self.protocol}"), torch.no_grad():
             picks = self._fill(base)
@@ -175,22 +172,40 @@ class WeightSwap:
     # -- the two halves of a step, for CUDA graphs ---------------------------------------------------------------
     def draw(self):
         """Draws the next step's exchanges into the (reused) index buffer: host work and one host-to-device copy,
-        outside any CUDA graph. Returns what apply() needs."""
-        step, self.draws = self.draws, self.draws + 1
-        base = lambda stream: plans.base_key(self.seed, step, stream)  # noqa: E731
+        outside any CUDA graph. Returns what apply() needs, or None when the p-coin skips this step (then skip the
+        replay too). Metropolis needs the loss around the swap: use step(closure)."""
+        if self.accept == "metropolis":
+            raise ValueError("metropolis acceptance decides inside step(closure); draw()/apply() always keep")
+        base = self._next_base()
+        if base is None:
+            return None
         with torch.no_grad():
             return self._fill(base)
 
     def apply(self, drawn, *, optimizer=None):
         """Applies drawn exchanges: the kernel launches only (no allocation once the packed geometry of these
         tensors exists, no host sync), so it can be captured in a CUDA graph and replayed after each draw().
-        Applying the same draw twice undoes it. Protocols whose set of moved tensors changes from step to step
-        (inter-layer) cannot be replayed from one capture."""
-        opt = optimizer or self._optimizer
-        if self.state and opt is None:
-            raise ValueError("state=True needs the optimizer: attach(optimizer) or apply(..., optimizer=...)")
+        Applying the same draw twice undoes it; None (a skipped step) does nothing. Protocols whose set of moved
+        tensors changes from step to step (inter-layer) cannot be replayed from one capture."""
+        opt = self._optimizer_for(optimizer, "apply(..., optimizer=...)")
+        if drawn is None:
+            return
         with torch.no_grad():
             self._run(self._jobs(drawn, opt), drawn)
+
+    def _optimizer_for(self, optimizer, call):
+        opt = optimizer or self._optimizer
+        if self.state and opt is None:
+            raise ValueError(f"state=True needs the optimizer: attach(optimizer) or {call}")
+        return opt
+
+    def _next_base(self):
+        """Advances the draw counter; returns the key maker of this draw, or None when the p-coin skips it."""
+        step, self.draws = self.draws, self.draws + 1
+        base = lambda stream: plans.base_key(self.seed, step, stream)  # noqa: E731
+        if self.p < 1.0 and plans.word(0, base("coin"), 0) >= int(self.p * 2**32):
+            return None
+        return base
 
     def _fill(self, base):
         """Draws every group's pairs on the host into the index buffer (one copy to the device)."""
@@ -259,8 +274,7 @@ class WeightSwap:
                     self._run_triton_packed(wave)
             return
         for x, y, dx, dy, gi, same in jobs:
-            g, off = self.groups[gi], self._offsets[gi]
-            a, b = self._index[off : off + g.k], self._index[off + g.k : off + 2 * g.k]
+            a, b = self._slices(gi)
             if same and dx is None:
                 ops.swap_elements_(x, a, b, validate=False)
             elif same:
@@ -275,34 +289,42 @@ class WeightSwap:
     def _run_triton_packed(self, jobs):
         from .triton import packed
 
-        key = ("triton",) + tuple((x.data_ptr(), y.data_ptr(), dx, dy, gi) for x, y, dx, dy, gi, _ in jobs)
-        launches = self._packed.get(key)
-        if launches is None:
-            launches = self._packed[key] = packed.pack(
-                [(x, x if same else y, dx, dy, *self._slices(gi)) for x, y, dx, dy, gi, same in jobs]
-            )
+        launches = self._cached(
+            "triton",
+            jobs,
+            lambda: packed.pack([(x, x if same else y, dx, dy, *self._slices(gi)) for x, y, dx, dy, gi, same in jobs]),
+        )
         packed.run(launches)
+
+    def _cached(self, kind, jobs, build):
+        """The packed geometry of a set of tensors: built once, reused while their storage stays put (at most 64
+        sets kept: a model whose parameters move gets rebuilt, not an unbounded cache)."""
+        key = (kind,) + tuple((x.data_ptr(), y.data_ptr(), dx, dy, gi) for x, y, dx, dy, gi, _ in jobs)
+        hit = self._packed.get(key)
+        if hit is None:
+            if len(self._packed) > 64:
+                self._packed.clear()
+            hit = self._packed[key] = build()
+        return hit
 
     def _run_packed(self, jobs):
         """One multi-tensor launch (torch.ops.swapkern.swap_packed_). The packed geometry is built once per set of
         tensors and reused while their storage stays put."""
-        key = tuple((x.data_ptr(), y.data_ptr(), dx, dy, gi) for x, y, dx, dy, gi, _ in jobs)
-        packed = self._packed.get(key)
-        if packed is None:
-            if len(self._packed) > 64:
-                self._packed.clear()
+
+        def build():
             xs, ys, a, b, dxs, dys = [], [], [], [], [], []
             for x, y, dx, dy, gi, same in jobs:
-                g, off = self.groups[gi], self._offsets[gi]
                 xs.append(x)
                 ys.append(x if same else y)
-                a.append(self._index[off : off + g.k])
-                b.append(self._index[off + g.k : off + 2 * g.k])
+                ia, ib = self._slices(gi)
+                a.append(ia)
+                b.append(ib)
                 dxs.append(-1 if dx is None else dx)
                 dys.append(-1 if dy is None else dy)
             meta = torch.ops.swapkern.pack_plans(xs, ys, a, b, dxs, dys)
-            packed = self._packed[key] = (meta, meta.to(self.device))
-        meta_cpu, meta_dev = packed
+            return meta, meta.to(self.device)
+
+        meta_cpu, meta_dev = self._cached("native", jobs, build)
         tensors = [t for x, y, _, _, _, same in jobs for t in (x, x if same else y)]
         torch.ops.swapkern.swap_packed_(tensors, meta_dev, meta_cpu)
 

@@ -387,3 +387,19 @@ def test_draw_then_apply_equals_step():
     ws_b.apply(drawn)
     ws_b.apply(drawn)  # the same draw twice undoes it
     assert all(torch.equal(p, q) for p, q in zip(snap, b.parameters(), strict=True))
+
+
+def test_draw_honours_p_like_step_and_refuses_metropolis():
+    a, b = mlp(), mlp()
+    ws_a, ws_b = WeightSwap(a, "rows", p=0.5, seed=3), WeightSwap(b, "rows", p=0.5, seed=3)
+    skipped = 0
+    for _ in range(8):
+        kept = ws_a.step()
+        drawn = ws_b.draw()
+        assert (kept is None) == (drawn is None)
+        skipped += drawn is None
+        ws_b.apply(drawn)  # None: nothing moves
+    assert 0 < skipped < 8
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    with pytest.raises(ValueError, match="metropolis"):
+        WeightSwap(mlp(), "rows", accept="metropolis", temperature=0.1).draw()
