@@ -15,15 +15,13 @@ def verdict(exp, rows) -> str:
     arms = [r for r in rows if r["arm"] != "none" and r["time_ratio"]["pairs"]]
     if not arms:
         return "no comparison possible (no baseline reached the target)"
-    faster = [r for r in arms if r["time_ratio"]["hi"] < 1 and not r["time_ratio"]["lower_bound"]]
-    slower = [r for r in arms if r["time_ratio"]["lo"] > 1 or r["time_ratio"]["lower_bound"]]
-    best = min(arms, key=lambda r: r["time_ratio"]["ratio"])
     if exp.name == "symmetry-null":
         return _symmetry_verdict(rows)
     if exp.name == "weight-intensity":
         return _intensity_verdict(rows)
-    steps_faster = [r for r in arms if r["steps_ratio"]["hi"] < 1 and not r["steps_ratio"]["lower_bound"]]
-    steps_slower = [r for r in arms if r["steps_ratio"]["lo"] > 1 or r["steps_ratio"]["lower_bound"]]
+    faster, slower = _significant(arms, "time_ratio")
+    steps_faster, steps_slower = _significant(arms, "steps_ratio")
+    best = min(arms, key=lambda r: r["time_ratio"]["ratio"])
     head = (
         f"{len(faster)} of {len(arms)} arms significantly faster than the baseline, {len(slower)} slower; "
         f"best {best['arm']} ({best['group']}) at {stats.fmt_ratio(best['time_ratio'])}x the baseline's time "
@@ -36,6 +34,13 @@ def verdict(exp, rows) -> str:
     return head
 
 
+def _significant(arms, key):
+    """Arms whose interval of ratio `key` lies below 1 (faster), and those above 1 or censored (slower)."""
+    faster = [r for r in arms if r[key]["hi"] < 1 and not r[key]["lower_bound"]]
+    slower = [r for r in arms if r[key]["lo"] > 1 or r[key]["lower_bound"]]
+    return faster, slower
+
+
 def _symmetry_verdict(rows):
     dev = [r for r in rows if r["arm"] != "none"]
     parts = [
@@ -46,9 +51,10 @@ def _symmetry_verdict(rows):
 
 
 def _intensity_verdict(rows):
-    """Intensity against the slowdown in steps where arms reach the target, and against the accuracy lost at the
-    end of the budget (equal steps) in every case: swaps strong enough never reach the target at all."""
+    """How many swapped arms reach the target at all, and intensity against the accuracy lost at the end of the
+    budget (equal steps), which is measured for every arm: swaps strong enough never reach the target."""
     by, reached, arms, at_one = {}, 0, 0, []
+    lowest = min(_intensity_arm(r["arm"])[1] for r in rows if r["arm"] != "none")
     for r in rows:
         if r["arm"] == "none":
             continue
@@ -57,7 +63,7 @@ def _intensity_verdict(rows):
         arms += 1
         reached += r["reached"] == r["seeds"]
         by.setdefault((proto, kind), []).append((k, -r["delta_acc"]))
-        if k == min(_intensity_arm(q["arm"])[1] for q in rows if q["arm"] != "none") and kind == "swap":
+        if k == lowest and kind == "swap":
             at_one.append(f"{proto} {100 * r['delta_acc']:+.1f}")
     mono = sum(1 for pts in by.values() if _spearman(sorted(pts)) > 0.5)
     return (
