@@ -11,9 +11,17 @@ import random
 from . import stats
 from .trainer import RunConfig, time_to_target, train
 
+# RunConfig fields added after results were committed, with their defaults: left out of the key while at the
+# default, so every run saved before a field existed keeps its key and is found, not retrained.
+_KEY_ADDED_LATER = {"init_ulp": False}
+
 
 def run_key(cfg: RunConfig, data_name: str) -> str:
-    blob = json.dumps({"cfg": dataclasses.asdict(cfg), "data": data_name}, sort_keys=True)
+    fields = dataclasses.asdict(cfg)
+    for name, default in _KEY_ADDED_LATER.items():
+        if fields[name] == default:
+            del fields[name]
+    blob = json.dumps({"cfg": fields, "data": data_name}, sort_keys=True)
     safe = cfg.arm().replace(":", "-").replace("+", "_").replace("@", "at").replace("(", "").replace(")", "")
     return f"{safe}-bs{cfg.batch_size}-seed{cfg.seed}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
 

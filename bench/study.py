@@ -151,8 +151,10 @@ def experiments(sc: Scale, quick: bool):
         Experiment(
             "symmetry-null",
             "The function-preserving `neuron` permutation: with state=True it must follow "
-            "the baseline to float rounding; with state=False, what does losing the momentum cost?",
-            [("none", {})]
+            "the baseline to float rounding; with state=False, what does losing the momentum cost? "
+            "Yardstick: the baseline with every initial weight moved by one ulp (`none+ulp`), float rounding and "
+            "nothing else, amplified by the same training.",
+            [("none", {}), ("none+ulp", {"init_ulp": True})]
             + [
                 (
                     f"neuronx{k}{'+state' if s else ''}",

@@ -42,12 +42,21 @@ def _significant(arms, key):
 
 
 def _symmetry_verdict(rows):
-    dev = [r for r in rows if r["arm"] != "none"]
+    """Each arm's largest clean-loss deviation from its seed's baseline, judged against the one-ulp yardstick
+    (`none+ulp`): an arm within 3x of it follows the baseline to float rounding."""
+    dev = [r for r in rows if r["arm"] not in ("none", "none+ulp")]
     parts = [
         f"{r['arm']}: max |d clean loss| {r.get('max_dev', float('nan')):.2e}, time {stats.fmt_ratio(r['time_ratio'])}"
         for r in dev
     ]
-    return "; ".join(parts)
+    ulp = next((r.get("max_dev", float("nan")) for r in rows if r["arm"] == "none+ulp"), None)
+    if ulp is None or not ulp == ulp:
+        return "; ".join(parts)
+    within = [r["arm"] for r in dev if r.get("max_dev", float("inf")) <= 3 * max(ulp, 1e-12)]
+    return (
+        f"one ulp on every initial weight moves the baseline's clean loss by up to {ulp:.2e}; "
+        f"within 3x of that, i.e. float rounding: {', '.join(within) or 'no arm'}. " + "; ".join(parts)
+    )
 
 
 def _intensity_verdict(rows):

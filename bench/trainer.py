@@ -41,6 +41,7 @@ class RunConfig:
     max_gap: float | None = None
     weight_layers: str = "hidden"  # hidden: every layer but the classifier (whose rows are the classes) | all
     weight_noise: bool = False  # control: Gaussian weight noise of the weight swap's norm instead of the swap
+    init_ulp: bool = False  # control: every initial weight moved by one ulp, the size of one float rounding
     trainer: str = "cpu"  # cpu | gpu
     model: str = "cnn"  # cnn | cnn-nobn | mlp-narrow
     width: int = 16
@@ -67,6 +68,8 @@ class RunConfig:
             w += f"+gap{self.max_gap:g}" if self.max_gap else ""
             w += f"@p{self.weight_p:g}" if self.weight_p != 1.0 else ""
             parts.append(w + ("(noise)" if self.weight_noise else ""))
+        if self.init_ulp:
+            parts.append("ulp")
         return "+".join(parts)
 
 
@@ -149,6 +152,10 @@ def train(data, cfg: RunConfig, progress=None) -> dict:
     gpu = cfg.trainer == "gpu"
     if gpu:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.init_ulp:  # the symmetry null's yardstick: one rounding error in every initial weight, nothing else
+        with torch.no_grad():
+            for q in model.parameters():
+                q.copy_(torch.nextafter(q, torch.full_like(q, math.inf)))
     mean, std = data.stats()
     train_x, test_x = data.train_x.to(device), data.test_x.to(device)
     train_y, test_y = data.train_y.to(device), data.test_y.to(device)

@@ -1,6 +1,7 @@
 """The benchmark code, tested fast on tiny data: outputs exist and are consistent, statistics are right on
 known answers, a no-op protocol matches the baseline exactly, and reruns resume."""
 
+import glob
 import json
 import math
 import os
@@ -11,6 +12,8 @@ import pytest
 from bench import datasets, runner, stats, train
 from bench.trainer import RunConfig, time_to_target
 from bench.trainer import train as train_one
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +156,28 @@ def test_run_keys_differ_by_config(tiny):
     b = runner.run_key(RunConfig(protocol="ESA", seed=1), tiny.name)
     c = runner.run_key(RunConfig(protocol="ESA", seed=0, lr=0.1), tiny.name)
     assert len({a, b, c}) == 3 and os.sep not in a
+
+
+def test_committed_runs_keep_their_keys(tiny):
+    # A field added to RunConfig must not orphan the committed results: each saved run's config, read back, still
+    # maps to its file name, so a rerun of the committed studies resumes instead of retraining.
+    files = sorted(glob.glob(os.path.join(ROOT, "bench", "results", "**", "runs", "*.json"), recursive=True))
+    assert len(files) > 100
+    for path in files[:: max(1, len(files) // 40)]:
+        with open(path) as f:
+            r = json.load(f)
+        assert runner.run_key(RunConfig(**r["config"]), r["data"]) == os.path.basename(path)[:-5], path
+    plain = runner.run_key(RunConfig(), tiny.name)
+    assert runner.run_key(RunConfig(init_ulp=True), tiny.name) not in (plain, None)
+
+
+def test_init_ulp_moves_every_weight_by_one_rounding(tiny):
+    common = dict(epochs=0.25, batch_size=32, seed=2)
+    base, ulp = train_one(tiny, RunConfig(**common)), train_one(tiny, RunConfig(init_ulp=True, **common))
+    assert ulp["arm"] == "none+ulp"
+    curves = [(ulp["curves"][k], base["curves"][k]) for k in ("train_loss", "clean_loss")]
+    dev = [abs(a - b) for u, b0 in curves for a, b in zip(u, b0, strict=True)]
+    assert 0 < max(dev) < 1e-5  # a difference, of rounding size
 
 
 def test_run_order_interleaves_arms_by_seed():
