@@ -43,7 +43,8 @@ def _significant(arms, key):
 
 def _symmetry_verdict(rows):
     """Each arm's largest clean-loss deviation from its seed's baseline, judged against the one-ulp yardstick
-    (`none+ulp`): an arm within 3x of it follows the baseline to float rounding."""
+    (`none+ulp`): an arm that deviates no more than 1.5x as much follows the baseline to float rounding (training
+amplifies any rounding difference to the same chaotic size, so the yardstick, not zero, is the null)."""
     dev = [r for r in rows if r["arm"] not in ("none", "none+ulp")]
     parts = [
         f"{r['arm']}: max |d clean loss| {r.get('max_dev', float('nan')):.2e}, time {stats.fmt_ratio(r['time_ratio'])}"
@@ -52,10 +53,10 @@ def _symmetry_verdict(rows):
     ulp = next((r.get("max_dev", float("nan")) for r in rows if r["arm"] == "none+ulp"), None)
     if ulp is None or not ulp == ulp:
         return "; ".join(parts)
-    within = [r["arm"] for r in dev if r.get("max_dev", float("inf")) <= 3 * max(ulp, 1e-12)]
+    within = [r["arm"] for r in dev if r.get("max_dev", float("inf")) <= 1.5 * max(ulp, 1e-12)]
     return (
         f"one ulp on every initial weight moves the baseline's clean loss by up to {ulp:.2e}; "
-        f"within 3x of that, i.e. float rounding: {', '.join(within) or 'no arm'}. " + "; ".join(parts)
+        f"no more than 1.5x that, i.e. float rounding: {', '.join(within) or 'no arm'}. " + "; ".join(parts)
     )
 
 
