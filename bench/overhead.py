@@ -10,20 +10,17 @@ Bytes moved by a swap = 4 x the bytes of one side's slices (each pair: read both
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 import swapkern
 
 from .protocols import loader_rows, protocol_rows
-from .timing import machine_info, measure, rotation
+from .timing import allocated_bytes, machine_info, measure, rotation
 from .weights import weight_rows
 
 
@@ -167,34 +164,6 @@ def copy_bandwidth(device, nbytes):
     dst = torch.empty_like(src)
     t = measure([lambda: dst.copy_(src)], device, repeats=20)
     return 2 * src.nbytes / (t.median_us * 1e-6) / 1e9
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """The profiler's C++ side logs a few lines per session to fd 2 (no GPU found, start, stop): muted here."""
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
-def allocated_bytes(fn, device):
-    """Largest allocation a call makes: the profiler's memory events on the CPU, the peak delta on CUDA."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    return max([e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0], default=0)
 
 
 def backends_for(device):

@@ -8,24 +8,26 @@ import torch
 import swapkern
 from swapkern.data import PROTOCOLS, FeatureSwap
 
-from .timing import measure, rotation
+from .timing import allocated_bytes, measure, rotation
 
 MEAN, STD = [0.491, 0.482, 0.447], [0.247, 0.243, 0.262]
 
 
 def _peers():
-    """Out-of-place channel shufflers a user might reach for instead: name -> callable(batch) -> new batch."""
+    """Out-of-place channel shufflers a user might reach for instead: name -> (the protocol it matches,
+    callable(batch) -> new batch). torchvision permutes the channels of the whole batch with one draw (as ASA);
+    kornia draws a permutation per image (as ESA)."""
     out = {}
     try:
         from torchvision.transforms import v2
 
-        out["peer: torchvision RandomChannelPermutation"] = v2.RandomChannelPermutation()
+        out["peer: torchvision RandomChannelPermutation"] = ("ASA", v2.RandomChannelPermutation())
     except ImportError:
         pass
     try:  # optional: kornia is not a dependency
         import kornia.augmentation as K
 
-        out["peer: kornia RandomChannelShuffle"] = K.RandomChannelShuffle(p=1.0)
+        out["peer: kornia RandomChannelShuffle"] = ("ESA", K.RandomChannelShuffle(p=1.0))
     except ImportError:
         pass
     return out
@@ -53,14 +55,17 @@ def protocol_rows(device, n_images, backends):
         for backend in backends:
             fs = FeatureSwap(proto, seed=0)
             with swapkern.use_backend(backend):
-                t = measure([lambda x=x: fs(x) for x in copies], device)
-            rows.append({"case": case, "backend": backend, "moved_bytes": moved, "alloc_bytes": 0, **t.as_dict()})
-        if proto == "ASA":  # the peers shuffle the channels of the whole batch, as ASA does
-            for name, peer in peers.items():
-                t = measure([lambda x=x: peer(x) for x in copies], device)
-                rows.append(
-                    {"case": case, "backend": name, "moved_bytes": moved, "alloc_bytes": probe.nbytes, **t.as_dict()}
-                )
+                calls = [lambda x=x: fs(x) for x in copies]
+                t = measure(calls, device)
+                alloc = allocated_bytes(calls[0], device)  # after the warm-up: plan buffers are reused
+            rows.append({"case": case, "backend": backend, "moved_bytes": moved, "alloc_bytes": alloc, **t.as_dict()})
+        for name, (matched, peer) in peers.items():  # each peer beside the protocol it matches
+            if matched != proto:
+                continue
+            calls = [lambda x=x, peer=peer: peer(x) for x in copies]
+            t = measure(calls, device)
+            alloc = allocated_bytes(calls[0], device)
+            rows.append({"case": case, "backend": name, "moved_bytes": moved, "alloc_bytes": alloc, **t.as_dict()})
     return rows
 
 
@@ -87,6 +92,7 @@ def loader_rows(device, n_images, backends):
                     for i, p in zip(indices, plans, strict=True)
                 ]
                 t = measure(calls, device)
+                alloc = allocated_bytes(calls[0], device)
             times[proto] = t.median_us
             extra = "" if proto == "none" else f", swap +{100 * (t.median_us / times['none'] - 1):.1f}%"
             rows.append(
@@ -94,7 +100,7 @@ def loader_rows(device, n_images, backends):
                     "case": f"fused loader, {n_images} images, flip, swap {proto}",
                     "backend": backend + extra,
                     "moved_bytes": moved,
-                    "alloc_bytes": 0,
+                    "alloc_bytes": alloc,
                     "marginal": t.median_us / times["none"] - 1,
                     **t.as_dict(),
                 }

@@ -43,8 +43,8 @@ def _significant(arms, key):
 
 def _symmetry_verdict(rows):
     """Each arm's largest clean-loss deviation from its seed's baseline, judged against the one-ulp yardstick
-    (`none+ulp`): an arm that deviates no more than 1.5x as much follows the baseline to float rounding (training
-amplifies any rounding difference to the same chaotic size, so the yardstick, not zero, is the null)."""
+        (`none+ulp`): an arm that deviates no more than 1.5x as much follows the baseline to float rounding (training
+    amplifies any rounding difference to the same chaotic size, so the yardstick, not zero, is the null)."""
     dev = [r for r in rows if r["arm"] not in ("none", "none+ulp")]
     parts = [
         f"{r['arm']}: max |d clean loss| {r.get('max_dev', float('nan')):.2e}, time {stats.fmt_ratio(r['time_ratio'])}"

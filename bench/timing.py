@@ -6,14 +6,17 @@ back-to-back loop (what a training loop pays when the launch cost dominates).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 
 @dataclass
@@ -124,3 +127,31 @@ def git_commit() -> str | None:
         return (head + ("-dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The profiler's C++ side logs a few lines per session to fd 2 (no GPU found, start, stop): muted here."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def allocated_bytes(fn, device):
+    """Largest allocation a call makes: the profiler's memory events on the CPU, the peak delta on CUDA."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max([e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0], default=0)

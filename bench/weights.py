@@ -9,7 +9,7 @@ from torch import nn
 
 import swapkern
 
-from .timing import measure
+from .timing import allocated_bytes, measure
 
 
 def _mlp(width, depth):
@@ -59,7 +59,7 @@ def weight_rows(device, quick):
                 "case": f"{name}: training step",
                 "backend": "model",
                 "moved_bytes": 0,
-                "alloc_bytes": 0,
+                "alloc_bytes": allocated_bytes(train_step, device),
                 **t_train.as_dict(),
             }
         )
@@ -72,6 +72,7 @@ def weight_rows(device, quick):
                     ws = swapkern.WeightSwap(model, protocol, swaps=1, state=state, seed=0)
                     with swapkern.use_backend(backend):
                         t = measure([lambda ws=ws: ws.step(optimizer=opt)], device, repeats=30)
+                        alloc = allocated_bytes(lambda ws=ws: ws.step(optimizer=opt), device)
                     share = t.median_us / t_train.median_us
                     label = backend if backend == "native" else "torch (per-parameter loop)"
                     rows.append(
@@ -79,7 +80,7 @@ def weight_rows(device, quick):
                             "case": case,
                             "backend": f"{label}, {100 * share:.2f}% of a step",
                             "moved_bytes": 0,
-                            "alloc_bytes": 0,
+                            "alloc_bytes": alloc,
                             "share_of_step": share,
                             **t.as_dict(),
                         }
