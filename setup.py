@@ -63,5 +63,6 @@ setup(
     extras_require={
         "test": ["pytest", "pytest-benchmark", "hypothesis", "numpy"],
         "bench": ["torchvision", "matplotlib", "tqdm", "numpy", "nvtx"],
+        "peers": ["kornia"],  # bench.overhead adds kornia's RandomChannelShuffle row when it is installed
     },
 )
