@@ -55,18 +55,18 @@ def protocol_rows(device, n_images, backends):
         for backend in backends:
             fs = FeatureSwap(proto, seed=0)
             with swapkern.use_backend(backend):
-                calls = [lambda x=x: fs(x) for x in copies]
-                t = measure(calls, device)
-                alloc = allocated_bytes(calls[0], device)  # after the warm-up: plan buffers are reused
-            rows.append({"case": case, "backend": backend, "moved_bytes": moved, "alloc_bytes": alloc, **t.as_dict()})
+                rows.append(_timed_row(case, backend, moved, [lambda x=x: fs(x) for x in copies], device))
         for name, (matched, peer) in peers.items():  # each peer beside the protocol it matches
-            if matched != proto:
-                continue
-            calls = [lambda x=x, peer=peer: peer(x) for x in copies]
-            t = measure(calls, device)
-            alloc = allocated_bytes(calls[0], device)
-            rows.append({"case": case, "backend": name, "moved_bytes": moved, "alloc_bytes": alloc, **t.as_dict()})
+            if matched == proto:
+                rows.append(_timed_row(case, name, moved, [lambda x=x, peer=peer: peer(x) for x in copies], device))
     return rows
+
+
+def _timed_row(case, backend, moved, calls, device):
+    """One row: the calls timed, then the allocation of one call after that warm-up (plan buffers are reused)."""
+    t = measure(calls, device)
+    alloc = allocated_bytes(calls[0], device)
+    return {"case": case, "backend": backend, "moved_bytes": moved, "alloc_bytes": alloc, **t.as_dict()}
 
 
 def loader_rows(device, n_images, backends):

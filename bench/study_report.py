@@ -41,22 +41,29 @@ def _significant(arms, key):
     return faster, slower
 
 
+# An arm whose clean loss leaves its seed's baseline by no more than this many times the one-ulp yardstick's
+# deviation follows the baseline to float rounding.
+_ROUNDING_FACTOR = 1.5
+
+
 def _symmetry_verdict(rows):
     """Each arm's largest clean-loss deviation from its seed's baseline, judged against the one-ulp yardstick
-        (`none+ulp`): an arm that deviates no more than 1.5x as much follows the baseline to float rounding (training
-    amplifies any rounding difference to the same chaotic size, so the yardstick, not zero, is the null)."""
+    (`none+ulp`): training amplifies any rounding difference to the same chaotic size, so the yardstick, not
+    zero, is the null."""
     dev = [r for r in rows if r["arm"] not in ("none", "none+ulp")]
     parts = [
         f"{r['arm']}: max |d clean loss| {r.get('max_dev', float('nan')):.2e}, time {stats.fmt_ratio(r['time_ratio'])}"
         for r in dev
     ]
     ulp = next((r.get("max_dev", float("nan")) for r in rows if r["arm"] == "none+ulp"), None)
-    if ulp is None or not ulp == ulp:
+    if ulp is None or math.isnan(ulp):
         return "; ".join(parts)
-    within = [r["arm"] for r in dev if r.get("max_dev", float("inf")) <= 1.5 * max(ulp, 1e-12)]
+    bound = _ROUNDING_FACTOR * max(ulp, 1e-12)
+    within = [r["arm"] for r in dev if r.get("max_dev", float("inf")) <= bound]
     return (
         f"one ulp on every initial weight moves the baseline's clean loss by up to {ulp:.2e}; "
-        f"no more than 1.5x that, i.e. float rounding: {', '.join(within) or 'no arm'}. " + "; ".join(parts)
+        f"no more than {_ROUNDING_FACTOR:g}x that, i.e. float rounding: {', '.join(within) or 'no arm'}. "
+        + "; ".join(parts)
     )
 
 

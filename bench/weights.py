@@ -70,9 +70,10 @@ def weight_rows(device, quick):
                     if backend == "native" and not swapkern._backend.native_available(device.type):
                         continue
                     ws = swapkern.WeightSwap(model, protocol, swaps=1, state=state, seed=0)
+                    call = lambda ws=ws: ws.step(optimizer=opt)  # noqa: E731
                     with swapkern.use_backend(backend):
-                        t = measure([lambda ws=ws: ws.step(optimizer=opt)], device, repeats=30)
-                        alloc = allocated_bytes(lambda ws=ws: ws.step(optimizer=opt), device)
+                        t = measure([call], device, repeats=30)
+                        alloc = allocated_bytes(call, device)
                     share = t.median_us / t_train.median_us
                     label = backend if backend == "native" else "torch (per-parameter loop)"
                     rows.append(

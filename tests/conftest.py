@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+
 try:  # decided before torch or triton are imported
     import subprocess
 

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 # Run in a fresh interpreter: this process already registered the swapkern ops from swapkern._C.
 LOAD = """

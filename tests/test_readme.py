@@ -5,9 +5,8 @@ import os
 import re
 
 import torch
+from conftest import ROOT
 from torch import nn
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _blocks():

@@ -7,10 +7,9 @@ import sys
 import time
 
 import pytest
+from conftest import ROOT
 
 from bench import study
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_quick_smoke_three_experiments(tmp_path):
