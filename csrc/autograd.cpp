@@ -1,7 +1,6 @@
-// Autograd behaviour of the in-place ops, device-independent and boxed, so one kernel serves every op:
-// - Autograd: swaps are not differentiable; with grad mode on, mutating a tensor that requires grad raises.
-// - ADInplaceOrView: bump the version counter of every mutated tensor, so autograd notices when a tensor it
-//   saved for backward was swapped afterwards (as it does for PyTorch's own in-place ops).
+// The boxed kernels of csrc/autograd.h.
+#include "autograd.h"
+
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/variable.h>
@@ -29,7 +28,7 @@ std::vector<at::Tensor> mutated_args(const c10::OperatorHandle& op, const torch:
   return out;
 }
 
-void autograd_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
+void autograd_boxed(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
   if (c10::GradMode::is_enabled()) {
     for (const at::Tensor& t : mutated_args(op, stack)) {
       TORCH_CHECK(!t.requires_grad(), op.schema().name(),
@@ -39,23 +38,46 @@ void autograd_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torc
   op.redispatchBoxed(ks & c10::after_autograd_keyset, stack);
 }
 
-void inplace_or_view_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
+void inplace_or_view_boxed(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
   const std::vector<at::Tensor> mutated = mutated_args(op, stack);
+  // Outside InferenceMode (the only time this kernel runs) an inference tensor cannot be updated in place: refuse
+  // before the kernel moves anything, as PyTorch's own in-place ops do.
+  for (const at::Tensor& t : mutated) {
+    TORCH_CHECK(!t.is_inference(), op.schema().name(),
+                ": Inplace update to inference tensor outside InferenceMode is not allowed; swap a clone, or call it "
+                "inside torch.inference_mode()");
+  }
   op.redispatchBoxed(ks & c10::after_ADInplaceOrView_keyset, stack);
   for (const at::Tensor& t : mutated) torch::autograd::impl::bump_version(t);
 }
 
-constexpr const char* kOps[] = {"swap_", "swap_pixels_", "swap_elements_", "swap_between_", "load_batch_",
-                                "draw_feature_plan_", "swap_packed_"};
+// Meta: a meta x is a no-op (what mutating a tensor without data means); a real x with a meta argument (indices on
+// the meta device) is refused like any index on another device.
+void meta_boxed(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
+  const auto& args = op.schema().arguments();
+  const size_t start = stack->size() - args.size();
+  const c10::IValue& first = (*stack)[start];
+  const bool x_is_meta = first.isTensor() ? first.toTensor().is_meta()
+                                          : (first.isTensorList() && !first.toTensorVector().empty() &&
+                                             first.toTensorVector()[0].is_meta());
+  if (!x_is_meta) {
+    const at::Tensor x = first.isTensor() ? first.toTensor() : first.toTensorVector()[0];
+    for (size_t i = 1; i < args.size(); ++i) {
+      const c10::IValue& v = (*stack)[start + i];
+      TORCH_CHECK_VALUE(!(v.isTensor() && v.toTensor().is_meta()), op.schema().name(), ": ", args[i].name(),
+                        " is on meta but the tensor is on ", x.device(),
+                        "; indices must be on the CPU or on the tensor's device");
+    }
+  }
+  torch::jit::drop(*stack, args.size());
+}
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(swapkern, Autograd, m) {
-  for (const char* name : kOps) m.impl(name, torch::CppFunction::makeFromBoxedFunction<&autograd_kernel>());
+torch::CppFunction autograd_kernel() { return torch::CppFunction::makeFromBoxedFunction<&autograd_boxed>(); }
+torch::CppFunction inplace_or_view_kernel() {
+  return torch::CppFunction::makeFromBoxedFunction<&inplace_or_view_boxed>();
 }
-
-TORCH_LIBRARY_IMPL(swapkern, ADInplaceOrView, m) {
-  for (const char* name : kOps) m.impl(name, torch::CppFunction::makeFromBoxedFunction<&inplace_or_view_kernel>());
-}
+torch::CppFunction meta_kernel() { return torch::CppFunction::makeFromBoxedFunction<&meta_boxed>(); }
 
 }  // namespace swapkern

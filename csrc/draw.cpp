@@ -1,8 +1,7 @@
-// Validation of draw_feature_plan_ and the CPU implementation (the CUDA one is csrc/cuda/draw_cuda.cu).
+// Validation of draw_feature_plan_ (the kernels: csrc/cpu/draw_cpu.cpp, csrc/cuda/draw_cuda.cu).
 #include "draw.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
 namespace swapkern {
 
@@ -12,7 +11,7 @@ DrawParams make_draw(const at::Tensor& buf, const std::optional<at::Tensor>& ind
                      int64_t HW, int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed,
                      int64_t step, int64_t threshold) {
   constexpr const char* op = "swapkern.draw_feature_plan_";
-  TORCH_CHECK_VALUE(which >= 0 && which <= 2 && (what == 0 || what == 1), op, ": bad protocol codes");
+  TORCH_CHECK_VALUE(valid_codes(which, what), op, ": bad protocol codes ", which, ", ", what);
   TORCH_CHECK_VALUE(B >= 1 && C >= 1 && HW >= 1 && swaps >= 1 && 2 * swaps <= kMaxDraws, op, ": bad sizes");
   TORCH_CHECK_VALUE(2 * swaps <= (what == 0 ? C : HW), op, ": ", swaps, " swaps need ", 2 * swaps,
                     what == 0 ? " channels" : " pixels");
@@ -35,8 +34,8 @@ DrawParams make_draw(const at::Tensor& buf, const std::optional<at::Tensor>& ind
   }
   p.buf = buf.data_ptr<int64_t>();
   p.B = B, p.C = C, p.HW = HW;
-  p.which = static_cast<int32_t>(which);
-  p.what = static_cast<int32_t>(what);
+  p.which = static_cast<Which>(which);
+  p.what = static_cast<What>(what);
   p.extent_all = extent_all;
   p.swaps = swaps;
   p.seed = static_cast<uint64_t>(seed);
@@ -44,26 +43,6 @@ DrawParams make_draw(const at::Tensor& buf, const std::optional<at::Tensor>& ind
   p.threshold = threshold;
   p.device_index = buf.device().has_index() ? buf.device().index() : -1;
   return p;
-}
-
-void draw_cpu(const DrawParams& p) {
-  uint32_t sum = 0, best = 0;
-  int64_t pos = 0;
-  const uint32_t image_base = base_key(p.seed, p.step, kImage);
-  for (int64_t n = 0; n < p.B; ++n) {
-    const uint32_t key = image_key(p, n);
-    sum += key;
-    const uint32_t score = word32(key, image_base, 0);
-    if (n == 0 || score > best) best = score, pos = n;  // the first of equal maxima, as torch.argmax
-  }
-  const uint32_t bkey = p.indices != nullptr ? sum : kBatchKey;
-  p.buf[2] = bkey;
-  p.buf[0] = static_cast<int64_t>(word32(bkey, base_key(p.seed, p.step, kCoin), 0)) < p.threshold;
-  p.buf[1] = p.which == 0 ? pos : 0;
-  const int64_t G = p.which == 2 ? p.B : 1;
-  at::parallel_for(0, G, 512, [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) draw_group(p, g);
-  });
 }
 
 }  // namespace swapkern

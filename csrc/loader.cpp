@@ -1,8 +1,9 @@
 // Validation and parameters of the fused loader (device-generic host code).
 #include "loader.h"
 
+#include "checks.h"
+
 #include <ATen/ATen.h>
-#include <ATen/MemoryOverlap.h>
 
 #include <algorithm>
 
@@ -11,12 +12,14 @@ namespace {
 
 constexpr const char* kOp = "swapkern.load_batch_";
 
-at::Tensor int64_on(const at::Tensor& t, const at::Device& device, const char* name) {
+// An index-like argument as contiguous int64 on out's device, a copy when it shares memory with out.
+at::Tensor int64_on(const at::Tensor& t, const at::Tensor& out, const char* name) {
   TORCH_CHECK_TYPE(at::isIntegralType(t.scalar_type(), /*includeBool=*/true), kOp, ": ", name,
                    " must hold integers, got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.device().is_cpu() || t.device() == device, kOp, ": ", name, " is on ", t.device(),
-                    " but out is on ", device);
-  return t.to(device, at::kLong).contiguous();
+  TORCH_CHECK_VALUE(t.device().is_cpu() || t.device() == out.device(), kOp, ": ", name, " is on ", t.device(),
+                    " but out is on ", out.device());
+  at::Tensor v = t.to(out.device(), at::kLong).contiguous();
+  return memory_intersects(v, out) ? v.clone() : v;
 }
 
 void check_range(const at::Tensor& t, int64_t lo, int64_t hi, const char* name) {
@@ -41,7 +44,8 @@ OwnedLoad make_load(const at::Tensor& out, const at::Tensor& data, const at::Ten
   TORCH_CHECK_TYPE(data.scalar_type() == at::kByte, kOp, ": data must be uint8, got ", data.scalar_type());
   TORCH_CHECK_VALUE(data.dim() == 4 && data.device() == out.device(), kOp,
                     ": data must be a 4-d uint8 tensor on out's device, got ", data.sizes(), " on ", data.device());
-  TORCH_CHECK_VALUE(at::has_internal_overlap(out) != at::MemOverlap::Yes, kOp, ": out overlaps itself");
+  check_swappable(kOp, out, "out");
+  TORCH_CHECK_VALUE(!memory_intersects(out, data), kOp, ": out and data overlap in memory");
   const int64_t B = out.size(0), C = out.size(1), H = out.size(2), W = out.size(3);
   const int64_t dC = nhwc ? data.size(3) : data.size(1), dH = nhwc ? data.size(1) : data.size(2),
                 dW = nhwc ? data.size(2) : data.size(3);
@@ -55,28 +59,29 @@ OwnedLoad make_load(const at::Tensor& out, const at::Tensor& data, const at::Ten
   OwnedLoad o;
   LoadParams& p = o.params;
   const at::Device dev = out.device();
-  o.index = int64_on(index, dev, "index");
+  o.index = int64_on(index, out, "index");
   o.scale = scale.to(dev).contiguous();
   o.shift = shift.to(dev).contiguous();
+  if (memory_intersects(o.scale, out)) o.scale = o.scale.clone();
+  if (memory_intersects(o.shift, out)) o.shift = o.shift.clone();
   const bool swap = pairs.has_value();
   TORCH_CHECK_VALUE(swap == fixed.has_value() && swap == image.has_value() && swap == active.has_value(), kOp,
                     ": give all of pairs, at, image, active (a FeaturePlan) or none");
-  TORCH_CHECK_VALUE(which >= 0 && which <= 2 && (what == 0 || what == 1), kOp, ": bad protocol codes ", which, ", ",
-                    what);
+  TORCH_CHECK_VALUE(valid_codes(which, what), kOp, ": bad protocol codes ", which, ", ", what);
   const int64_t G = which == 2 ? B : 1;
   if (swap) {
     TORCH_CHECK_VALUE(pairs->dim() == 3 && pairs->size(0) == G && pairs->size(2) == 2, kOp, ": pairs must be (", G,
                       ", swaps, 2), got ", pairs->sizes());
     TORCH_CHECK_VALUE(fixed->numel() == G && image->numel() == 1 && active->numel() == 1, kOp,
                       ": at must have ", G, " entries, image and active one each");
-    o.pairs = int64_on(*pairs, dev, "pairs");
-    o.at = int64_on(*fixed, dev, "at");
-    o.image = int64_on(*image, dev, "image");
-    o.active = int64_on(*active, dev, "active");
+    o.pairs = int64_on(*pairs, out, "pairs");
+    o.at = int64_on(*fixed, out, "at");
+    o.image = int64_on(*image, out, "image");
+    o.active = int64_on(*active, out, "active");
   }
   if (flip.has_value()) {
     TORCH_CHECK_VALUE(flip->numel() == B, kOp, ": flip must have ", B, " entries");
-    o.flip = int64_on(*flip, dev, "flip");
+    o.flip = int64_on(*flip, out, "flip");
   }
   if (validate) {  // data-dependent: a host copy (and so a sync) for GPU tensors
     check_range(o.index, 0, data.size(0), "index");

@@ -4,6 +4,8 @@
 // walking that chain backwards (flip, then the swap involution) to the one stored byte it comes from.
 #pragma once
 
+#include "codes.h"
+
 #include <ATen/core/Tensor.h>
 #include <c10/macros/Macros.h>
 
@@ -11,9 +13,6 @@
 #include <optional>
 
 namespace swapkern {
-
-enum class Which : int32_t { One = 0, All = 1, Every = 2 };  // protocol char 1: 1, A, E
-enum class What : int32_t { Channels = 0, Pixels = 1 };      // protocol char 2: S, P
 
 struct LoadParams {
   void* out = nullptr;
@@ -106,9 +105,5 @@ OwnedLoad make_load(const at::Tensor& out, const at::Tensor& data, const at::Ten
                     const std::optional<at::Tensor>& active, const std::optional<at::Tensor>& flip, int64_t which,
                     int64_t what, bool extent_all, bool nhwc, bool validate);
 
-void load_cpu(const LoadParams& p);
-#ifdef SWAPKERN_WITH_CUDA
-void load_cuda(const LoadParams& p);
-#endif
 
 }  // namespace swapkern

@@ -1,8 +1,8 @@
 // Validation and index arithmetic shared by every backend: user arguments -> Plan.
+#include "checks.h"
 #include "swapkern.h"
 
 #include <ATen/ATen.h>
-#include <ATen/MemoryOverlap.h>
 
 #include <algorithm>
 #include <climits>
@@ -69,68 +69,6 @@ void fill_side(const char* op, Side& s, const at::Tensor& t, DimGroup g) {
   }
 }
 
-// Type and shape checks of one index argument; returns it as a contiguous int64 tensor on `device`.
-at::Tensor prepare_index(const char* op, const at::Tensor& t, const char* name, const at::Device& device) {
-  TORCH_CHECK_TYPE(at::isIntegralType(t.scalar_type(), /*includeBool=*/false), op, ": ", name,
-                   " must hold integers, got a tensor of dtype ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() <= 1, op, ": ", name, " must have shape [K], got ", t.sizes());
-  TORCH_CHECK_VALUE(t.device().is_cpu() || t.device() == device, op, ": ", name, " is on ", t.device(),
-                    " but the tensor is on ", device, "; indices must be on the CPU or on the tensor's device");
-  return t.reshape({-1}).to(device, at::kLong).contiguous();
-}
-
-// A host copy for the data-dependent checks (a device-to-host copy, and so a sync, for GPU indices).
-std::vector<int64_t> host_values(const at::Tensor& t) {
-  const at::Tensor h = t.to(at::kCPU, at::kLong).contiguous();
-  const int64_t* p = h.data_ptr<int64_t>();
-  return std::vector<int64_t>(p, p + h.numel());
-}
-
-void check_range(const char* op, std::vector<int64_t>& v, int64_t n, const char* name, const char* what) {
-  for (int64_t& i : v) {
-    TORCH_CHECK_INDEX(i >= -n && i < n, op, ": ", name, " index ", i, " is out of range for ", what, " of size ",
-                      n);
-    i = wrap_index(i, n);
-  }
-}
-
-// Every (scope, index) pair may appear at most once: the K exchanges must be disjoint. Keys are
-// scope * n + index (scope 0 for the whole tensor). A bitmap when the key space is small next to K, else a sort:
-// O(K) or O(K log K) host work, and never a buffer the size of the data.
-void check_disjoint(const char* op, const std::vector<int64_t>& keys, int64_t n, int64_t scopes, bool sampled,
-                    const char* where) {
-  const int64_t space = n * scopes;
-  auto fail = [&](int64_t key) {
-    const int64_t scope = key / n, index = key % n;
-    TORCH_CHECK_VALUE(sampled, op, ": index ", index, " appears more than once in ", where,
-                      "; the exchanges of one call must be disjoint");
-    TORCH_CHECK_VALUE(false, op, ": index ", index, " appears more than once in sample ", scope,
-                      "; the exchanges of one call must be disjoint within a sample");
-  };
-  if (space <= std::max<int64_t>(int64_t{1} << 16, 256 * static_cast<int64_t>(keys.size()))) {
-    std::vector<uint64_t> seen((space + 63) / 64, 0);
-    for (int64_t key : keys) {
-      uint64_t& word = seen[key >> 6];
-      const uint64_t bit = uint64_t{1} << (key & 63);
-      if (word & bit) fail(key);
-      word |= bit;
-    }
-    return;
-  }
-  std::vector<int64_t> sorted(keys);
-  std::sort(sorted.begin(), sorted.end());
-  auto dup = std::adjacent_find(sorted.begin(), sorted.end());
-  if (dup != sorted.end()) fail(*dup);
-}
-
-// Byte range [lo, hi) that a tensor's elements can touch.
-std::pair<uintptr_t, uintptr_t> extent(const at::Tensor& t) {
-  uintptr_t lo = reinterpret_cast<uintptr_t>(t.data_ptr());
-  int64_t span = 1;
-  for (int64_t d = 0; d < t.dim(); ++d) span += (t.size(d) - 1) * t.stride(d);
-  return {lo, lo + static_cast<uintptr_t>(span * t.element_size())};
-}
-
 }  // namespace
 
 int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim, const char* name) {
@@ -144,25 +82,20 @@ OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, Di
                     int64_t sample_dim, bool validate) {
   const bool same = x.is_same(y);
   const bool has_sample = sample.has_value();
-  TORCH_CHECK_TYPE(x.element_size() <= 16 && (x.element_size() & (x.element_size() - 1)) == 0, op,
-                   ": unsupported dtype ", x.scalar_type());
-  TORCH_CHECK_VALUE(x.layout() == at::kStrided && y.layout() == at::kStrided, op, ": only strided tensors");
+  TORCH_CHECK_TYPE(x.element_size() <= 16 && (x.element_size() & (x.element_size() - 1)) == 0 && !x.is_quantized(),
+                   op, ": unsupported dtype ", x.scalar_type());
   TORCH_CHECK_VALUE(x.scalar_type() == y.scalar_type(), op, ": x has dtype ", x.scalar_type(), " but y has ",
                     y.scalar_type());
   TORCH_CHECK_VALUE(x.device() == y.device(), op, ": x is on ", x.device(), " but y is on ", y.device());
-  TORCH_CHECK_VALUE(at::has_internal_overlap(x) != at::MemOverlap::Yes &&
-                        at::has_internal_overlap(y) != at::MemOverlap::Yes,
-                    op, ": a tensor whose elements overlap in memory (e.g. from expand) cannot be swapped in place");
-  if (!same && x.numel() > 0 && y.numel() > 0) {
-    const auto ex = extent(x), ey = extent(y);
-    TORCH_CHECK_VALUE(ex.second <= ey.first || ey.second <= ex.first, op,
-                      ": x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_");
-  }
+  check_swappable(op, x, "x");
+  if (!same) check_swappable(op, y, "y");
+  TORCH_CHECK_VALUE(same || !memory_intersects(x, y), op,
+                    ": x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_");
 
   OwnedPlan out;
-  out.a = prepare_index(op, a, "a", x.device());
-  out.b = prepare_index(op, b, "b", x.device());
-  if (has_sample) out.sample = prepare_index(op, *sample, "sample", x.device());
+  out.a = prepare_index(op, a, "a", x, y);
+  out.b = prepare_index(op, b, "b", x, y);
+  if (has_sample) out.sample = prepare_index(op, *sample, "sample", x, y);
   const int64_t K = out.a.numel();
   TORCH_CHECK_VALUE(out.b.numel() == K, op, ": a has ", K, " indices but b has ", out.b.numel());
   TORCH_CHECK_VALUE(!has_sample || out.sample.numel() == K, op, ": a has ", K, " indices but sample has ",
@@ -215,35 +148,10 @@ OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, Di
   TORCH_CHECK_INDEX(K == 0 || (p.x.idx_numel > 0 && p.y.idx_numel > 0), op, ": cannot index into a dim of size 0");
   if (has_sample) TORCH_CHECK_INDEX(K == 0 || x.size(sample_dim) > 0, op, ": cannot index into a sample dim of size 0");
   if (!validate || K == 0) return out;
-  // Data-dependent checks, on a host copy of the indices.
-  std::vector<int64_t> va = host_values(a), vb = host_values(b), vs;
   const char* what = gx.end - gx.begin == 1 ? "dim" : (gx.begin == 0 && gx.end == x.dim() ? "the tensor" : "dims");
-  check_range(op, va, p.x.idx_numel, "a", what);
-  check_range(op, vb, p.y.idx_numel, "b", what);
-  if (has_sample) {
-    vs = host_values(*sample);
-    check_range(op, vs, x.size(sample_dim), "sample", "the sample dim");
-  }
-  // Keys scope * n + index; the sample count is bounded by a tensor dim, so the product fits easily in
-  // int64 unless the tensor itself is astronomically large.
-  const int64_t scopes = has_sample ? x.size(sample_dim) : 1;
-  const int64_t nx = p.x.idx_numel, ny = p.y.idx_numel;
-  TORCH_CHECK_VALUE(scopes <= INT64_MAX / std::max(nx, ny), op, ": too many samples times indices");
-  std::vector<int64_t> keys_a, keys_b;
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t scope = has_sample ? vs[k] : 0;
-    if (same) {
-      TORCH_CHECK_VALUE(va[k] != vb[k], op, ": pair ", k, " exchanges index ", va[k],
-                        " with itself; a[k] must differ from b[k]");
-      keys_a.push_back(scope * nx + va[k]);
-      keys_a.push_back(scope * nx + vb[k]);
-    } else {
-      keys_a.push_back(scope * nx + va[k]);
-      keys_b.push_back(scope * ny + vb[k]);
-    }
-  }
-  check_disjoint(op, keys_a, nx, scopes, has_sample, same ? "the tensor" : "x");
-  if (!same) check_disjoint(op, keys_b, ny, scopes, has_sample, "y");
+  const auto u64 = [](const at::Tensor& t) { return t.scalar_type() == at::kUInt64; };
+  check_pairs(op, out.a, out.b, has_sample ? &out.sample : nullptr, p.x.idx_numel, p.y.idx_numel,
+              has_sample ? x.size(sample_dim) : 1, same, u64(a), u64(b), has_sample && u64(*sample), what);
   return out;
 }
 

@@ -38,7 +38,17 @@ struct Plan {
   int64_t sizes[kMaxDims] = {};
   int64_t strides_x[kMaxDims] = {};
   int64_t strides_y[kMaxDims] = {};
+  // Multi-tensor steps (csrc/engine.cpp): pair k moves only if keep[k] != 0, and the whole plan only if
+  // *select == select_value (one candidate of an inter-layer group per step). nullptr: always.
+  const int64_t* keep = nullptr;
+  const int64_t* select = nullptr;
+  int64_t select_value = 0;
 };
+
+// Whether pair k of plan p moves this step.
+C10_HOST_DEVICE inline bool pair_active(const Plan& p, int64_t k) {
+  return (p.keep == nullptr || p.keep[k] != 0) && (p.select == nullptr || *p.select == p.select_value);
+}
 
 C10_HOST_DEVICE inline int64_t wrap_index(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
 
@@ -84,10 +94,5 @@ OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, Di
 // Normalises a user dim, raising ValueError when it is out of range.
 int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim, const char* name);
 
-// Backends: run a Plan on the device of its tensors.
-void exchange_cpu(const Plan& plan);
-#ifdef SWAPKERN_WITH_CUDA
-void exchange_cuda(const Plan& plan);
-#endif
 
 }  // namespace swapkern

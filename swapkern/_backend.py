@@ -94,6 +94,8 @@ def current_backend() -> str:
 def resolve(x: torch.Tensor) -> str:
     """The backend that runs a call on tensor x."""
     dev = x.device.type
+    if dev == "meta":
+        raise ValueError("swapkern: tensors on the meta device hold no data to swap")
     if _current == "auto":
         if native_available(dev):
             return "native"
@@ -106,3 +108,27 @@ def resolve(x: torch.Tensor) -> str:
             + (" (set TRITON_INTERPRET=1 before importing triton)" if dev == "cpu" else "")
         )
     return _current
+
+
+_modules: dict = {}
+
+
+def module(name: str):
+    """The module of a backend: each has the same entry points (the swap ops, load_batch_, the plan draws)."""
+    mod = _modules.get(name)
+    if mod is None:
+        if name == "native":
+            from . import _native as mod
+        elif name == "triton":
+            from .triton import ops as mod
+        else:
+            from . import reference as mod
+        _modules[name] = mod
+    return mod
+
+
+def impl(x):
+    """The backend module that runs a call on tensor x: the one place that chooses."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"swapkern: expected a torch.Tensor, got {type(x).__name__}")
+    return module(resolve(x))

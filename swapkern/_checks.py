@@ -1,192 +1,308 @@
-"""Argument checks in Python, shared by the reference and the Triton backend.
+"""The Python twin of csrc/checks.cpp and csrc/plan.cpp: the one validator of the Triton and torch backends.
 
-The compiled ops (csrc/plan.cpp) make the same checks in C++; tests hold both to the same exceptions.
-Every check runs before any element moves.
+The compiled ops check in C++ only; tests/test_errors.py and tests/test_fuzz.py hold both to the same exceptions,
+raised in the same order, before any element moves. Every function mirrors the C++ function of the same name.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+MAX_DIMS = 8  # csrc/swapkern.h kMaxDims: geometry after coalescing
+INT64_MAX = 2**63 - 1
 
-def wrap_dim(op: str, dim: int, ndim: int, name: str = "dim") -> int:
+
+# -- tensors --------------------------------------------------------------------------------------------------------
+def provably_disjoint(sizes, strides) -> bool:
+    """No two positions of the layout share an element: with dims of size > 1 ordered by stride, each stride
+    exceeds the span of all smaller-stride dims (sufficient, not necessary; the rest is refused)."""
+    if any(s == 0 for s in sizes):
+        return True
+    span = 0
+    for stride, size in sorted((st, s) for s, st in zip(sizes, strides, strict=True) if s > 1):
+        if stride <= span:
+            return False
+        span += (size - 1) * stride
+    return True
+
+
+def byte_range(t) -> tuple[int, int]:
+    """[lo, hi): the bytes t's elements can touch (empty for no elements)."""
+    if t.numel() == 0:
+        return (0, 0)
+    span = 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride(), strict=True))
+    return t.data_ptr(), t.data_ptr() + span * t.element_size()
+
+
+def memory_intersects(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.numel() == 0 or b.numel() == 0 or a.device != b.device or a.device.type == "meta":
+        return False
+    (a0, a1), (b0, b1) = byte_range(a), byte_range(b)
+    return a0 < b1 and b0 < a1
+
+
+def check_swappable(op: str, t: torch.Tensor, name: str) -> None:
+    if t.layout != torch.strided:
+        raise ValueError(f"{op}: {name} must be a strided tensor, got layout {t.layout}")
+    if t.device.type == "meta":
+        raise ValueError(f"{op}: {name} is on the meta device, which holds no data to swap")
+    if not provably_disjoint(t.shape, t.stride()):
+        raise ValueError(
+            f"{op}: {name} (shape {tuple(t.shape)}, strides {t.stride()}) has elements that overlap in memory, or "
+            "cannot be shown not to (expand, unfold, as_strided); swap a .contiguous() copy"
+        )
+
+
+def check_mutable(op: str, tensors) -> None:
+    """What the compiled ops' Autograd and ADInplaceOrView kernels (csrc/autograd.cpp) refuse, in their order."""
+    if torch.is_grad_enabled():
+        for t in tensors:
+            if t.requires_grad:
+                raise RuntimeError(
+                    f"{op}: swaps are not differentiable; call it under torch.no_grad() on a tensor that requires grad"
+                )
+    if not torch.is_inference_mode_enabled():
+        for t in tensors:
+            if t.is_inference():
+                raise RuntimeError(
+                    f"{op}: Inplace update to inference tensor outside InferenceMode is not allowed; swap a clone, "
+                    "or call it inside torch.inference_mode()"
+                )
+
+
+def bump_versions(tensors) -> None:
+    """Once per mutated tensor, as the compiled ops' ADInplaceOrView kernel does."""
+    torch._C._increment_version(list(tensors))
+
+
+# -- indices --------------------------------------------------------------------------------------------------------
+def prepare_index(op, t, name, x, y):
+    """An index tensor as contiguous int64 on x's device, a copy when it shares memory with x or y (indices are
+    read once, before anything moves). uint64 keeps its bits: values >= 2**63 read as negative and fail the range
+    check. Returns (tensor, from_unsigned64)."""
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{op}: {name} must hold integers, got a tensor of dtype {t.dtype}")
+    if t.dim() > 1:
+        raise ValueError(f"{op}: {name} must have shape [K], got {tuple(t.shape)}")
+    if t.device.type != "cpu" and t.device != x.device:
+        raise ValueError(
+            f"{op}: {name} is on {t.device} but the tensor is on {x.device}; indices must be on the CPU or on the "
+            "tensor's device"
+        )
+    unsigned = t.dtype == torch.uint64
+    v = t.reshape(-1)
+    v = v.view(torch.int64) if unsigned else v
+    v = v.to(device=x.device, dtype=torch.int64).contiguous()
+    if memory_intersects(v, x) or (y is not x and memory_intersects(v, y)):
+        v = v.clone()
+    return v, unsigned
+
+
+def check_range(op, v, n, unsigned, name, what):
+    bad = (v < -n) | (v >= n)
+    if bool(bad.any()):
+        value = int(v[bad][0])
+        value = value + 2**64 if unsigned and value < 0 else value
+        raise IndexError(f"{op}: {name} index {value} is out of range for {what} of size {n}")
+
+
+def check_pairs(op, a, b, sample, nx, ny, ns, same, unsigned, what):
+    """Range (IndexError), then a[k] != b[k] and disjointness within each scope (ValueError)."""
+    a, b = a.cpu(), b.cpu()
+    check_range(op, a, nx, unsigned[0], "a", what)
+    check_range(op, b, ny, unsigned[1], "b", what)
+    s = sample.cpu() if sample is not None else torch.zeros_like(a)
+    if sample is not None:
+        check_range(op, s, ns, unsigned[2], "sample", "the sample dim")
+    a, b, s = a % max(nx, 1), b % max(ny, 1), s % max(ns, 1)
+    if same:
+        self_pair = a == b
+        if bool(self_pair.any()):
+            k = int(self_pair.nonzero()[0])
+            raise ValueError(f"{op}: pair {k} exchanges index {int(a[k])} with itself; a[k] must differ from b[k]")
+    n = max(nx, ny, 1)
+    if ns > INT64_MAX // 4 // n:
+        raise ValueError(f"{op}: too many samples times indices")
+    sides = [(torch.cat([a, b]), torch.cat([s, s]))] if same else [(a, s), (b, s)]
+    for idx, scope in sides:
+        keys = scope * n + idx
+        if torch.unique(keys).numel() != keys.numel():
+            where = ("one sample" if sample is not None else "the tensor") if same else ("x" if idx is a else "y")
+            raise ValueError(f"{op}: an index appears more than once in {where}; the exchanges must be disjoint")
+
+
+# -- the plan -------------------------------------------------------------------------------------------------------
+def wrap_dim(op, dim, ndim, name="dim"):
     if not -ndim <= dim < ndim:
         raise ValueError(f"{op}: {name}={dim} is out of range for a tensor with {ndim} dims")
     return dim % ndim
 
 
-def check_index_tensor(op: str, t: torch.Tensor, name: str, device: torch.device) -> None:
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise TypeError(f"{op}: {name} must hold integers, got a tensor of dtype {t.dtype}")
-    if t.dim() > 1:
-        raise ValueError(f"{op}: {name} must have shape [K], got {tuple(t.shape)}")
-    if t.device.type != "cpu" and t.device != device:
-        raise ValueError(f"{op}: {name} is on {t.device} but the tensor is on {device}")
+def _group(op, t, begin, end):
+    """Index group [begin, end) of t flattened row-major: (numel, coalesced sizes, strides); csrc fill_side."""
+    numel, sizes, strides = 1, [], []
+    for d in range(begin, end):
+        size, stride = t.shape[d], t.stride(d)
+        numel *= size
+        if size == 1:
+            continue
+        if sizes and strides[-1] == stride * size:
+            sizes[-1] *= size
+            strides[-1] = stride
+        else:
+            sizes.append(size)
+            strides.append(stride)
+    if len(sizes) > MAX_DIMS:
+        raise ValueError(
+            f"{op}: the indexed dims of a tensor of shape {tuple(t.shape)} do not coalesce into {MAX_DIMS} dims or "
+            "fewer; make it contiguous first"
+        )
+    return numel, sizes, strides
 
 
-def check_tensor(op: str, x: torch.Tensor) -> None:
-    if x.layout != torch.strided:
-        raise ValueError(f"{op}: only strided tensors")
-    if x.element_size() > 16:
+def _coalesce(dims):
+    """[(size, stride_x, stride_y)] without size-1 dims, ordered by x's strides, merged where contiguous in both."""
+    out = []
+    for size, sx, sy in sorted((d for d in dims if d[0] != 1), key=lambda d: -d[1]):
+        if out and out[-1][1] == sx * size and out[-1][2] == sy * size:
+            out[-1] = (out[-1][0] * size, sx, sy)
+        else:
+            out.append((size, sx, sy))
+    return out
+
+
+@dataclass
+class Plan:
+    """What csrc/plan.cpp's make_plan builds: indices (int64 on x's device, unwrapped), the geometry of both sides
+    and of the slice (coalesced), and the sample dim."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    sample: torch.Tensor | None
+    sample_dim: int | None
+    group_x: tuple  # (numel, sizes, strides)
+    group_y: tuple
+    slice: list  # [(size, stride_x, stride_y)]
+    gx: tuple
+    gy: tuple
+
+    @property
+    def k(self):
+        return self.a.numel()
+
+
+def make_plan(op, x, y, gx, gy, a, b, sample, sample_dim, validate) -> Plan:
+    """Validates every argument (in csrc make_plan's order) and builds the plan."""
+    same = x is y
+    if x.element_size() > 16 or x.is_quantized:
         raise TypeError(f"{op}: unsupported dtype {x.dtype}")
-    if torch._debug_has_internal_overlap(x) == 1:
-        raise ValueError(f"{op}: a tensor whose elements overlap in memory (e.g. from expand) cannot be swapped")
-
-
-def _extent(t: torch.Tensor) -> tuple[int, int]:
-    span = 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride(), strict=True))
-    return t.data_ptr(), t.data_ptr() + span * t.element_size()
-
-
-def check_pair_of_tensors(op: str, x: torch.Tensor, y: torch.Tensor) -> None:
     if x.dtype != y.dtype:
         raise ValueError(f"{op}: x has dtype {x.dtype} but y has {y.dtype}")
     if x.device != y.device:
         raise ValueError(f"{op}: x is on {x.device} but y is on {y.device}")
-    if x is not y and x.numel() and y.numel():
-        (x0, x1), (y0, y1) = _extent(x), _extent(y)
-        if x0 < y1 and y0 < x1:
-            raise ValueError(f"{op}: x and y overlap in memory; to swap within one tensor use swap_")
-
-
-def check_lengths(op, a, b, n_a, n_b, *, sample=None, n_sample=1):
-    """The static part of check_plan, made even with validate=False: lengths agree, no index into size 0."""
+    check_swappable(op, x, "x")
+    if not same:
+        check_swappable(op, y, "y")
+        if memory_intersects(x, y):
+            raise ValueError(f"{op}: x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_")
+    a, ua = prepare_index(op, a, "a", x, y)
+    b, ub = prepare_index(op, b, "b", x, y)
+    us = False
+    if sample is not None:
+        sample, us = prepare_index(op, sample, "sample", x, y)
     k = a.numel()
     if b.numel() != k:
         raise ValueError(f"{op}: a has {k} indices but b has {b.numel()}")
     if sample is not None and sample.numel() != k:
         raise ValueError(f"{op}: a has {k} indices but sample has {sample.numel()}")
-    if k and (n_a == 0 or n_b == 0 or (sample is not None and n_sample == 0)):
+    skip = {sample_dim} if sample is not None else set()
+    keep_x = [d for d in range(x.dim()) if not gx[0] <= d < gx[1] and d not in skip]
+    keep_y = [d for d in range(y.dim()) if not gy[0] <= d < gy[1] and not (same and d in skip)]
+    sx, sy = [x.shape[d] for d in keep_x], [y.shape[d] for d in keep_y]
+    if sx != sy:
+        raise ValueError(f"{op}: the slices of x have shape {tuple(sx)} but those of y have shape {tuple(sy)}")
+    sl = _coalesce([(x.shape[dx], x.stride(dx), y.stride(dy)) for dx, dy in zip(keep_x, keep_y, strict=True)])
+    if len(sl) > MAX_DIMS:
+        raise ValueError(
+            f"{op}: slices of a tensor of shape {tuple(x.shape)} do not coalesce into {MAX_DIMS} dims or fewer; "
+            "make it contiguous first"
+        )
+    group_x, group_y = _group(op, x, *gx), _group(op, y, *gy)
+    if k and (group_x[0] == 0 or group_y[0] == 0):
         raise IndexError(f"{op}: cannot index into a dim of size 0")
+    if sample is not None and k and x.shape[sample_dim] == 0:
+        raise IndexError(f"{op}: cannot index into a sample dim of size 0")
+    if validate and k:
+        what = "dim" if gx[1] - gx[0] == 1 else ("the tensor" if gx == (0, x.dim()) else "dims")
+        ns = x.shape[sample_dim] if sample is not None else 1
+        check_pairs(op, a, b, sample, group_x[0], group_y[0], ns, same, (ua, ub, us), what)
+    return Plan(x, y, a, b, sample, sample_dim if sample is not None else None, group_x, group_y, sl, gx, gy)
 
 
-def check_plan(op, a, b, n_a, n_b, *, sample=None, n_sample=1, same=True):
-    """Checks lengths, ranges and disjointness of a plan; returns (a, b, sample) normalised to [0, n) on the CPU.
-
-    same=True: a and b index one scope (per sample), so all of a and b are distinct and a[k] != b[k].
-    same=False: a indexes x and b indexes y; each must be free of repeats.
-    """
-    check_lengths(op, a, b, n_a, n_b, sample=sample, n_sample=n_sample)
-    k = a.numel()
-
-    def normalise(t, n, name):
-        t = t.detach().to("cpu", torch.int64)
-        bad = (t < -n) | (t >= n)
-        if bool(bad.any()):
-            raise IndexError(f"{op}: {name} index {int(t[bad][0])} is out of range for size {n}")
-        return torch.where(t < 0, t + n, t)
-
-    a, b = normalise(a, n_a, "a"), normalise(b, n_b, "b")
-    s = normalise(sample, n_sample, "sample") if sample is not None else torch.zeros(k, dtype=torch.int64)
-    if same:
-        same_k = a == b
-        if bool(same_k.any()):
-            i = int(a[same_k][0])
-            raise ValueError(f"{op}: a pair exchanges index {i} with itself; a[k] must differ from b[k]")
-        _check_unique(op, torch.cat([s, s]), torch.cat([a, b]), n_a, "the tensor" if sample is None else "a sample")
-    else:
-        _check_unique(op, s, a, n_a, "x")
-        _check_unique(op, s, b, n_b, "y")
-    return a, b, (s if sample is not None else None)
-
-
-def _check_unique(op, scope, idx, n, where):
-    keys = scope * max(n, 1) + idx
-    if torch.unique(keys).numel() != keys.numel():
-        raise ValueError(f"{op}: an index appears more than once in {where}; the exchanges must be disjoint")
-
-
-# Full argument preparation of each op, shared by the reference and the Triton backend. Each returns the
-# normalised arguments (dims wrapped; with validate=True, indices checked and wrapped to [0, n) on the CPU).
-
-
-def _indices(op, x, named):
-    from ._index import as_index
-
-    out = []
-    for name, v in named.items():
-        t = as_index(v, f"{op}: {name}")
-        check_index_tensor(op, t, name, x.device)
-        out.append(t)
-    return out
-
-
-def _plan(op, validate, a, b, n_a, n_b, **kw):
-    """The full checks, or only the static ones with validate=False."""
-    if validate:
-        return check_plan(op, a, b, n_a, n_b, **kw)
-    kw.pop("same", None)
-    check_lengths(op, a, b, n_a, n_b, **kw)
-    return a, b, kw.get("sample")
-
-
-def prepare_swap(x, dim, a, b, sample, sample_dim, validate):
-    """-> (dim, a, b, sample, sample_dim) for swap_."""
+# -- each op's argument handling, as csrc/ops_impl.h ------------------------------------------------------------------
+def prepare_swap(x, dim, a, b, sample, sample_dim, validate) -> Plan:
     op = "swapkern.swap_"
-    check_tensor(op, x)
-    a, b = _indices(op, x, {"a": a, "b": b})
     dim = wrap_dim(op, dim, x.dim())
     if sample is not None:
-        (sample,) = _indices(op, x, {"sample": sample})
         sample_dim = wrap_dim(op, sample_dim, x.dim(), "sample_dim")
         if sample_dim == dim:
             raise ValueError(f"{op}: sample_dim and dim are both {dim}")
-    n_s = x.shape[sample_dim] if sample is not None else 1
-    a, b, sample = _plan(op, validate, a, b, x.shape[dim], x.shape[dim], sample=sample, n_sample=n_s)
-    return dim, a, b, sample, sample_dim
+    return make_plan(op, x, x, (dim, dim + 1), (dim, dim + 1), a, b, sample, sample_dim, validate)
 
 
-def prepare_pixels(x, p, q, sample, validate):
-    """-> (p, q, sample) for swap_pixels_."""
+def prepare_pixels(x, p, q, sample, validate) -> Plan:
     op = "swapkern.swap_pixels_"
-    check_tensor(op, x)
     if x.dim() != 4:
         raise ValueError(f"{op}: expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
-    p, q = _indices(op, x, {"p": p, "q": q})
-    if sample is not None:
-        (sample,) = _indices(op, x, {"sample": sample})
-    n, _, h, w = x.shape
-    return _plan(op, validate, p, q, h * w, h * w, sample=sample, n_sample=n)
+    return make_plan(op, x, x, (2, 4), (2, 4), p, q, sample, 0, validate)
 
 
-def prepare_elements(x, i, j, validate):
-    """-> (i, j) for swap_elements_."""
-    op = "swapkern.swap_elements_"
-    check_tensor(op, x)
-    i, j = _indices(op, x, {"i": i, "j": j})
-    i, j, _ = _plan(op, validate, i, j, x.numel(), x.numel())
-    return i, j
+def prepare_elements(x, i, j, validate) -> Plan:
+    return make_plan("swapkern.swap_elements_", x, x, (0, x.dim()), (0, x.dim()), i, j, None, 0, validate)
 
 
-def prepare_between(x, y, i, j, dim_x, dim_y, validate):
-    """-> (i, j, dim_x, dim_y) for swap_between_ (dims None for elements)."""
+def prepare_between(x, y, i, j, dim_x, dim_y, validate) -> Plan:
     op = "swapkern.swap_between_"
-    check_tensor(op, x)
-    check_tensor(op, y)
-    check_pair_of_tensors(op, x, y)
-    i, j = _indices(op, x, {"i": i, "j": j})
     if (dim_x is None) != (dim_y is None):
         raise ValueError(f"{op}: give both dim_x and dim_y (slices) or neither (elements)")
-    if dim_x is None:
-        n_x, n_y = x.numel(), y.numel()
-    else:
-        dim_x = wrap_dim(op, dim_x, x.dim(), "dim_x")
-        dim_y = wrap_dim(op, dim_y, y.dim(), "dim_y")
-        if x is y and dim_x != dim_y:
+    gx, gy = (0, x.dim()), (0, y.dim())
+    if dim_x is not None:
+        dx, dy = wrap_dim(op, dim_x, x.dim(), "dim_x"), wrap_dim(op, dim_y, y.dim(), "dim_y")
+        if x is y and dx != dy:
             raise ValueError(f"{op}: x is y, so dim_x and dim_y must be equal")
-        sx = x.shape[:dim_x] + x.shape[dim_x + 1 :]
-        sy = y.shape[:dim_y] + y.shape[dim_y + 1 :]
-        if sx != sy:
-            raise ValueError(f"{op}: the slices of x have shape {tuple(sx)} but those of y have shape {tuple(sy)}")
-        n_x, n_y = x.shape[dim_x], y.shape[dim_y]
-    i, j, _ = _plan(op, validate, i, j, n_x, n_y, same=x is y)
-    return i, j, dim_x, dim_y
+        gx, gy = (dx, dx + 1), (dy, dy + 1)
+    return make_plan(op, x, y, gx, gy, i, j, None, 0, validate)
+
+
+# -- the fused loader, as csrc/loader.cpp -----------------------------------------------------------------------------
+def _int64_on(op, t, out, name):
+    if t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{op}: {name} must hold integers, got {t.dtype}")
+    if t.device.type != "cpu" and t.device != out.device:
+        raise ValueError(f"{op}: {name} is on {t.device} but out is on {out.device}")
+    v = t.to(device=out.device, dtype=torch.int64).contiguous()
+    return v.clone() if memory_intersects(v, out) else v
+
+
+def _check_values(op, t, lo, hi, name):
+    if t.numel():
+        mn, mx = int(t.min()), int(t.max())
+        if mn < lo or mx >= hi:
+            raise IndexError(f"{op}: {name} holds values in [{mn}, {mx}], outside [{lo}, {hi})")
+
+
+def check_plan_fits(op, plan, out):
+    """A FeaturePlan applies to a batch of the shape it was drawn for (the kernels see only its tensors)."""
+    if plan is not None and tuple(plan.shape) != tuple(out.shape):
+        raise ValueError(f"{op}: the plan was drawn for {tuple(plan.shape)}, out is {tuple(out.shape)}")
 
 
 def prepare_load(out, data, index, scale, shift, plan, flip, nhwc, validate):
-    """Checks the fused loader's arguments as csrc/loader.cpp does; returns index as a tensor."""
-    from ._index import as_index
-
+    """-> (index, scale, shift, pairs, at, image, active, flip) on out's device, checked as make_load checks."""
     op = "swapkern.load_batch_"
     if out.dim() != 4:
         raise ValueError(f"{op}: out must be (B, C, H, W), got {tuple(out.shape)}")
@@ -195,23 +311,46 @@ def prepare_load(out, data, index, scale, shift, plan, flip, nhwc, validate):
     if data.dtype != torch.uint8:
         raise TypeError(f"{op}: data must be uint8, got {data.dtype}")
     if data.dim() != 4 or data.device != out.device:
-        raise ValueError(f"{op}: data must be a 4-d uint8 tensor on out's device")
+        raise ValueError(
+            f"{op}: data must be a 4-d uint8 tensor on out's device, got {tuple(data.shape)} on {data.device}"
+        )
+    check_swappable(op, out, "out")
+    if memory_intersects(out, data):
+        raise ValueError(f"{op}: out and data overlap in memory")
+    check_plan_fits(op, plan, out)
     b, c, h, w = out.shape
     dc, dh, dw = (data.shape[3], data.shape[1], data.shape[2]) if nhwc else tuple(data.shape[1:])
     if (dc, dh, dw) != (c, h, w):
         raise ValueError(f"{op}: data images are (C, H, W) = {(dc, dh, dw)} but out is {(c, h, w)}")
-    index = as_index(index, f"{op}: index")
-    if index.numel() != b:
+    if index.dim() != 1 or index.numel() != b:
         raise ValueError(f"{op}: index must have shape [{b}]")
     for t in (scale, shift):
         if t.dim() != 1 or t.numel() != c or t.dtype != torch.float32:
             raise ValueError(f"{op}: scale and shift must be float32 of shape [{c}]")
-    if flip is not None and flip.numel() != b:
-        raise ValueError(f"{op}: flip must have {b} entries")
-    if plan is not None and tuple(plan.shape) != tuple(out.shape):
-        raise ValueError(f"{op}: the plan was drawn for {plan.shape}, out is {tuple(out.shape)}")
-    if validate and index.numel():
-        lo, hi = int(index.min()), int(index.max())
-        if lo < 0 or hi >= data.shape[0]:
-            raise IndexError(f"{op}: index holds values in [{lo}, {hi}], outside [0, {data.shape[0]})")
-    return index
+    index = _int64_on(op, index, out, "index")
+    scale, shift = (t.to(out.device).contiguous() for t in (scale, shift))
+    scale, shift = (t.clone() if memory_intersects(t, out) else t for t in (scale, shift))
+    pairs = at = image = active = None
+    if plan is not None:
+        which, what, extent = plan.protocol
+        g = b if which == "E" else 1
+        if plan.pairs.dim() != 3 or plan.pairs.shape[0] != g or plan.pairs.shape[2] != 2:
+            raise ValueError(f"{op}: pairs must be ({g}, swaps, 2), got {tuple(plan.pairs.shape)}")
+        if plan.at.numel() != g or plan.image.numel() != 1 or plan.active.numel() != 1:
+            raise ValueError(f"{op}: at must have {g} entries, image and active one each")
+        pairs, at, image, active = (
+            _int64_on(op, t, out, name)
+            for t, name in ((plan.pairs, "pairs"), (plan.at, "at"), (plan.image, "image"), (plan.active, "active"))
+        )
+    if flip is not None:
+        if flip.numel() != b:
+            raise ValueError(f"{op}: flip must have {b} entries")
+        flip = _int64_on(op, flip, out, "flip")
+    if validate:
+        _check_values(op, index, 0, data.shape[0], "index")
+        if plan is not None:
+            _check_values(op, pairs, 0, c if plan.protocol[1] == "S" else h * w, "pairs")
+            if plan.protocol[2] == "1":
+                _check_values(op, at, 0, h * w if plan.protocol[1] == "S" else c, "at")
+            _check_values(op, image, 0, max(b, 1), "image")
+    return index, scale, shift, pairs, at, image, active, flip

@@ -1,4 +1,5 @@
-"""Index arguments: Python ints, lists of ints, or integer tensors of shape [K] -> 1-D integer tensors."""
+"""Index arguments as the public ops take them -> tensors: ints, lists or tuples of ints, NumPy integer arrays or
+scalars, and tensors (passed through untouched: each backend's validator checks their dtype, shape and device)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,51 @@ import numbers
 
 import torch
 
-IndexLike = "int | list[int] | tuple[int, ...] | torch.Tensor"
+try:
+    import numpy as _np
+except ImportError:  # numpy is optional
+    _np = None
+
+IndexLike = "int | list[int] | tuple[int, ...] | numpy.ndarray | torch.Tensor"
+_INT64 = (-(2**63), 2**63 - 1)
 
 
-def as_index(v, name: str) -> torch.Tensor:
-    """Returns `v` as a 1-D integer tensor (a tensor argument is returned as is, flattened if 0-d).
-
-    Raises TypeError for float, bool or complex indices and ValueError for a tensor of more than one dim.
-    """
-    if isinstance(v, torch.Tensor):
-        if v.dtype == torch.bool or v.is_floating_point() or v.is_complex():
-            raise TypeError(f"{name} must hold integers, got a tensor of dtype {v.dtype}")
-        if v.dim() > 1:
-            raise ValueError(f"{name} must have shape [K], got {tuple(v.shape)}")
-        return v.reshape(-1)
-    if isinstance(v, bool) or not isinstance(v, (numbers.Integral, list, tuple)):
-        raise TypeError(f"{name} must be an int, a list of ints or an integer tensor, got {type(v).__name__}")
-    values = [v] if isinstance(v, numbers.Integral) else list(v)
+def _ints(values, name):
+    out = []
     for e in values:
         if isinstance(e, bool) or not isinstance(e, numbers.Integral):
             raise TypeError(f"{name} must hold ints, got {type(e).__name__}")
-    return torch.tensor([int(e) for e in values], dtype=torch.int64)
+        e = int(e)
+        if not _INT64[0] <= e <= _INT64[1]:
+            raise IndexError(f"{name}: index {e} is out of range (indices are 64-bit integers)")
+        out.append(e)
+    return out
+
+
+def as_index(v, name: str):
+    """Returns v as a tensor of indices: tensors as they are, everything else as a new int64 CPU tensor.
+
+    TypeError for anything that is not an integer index (floats, bools, strings, float arrays); IndexError for an
+    int that no int64 holds."""
+    if isinstance(v, torch.Tensor):
+        return v
+    if _np is not None and isinstance(v, (_np.ndarray, _np.generic)):
+        arr = _np.asarray(v)
+        if arr.dtype == _np.bool_ or not _np.issubdtype(arr.dtype, _np.integer):
+            raise TypeError(f"{name} must hold integers, got a NumPy array of dtype {arr.dtype}")
+        if arr.ndim > 1:
+            raise ValueError(f"{name} must have shape [K], got {arr.shape}")
+        arr = _np.ascontiguousarray(arr.reshape(-1))
+        return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    if isinstance(v, bool) or not isinstance(v, (numbers.Integral, list, tuple)):
+        raise TypeError(
+            f"{name} must be an int, a list of ints, a NumPy integer array or an integer tensor, got {type(v).__name__}"
+        )
+    return torch.tensor(_ints([v] if isinstance(v, numbers.Integral) else v, name), dtype=torch.int64)
+
+
+def as_int(v, name: str, op: str) -> int:
+    """A dim argument: an int (NumPy integers included), never a bool or a float (TypeError)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
+    return int(v)

@@ -50,14 +50,46 @@ class Job:
     stateful: bool = True  # x and y are parameters whose optimizer state moves with them when state=True
 
 
+# Draw kinds, as csrc/weights.h's WeightKind.
+PAIRS, IN_ROW, IN_COL, BIAS, INTER = range(5)
+
+
 @dataclass
 class Group:
-    """k pairs per step, drawn by draw(base) -> (a, b), applied to every job; or -> (a, b, pick), applied to job
-    `pick` only (inter-layer: one pair of layers per step). base(stream) is the step's key of a stream."""
+    """k pairs per step, drawn from (seed, step) as `kind` says (csrc/weights.h; draw_group is its Python twin), and
+    applied to every job; an INTER group applies them to one job per step, the candidate it draws."""
 
     k: int
     jobs: list[Job]
-    draw: Callable[[Callable[[str], int]], tuple[list[int], list[int]]]
+    kind: int
+    key: int  # the layer's key in the generator
+    n: int  # positions drawn from
+    L: int = 1  # row length (IN_ROW, BIAS)
+    C: int = 1  # columns (IN_COL)
+    R: int = 1  # elements per column entry (IN_COL)
+    candidates: tuple = ()  # INTER: (layer a, layer b, rows of a, rows of b), one per job
+
+
+def draw_group(g: Group, seed: int, step: int) -> tuple[list[int], list[int], int]:
+    """One step's pairs of group g: (a, b, pick). The specification of csrc/weights.h's draw_weight_group."""
+    base = lambda stream: plans.base_key(seed, step, stream)  # noqa: E731
+    pairs, extent = base("pairs"), base("extent")
+    if g.kind == PAIRS:
+        return (*_pairs(plans.distinct(g.key, pairs, g.n, 2 * g.k)), 0)
+    if g.kind == IN_ROW:
+        r = plans.below(plans.word(g.key, extent, 0), g.n)
+        return (*_pairs([r * g.L + v for v in plans.distinct(g.key, pairs, g.L, 2 * g.k)]), 0)
+    if g.kind == IN_COL:
+        c = plans.below(plans.word(g.key, extent, 0), g.C)
+        flat = [(v // g.R) * g.C * g.R + c * g.R + v % g.R for v in plans.distinct(g.key, pairs, g.n, 2 * g.k)]
+        return (*_pairs(flat), 0)
+    if g.kind == BIAS:
+        units = plans.distinct(g.key, pairs, g.n, g.k)
+        cols = [plans.below(plans.word(g.key, extent, j), g.L) for j in range(g.k)]
+        return [u * g.L + c for u, c in zip(units, cols, strict=True)], units, 0
+    pick = plans.below(plans.word(0, extent, 0), len(g.candidates))
+    la, lb, na, nb = g.candidates[pick]
+    return plans.distinct(la, pairs, na, g.k), plans.distinct(lb, pairs, nb, g.k, first_draw=g.k), pick
 
 
 def select(named, layers, min_dims=2):
@@ -100,42 +132,23 @@ def build(protocol, named, chosen, swaps, model):
         if protocol in ("rows", "cols"):
             n = rows if protocol == "rows" else cols
             k = pairs_in(n, protocol)
-            draw = lambda base, key=key, n=n, k=k: _pairs(plans.distinct(key, base("pairs"), n, 2 * k))  # noqa: E731
             d = 0 if protocol == "rows" else 1
-            groups.append(Group(k, [Job(w, w, d, d)], draw))
+            groups.append(Group(k, [Job(w, w, d, d)], PAIRS, key, n))
         elif protocol == "in-row":
             k = pairs_in(row_len, "elements per row")
-
-            def draw(base, key=key, n=rows, L=row_len, k=k):
-                r = plans.below(plans.word(key, base("extent"), 0), n)
-                return _pairs([r * L + v for v in plans.distinct(key, base("pairs"), L, 2 * k)])
-
-            groups.append(Group(k, [Job(w, w, None, None)], draw))
+            groups.append(Group(k, [Job(w, w, None, None)], IN_ROW, key, rows, L=row_len))
         elif protocol == "in-col":
             k = pairs_in(rows * rest, "elements per column")
-
-            def draw(base, key=key, C=cols, R=rest, n=rows * rest, k=k):
-                c = plans.below(plans.word(key, base("extent"), 0), C)
-                flat = [(v // R) * C * R + c * R + v % R for v in plans.distinct(key, base("pairs"), n, 2 * k)]
-                return _pairs(flat)
-
-            groups.append(Group(k, [Job(w, w, None, None)], draw))
+            groups.append(Group(k, [Job(w, w, None, None)], IN_COL, key, rows * rest, C=cols, R=rest))
         elif protocol == "mixed":
             k = pairs_in(numel, "elements")
-            draw = lambda base, key=key, n=numel, k=k: _pairs(plans.distinct(key, base("pairs"), n, 2 * k))  # noqa: E731
-            groups.append(Group(k, [Job(w, w, None, None)], draw))
+            groups.append(Group(k, [Job(w, w, None, None)], PAIRS, key, numel))
         elif protocol == "bias":
             bias = params.get(name[: -len("weight")] + "bias") if name.endswith("weight") else None
             if bias is None or bias.dim() != 1 or bias.shape[0] != rows:
                 continue  # a layer without a bias has nothing to mix
             k = min(s, rows)
-
-            def draw(base, key=key, n=rows, L=row_len, k=k):
-                units = plans.distinct(key, base("pairs"), n, k)
-                cols_ = [plans.below(plans.word(key, base("extent"), j), L) for j in range(k)]
-                return [u * L + c for u, c in zip(units, cols_, strict=True)], units
-
-            groups.append(Group(k, [Job(w, bias, None, None)], draw))
+            groups.append(Group(k, [Job(w, bias, None, None)], BIAS, key, rows, L=row_len))
     if not groups:
         raise ValueError(
             f"{protocol}: no layer to swap (the chosen layers have no biases)"
@@ -168,15 +181,8 @@ def _inter_layer_group(chosen, s):
     # One job per candidate pair; a step draws one candidate and pairs for it, the other jobs get no pairs.
     # To keep one static buffer, every candidate is a job of its own group; unchosen groups draw K = 0 swaps.
     jobs = [Job(chosen[a][1], chosen[b][1], 0 if rows else None, 0 if rows else None) for a, b in candidates]
-
-    def draw(base):
-        pick = plans.below(plans.word(0, base("extent"), 0), len(candidates))
-        a, b = candidates[pick]
-        i = plans.distinct(a, base("pairs"), sizes[a], k)
-        j = plans.distinct(b, base("pairs"), sizes[b], k, first_draw=k)
-        return i, j, pick
-
-    return Group(k, jobs, draw)
+    cands = tuple((a, b, sizes[a], sizes[b]) for a, b in candidates)
+    return Group(k, jobs, INTER, 0, max(sizes), candidates=cands)
 
 
 def _flat_modules(model):
@@ -235,8 +241,7 @@ def _neuron_groups(model, chosen, s):
         if n < 2:
             raise ValueError(f"neuron: {name} has {n} unit; at least 2 are needed")
         k = min(s, n // 2)
-        draw = lambda base, key=li, n=n, k=k: _pairs(plans.distinct(key, base("pairs"), n, 2 * k))  # noqa: E731
-        groups.append(Group(k, jobs, draw))
+        groups.append(Group(k, jobs, PAIRS, li, n))
     if not groups:
         raise ValueError("neuron: no chosen layer feeds another (the last layer's outputs are never permuted)")
     return groups

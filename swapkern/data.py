@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from . import _backend, ops, plans
-from ._nvtx import nvtx_range
+from ._codes import PROTOCOLS
+from ._index import as_index
 
-PROTOCOLS = tuple(w + s + e for w in "1AE" for s in "SP" for e in "1A")
+MAX_SWAPS = 32  # pairs per drawn image and step: the device-side draw keeps 2 * swaps values in registers
 
 
 @dataclass
@@ -41,9 +42,31 @@ class FeaturePlan:
     b: torch.Tensor
     sample: torch.Tensor | None
 
+    def clone(self) -> FeaturePlan:
+        """A copy that owns its index tensors (a drawn plan's tensors are refilled by the next draw)."""
+        copy = lambda t: None if t is None else t.clone()  # noqa: E731
+        return FeaturePlan(
+            self.protocol,
+            self.shape,
+            *(copy(t) for t in (self.pairs, self.at, self.image, self.active, self.a)),
+            copy(self.b),
+            copy(self.sample),
+        )
+
     @property
     def op(self) -> str:
         return "elements" if self.protocol[2] == "1" else ("channels" if self.protocol[1] == "S" else "pixels")
+
+    def apply_(self, x: torch.Tensor) -> torch.Tensor:
+        """Applies the plan to x in place (x must have the shape it was drawn for) with one swapkern op. Returns x."""
+        if tuple(x.shape) != self.shape:
+            raise ValueError(f"plan for {self.protocol} on {self.shape} does not fit a batch of shape {tuple(x.shape)}")
+        if self.shape[0] == 0:
+            return x
+        if self.op == "elements":
+            return ops.swap_elements_(x, self.a, self.b, validate=False)
+        swap = ops.swap_channels_ if self.op == "channels" else ops.swap_pixels_
+        return swap(x, self.a, self.b, sample=self.sample, validate=False)
 
 
 def plan_layout(protocol: str, b: int, swaps: int) -> dict:
@@ -57,7 +80,9 @@ def plan_layout(protocol: str, b: int, swaps: int) -> dict:
     return {"g": g, "k": k, "at": 3, "pairs": pairs, "a": a, "b": a + k, "sample": a + 2 * k, "total": a + 3 * k}
 
 
-def _plan_views(protocol, shape, swaps, buf, lay) -> FeaturePlan:
+def plan_views(protocol, shape, swaps, buf) -> FeaturePlan:
+    """The FeaturePlan whose tensors are views of a drawn plan buffer."""
+    lay = plan_layout(protocol, shape[0], swaps)
     g, k = lay["g"], lay["k"]
     sample = buf[lay["sample"] : lay["sample"] + k] if protocol[0] != "A" and protocol[2] == "A" else None
     return FeaturePlan(
@@ -73,63 +98,15 @@ def _plan_views(protocol, shape, swaps, buf, lay) -> FeaturePlan:
     )
 
 
-def draw_plan_torch_(buf, lay, protocol, shape, s, seed, step, threshold, indices, ws):
-    """Draws a plan into buf with in-place torch ops: the specification of csrc/draw.h (and the path of the
-    "torch" backend). No host sync; allocation-free after the first draw of a shape."""
-    b, c, h, w = shape
-    which, what, extent = protocol
-    g, k = lay["g"], lay["k"]
-    tmp = ws.get("tmp", b)
-    keys = plans.image_keys_(ws.get("keys", b), indices, tmp)
-    bkey = buf[2:3]
-    if indices is not None:
-        plans.batch_key_(bkey, keys)
-    else:  # batch-level draws depend on (seed, step) only
-        bkey.fill_(plans.BATCH)
-    base = lambda stream: plans.base_key(seed, step, stream)  # noqa: E731
-    active = plans.words_(buf[0:1], bkey, base("coin"), 0, ws.get("tmp1", 1)).lt_(threshold)
-    image = buf[1:2].zero_()
-    if which == "1":  # the image with the largest score: independent of batch order
-        scores = plans.words_(ws.get("scores", b), keys, base("image"), 0, tmp)
-        torch.argmax(scores, dim=0, keepdim=True, out=image)
-    gkeys = keys if which == "E" else bkey
-    n = c if what == "S" else h * w
-    pairs = buf[lay["pairs"] : lay["a"]].view(g, s, 2)
-    plans.distinct_(pairs.view(g, 2 * s), gkeys, n, base("pairs"), ws, f"pairs{g}")
-    first = pairs[..., 0]
-    d = ws.get("delta", g, s)
-    d.copy_(pairs[..., 1]).sub_(first).mul_(active)  # identity pairs when the coin says no
-    pairs[..., 1].copy_(first).add_(d)
-    at = buf[lay["at"] : lay["at"] + g].zero_()
-    if extent == "1":
-        plans.below_(plans.words_(at, gkeys, base("extent"), 0, ws.get("tmpg", g)), h * w if what == "S" else c)
-    a, bb = buf[lay["a"] : lay["b"]], buf[lay["b"] : lay["sample"]]
-    if extent == "A":
-        a.view(g, s).copy_(pairs[..., 0])
-        bb.view(g, s).copy_(pairs[..., 1])
-        sample = buf[lay["sample"] : lay["total"]].view(g, s)
-        if which == "E":
-            sample.copy_(torch.arange(b, out=ws.get("arange", b)).view(b, 1))
-        elif which == "1":
-            sample.copy_(image.view(1, 1))
-        else:
-            sample.zero_()
-        return
-    # Extent 1: flat row-major indices n*C*H*W + channel*H*W + pixel, for each image a group covers.
-    images = k // s
-    if which == "1":
-        offs = ws.get("ebase", 1, 1).copy_(image.view(1, 1))
-    else:
-        offs = ws.get("ebase", images, 1).copy_(torch.arange(images, out=ws.get("arange", images)).view(images, 1))
-    offs.mul_(c * h * w)
-    fixed = ws.get("fixed", images, 1).copy_(at.view(g, 1).expand(images, 1))
-    for out, col in ((a.view(images, s), 0), (bb.view(images, s), 1)):
-        moving = pairs[..., col].expand(images, s)
-        if what == "S":  # channels move at a fixed pixel
-            out.copy_(moving).mul_(h * w).add_(fixed)
-        else:  # pixels move in a fixed channel
-            out.copy_(fixed.expand(images, s)).mul_(h * w).add_(moving)
-        out.add_(offs)
+class _Slot:
+    """What a FeatureSwap keeps per batch shape and device: the plan buffer, its views, a workspace."""
+
+    __slots__ = ("buf", "plan", "ws")
+
+    def __init__(self, protocol, shape, swaps, device):
+        self.ws = plans.Workspace(device)
+        self.buf = self.ws.get("plan", plan_layout(protocol, shape[0], swaps)["total"])
+        self.plan = plan_views(protocol, shape, swaps, self.buf)
 
 
 class FeatureSwap:
@@ -144,11 +121,11 @@ class FeatureSwap:
     def __init__(self, protocol: str, *, swaps: int = 1, p: float = 1.0, generator=None, seed: int | None = None):
         if not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS:
             raise ValueError(f"unknown feature-swap protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-        plans.check_count("swaps", swaps)
-        plans.check_probability("p", p)
-        self.protocol, self.swaps, self.p = protocol.upper(), swaps, float(p)
+        swaps = plans.check_count("swaps", swaps, MAX_SWAPS)
+        p = plans.check_probability("p", p)
+        self.protocol, self.swaps, self.p = protocol.upper(), swaps, p
         self.seed, self.step, self.epoch = plans.resolve_seed(seed, generator), 0, 0
-        self._ws: dict = {}
+        self._slots: dict = {}
 
     def __repr__(self):
         return f"FeatureSwap({self.protocol!r}, swaps={self.swaps}, p={self.p}, seed={self.seed}, step={self.step})"
@@ -167,7 +144,9 @@ class FeatureSwap:
     def load_state_dict(self, state: dict) -> None:
         if state["protocol"] != self.protocol or state["swaps"] != self.swaps:
             raise ValueError(f"state is for {state['protocol']} x{state['swaps']}, not {self.protocol} x{self.swaps}")
-        self.p, self.seed, self.step, self.epoch = state["p"], state["seed"], state["step"], state["epoch"]
+        p, seed = plans.check_probability("p", state["p"]), plans.check_seed(state["seed"])
+        step, epoch = (plans.check_counter(name, state[name]) for name in ("step", "epoch"))
+        self.p, self.seed, self.step, self.epoch = p, seed, step, epoch
 
     def set_epoch(self, epoch: int) -> None:
         """The step used by the DataLoader collate path (`SwapCollate`), like DistributedSampler.set_epoch."""
@@ -187,66 +166,65 @@ class FeatureSwap:
                 f"the batch has {n}"
             )
 
-    def plan(self, x: torch.Tensor, *, indices: torch.Tensor | None = None, step: int | None = None) -> FeaturePlan:
+    def _slot(self, x: torch.Tensor) -> _Slot:
+        key = (x.shape, x.device)
+        slot = self._slots.get(key)
+        if slot is None:
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"feature swaps take a tensor, got {type(x).__name__}")
+            self.check(x.shape)
+            slot = self._slots[key] = _Slot(self.protocol, tuple(x.shape), self.swaps, x.device)
+        return slot
+
+    def _indices(self, slot, b, indices):
+        """Dataset indices as the draw reads them: int64 on the batch's device, [B]."""
+        if indices is None:
+            return None
+        indices = as_index(indices, "indices")
+        if indices.numel() != b:
+            raise ValueError(f"indices has {indices.numel()} entries for a batch of {b}")
+        return slot.ws.get("indices", b).copy_(indices.reshape(-1))
+
+    def _args(self, step):
+        seed = self.seed & (2**64 - 1)
+        seed = seed - 2**64 if seed >= 2**63 else seed  # the same 64 bits as a signed int
+        return self.protocol, self.swaps, seed, step, min(int(self.p * 2**32), 2**32)
+
+    def plan(self, x: torch.Tensor, *, indices=None, step: int | None = None) -> FeaturePlan:
         """Draws a plan for batch x (on x's device, no host sync). Advances the step counter unless `step` is
-        given. The plan's buffers belong to this FeatureSwap and are refilled by the next draw of the same shape."""
-        self.check(x.shape)
+        given. The plan's buffers belong to this FeatureSwap and are refilled by the next draw of the same shape:
+        plan.clone() keeps one."""
+        slot = self._slot(x)
         if step is None:
             step, self.step = self.step, self.step + 1
-        with nvtx_range("swapkern/feature_swap.plan"):
-            return self._draw(tuple(x.shape), x.device, indices, step)
-
-    def _draw(self, shape, device, indices, step) -> FeaturePlan:
-        b, c, h, w = shape
-        which, what, extent = self.protocol
-        s = self.swaps
-        ws = self._ws.get((shape, str(device)))
-        if ws is None:
-            ws = self._ws[(shape, str(device))] = plans.Workspace(device)
-        if indices is not None:
-            if indices.numel() != b:
-                raise ValueError(f"indices has {indices.numel()} entries for a batch of {b}")
-            indices = ws.get("indices", b).copy_(indices.reshape(-1))
-        lay = plan_layout(self.protocol, b, s)
-        buf = ws.get("plan", lay["total"])
-        threshold = min(int(self.p * 2**32), 2**32)
-        if _backend.resolve(buf) != "torch" and _backend.native_available(buf.device.type):
-            seed = self.seed & (2**64 - 1)
-            seed = seed - 2**64 if seed >= 2**63 else seed  # the same 64 bits as a signed int
-            torch.ops.swapkern.draw_feature_plan_(
-                buf, indices, b, c, h * w, "1AE".index(which), "SP".index(what), extent == "A", s, seed, step, threshold
-            )
-        else:
-            draw_plan_torch_(buf, lay, self.protocol, shape, s, self.seed, step, threshold, indices, ws)
-        return _plan_views(self.protocol, shape, s, buf, lay)
+        idx = self._indices(slot, x.shape[0], indices)
+        _backend.impl(slot.buf).draw_feature_plan_(slot.buf, idx, tuple(x.shape), *self._args(step), slot.ws)
+        return slot.plan
 
     # -- applying ----------------------------------------------------------------------------------------------
     def apply_(self, x: torch.Tensor, plan: FeaturePlan) -> torch.Tensor:
         """Applies plan to x in place (x must have the shape the plan was drawn for). Returns x."""
-        if tuple(x.shape) != plan.shape or plan.protocol != self.protocol:
-            raise ValueError(
-                f"plan for {plan.protocol} on {plan.shape} does not fit {self.protocol} on {tuple(x.shape)}"
-            )
-        with nvtx_range(f"swapkern/feature_swap.{self.protocol}"):
-            if plan.op == "elements":
-                ops.swap_elements_(x, plan.a, plan.b, validate=False)
-            elif plan.op == "channels":
-                ops.swap_channels_(x, plan.a, plan.b, sample=plan.sample, validate=False)
-            else:
-                ops.swap_pixels_(x, plan.a, plan.b, sample=plan.sample, validate=False)
+        if plan.protocol != self.protocol:
+            raise ValueError(f"plan for {plan.protocol} does not fit {self.protocol}")
+        return plan.apply_(x)
+
+    def __call__(self, x: torch.Tensor, *, indices=None) -> torch.Tensor:
+        """Draws a plan for x and applies it in place: one call into the backend. Returns x."""
+        slot = self._slot(x)
+        step = self.step
+        self.step = step + 1
+        idx = None if indices is None else self._indices(slot, x.shape[0], indices)
+        _backend.impl(x).feature_swap_(x, slot.buf, idx, *self._args(step), slot.ws)
         return x
 
-    def __call__(self, x: torch.Tensor, *, indices: torch.Tensor | None = None) -> torch.Tensor:
-        """Draws a plan for x and applies it in place. Returns x."""
-        return self.apply_(x, self.plan(x, indices=indices))
-
     @contextlib.contextmanager
-    def swapped(self, x: torch.Tensor, *, indices: torch.Tensor | None = None):
+    def swapped(self, x: torch.Tensor, *, indices=None):
         """Applies a fresh plan to x for the block and restores x bit for bit on exit (a plan is its own
-        inverse): the way to swap data that must not stay corrupted, such as a dataset held on the GPU."""
-        plan = self.plan(x, indices=indices)
-        self.apply_(x, plan)
+        inverse): the way to swap data that must not stay corrupted, such as a dataset held on the GPU. The block
+        owns its plan: draws made inside it do not change what is undone."""
+        plan = self.plan(x, indices=indices).clone()
+        plan.apply_(x)
         try:
             yield x
         finally:
-            self.apply_(x, plan)
+            plan.apply_(x)

@@ -11,9 +11,16 @@ from ._nvtx import nvtx_range
 from .data import FeatureSwap
 
 
+class DatasetIndex(int):
+    """The index WithIndex appends to an item: an int that says where it came from, so SwapCollate can tell it
+    from a label."""
+
+    __slots__ = ()
+
+
 class WithIndex(Dataset):
-    """Wraps a map-style dataset so each item also carries its index: item i -> (*dataset[i], i). SwapCollate
-    keys the swaps by these indices, so they do not depend on batch order or the number of workers."""
+    """Wraps a map-style dataset so each item also carries its index: item i -> (*dataset[i], DatasetIndex(i)).
+    SwapCollate keys the swaps by these indices, so they do not depend on batch order or the number of workers."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -23,6 +30,7 @@ class WithIndex(Dataset):
 
     def __getitem__(self, i):
         item = self.dataset[i]
+        i = DatasetIndex(i)
         return (*item, i) if isinstance(item, tuple | list) else (item, i)
 
 
@@ -42,7 +50,12 @@ class SwapCollate:
     def __call__(self, items):
         indices = None
         if self.indexed:
-            indices = torch.tensor([it[-1] for it in items], dtype=torch.int64)
+            if not all(isinstance(it, tuple | list) and type(it[-1]) is DatasetIndex for it in items):
+                raise ValueError(
+                    "SwapCollate(indexed=True) needs items from swapkern.WithIndex(dataset) (their last entry is the "
+                    "dataset index); wrap the dataset, or pass indexed=False to key draws by batch position"
+                )
+            indices = torch.tensor([int(it[-1]) for it in items], dtype=torch.int64)
             items = [tuple(it[:-1]) for it in items]
         batch = self.collate_fn(items)
         x = batch[self.image] if isinstance(batch, tuple | list) else batch

@@ -21,66 +21,37 @@ from __future__ import annotations
 
 import torch
 
-from . import _backend, _checks, _native, reference
-from ._index import as_index as _as_index
+from . import _backend
 from ._wrappers import named_wrappers
 
 __all__ = ["swap_", "swap_elements_", "swap_between_", "swap_channels_", "swap_pixels_", "swap_rows_", "swap_cols_"]
 
-
-def _impl(x):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-    name = _backend.resolve(x)
-    if name == "native":
-        return _native
-    if name == "triton":
-        from .triton import ops as triton_ops
-
-        return triton_ops
-    return reference
-
-
-def as_index(v, name, x):
-    """v as a 1-D integer tensor, checked (statically: dtype, shape, device) against tensor x."""
-    t = _as_index(v, name)
-    _checks.check_index_tensor("swapkern", t, name, x.device)
-    return t
-
-
-def _sample(sample, x):
-    return None if sample is None else as_index(sample, "sample", x)
+_impl = _backend.impl
 
 
 def swap_(x, dim, a, b, *, sample=None, sample_dim=0, validate=True):
     """In place: for each k, exchange the slices x.select(dim, a[k]) and x.select(dim, b[k]); with `sample`,
     only inside x.select(sample_dim, sample[k]). Returns x."""
-    impl = _impl(x)
-    a, b = as_index(a, "a", x), as_index(b, "b", x)
-    return impl.swap_(x, dim, a, b, sample=_sample(sample, x), sample_dim=sample_dim, validate=validate)
+    return _impl(x).swap_(x, dim, a, b, sample=sample, sample_dim=sample_dim, validate=validate)
 
 
 def swap_pixels_(x, p, q, *, sample=None, validate=True):
     """In place: exchange pixels p[k] and q[k] (flat indices into H*W) of an (N, C, H, W) batch in any memory
     format, all channels, in every image or only in image sample[k]. Returns x."""
-    impl = _impl(x)
-    return impl.swap_pixels_(x, as_index(p, "p", x), as_index(q, "q", x), sample=_sample(sample, x), validate=validate)
+    return _impl(x).swap_pixels_(x, p, q, sample=sample, validate=validate)
 
 
 def swap_elements_(x, i, j, *, validate=True):
     """In place: exchange the elements at flat indices i[k] and j[k] of x (row-major logical order, whatever the
     memory layout). Returns x."""
-    impl = _impl(x)
-    return impl.swap_elements_(x, as_index(i, "i", x), as_index(j, "j", x), validate=validate)
+    return _impl(x).swap_elements_(x, i, j, validate=validate)
 
 
 def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     """In place: exchange slices x.select(dim_x, i[k]) and y.select(dim_y, j[k]) (equal slice shapes) of two
     tensors of one dtype and device, or, with both dims None, the elements at flat indices i[k] of x and j[k]
     of y. Returns (x, y)."""
-    impl = _impl(x)
-    i, j = as_index(i, "i", x), as_index(j, "j", x)
-    return impl.swap_between_(x, y, i, j, dim_x=dim_x, dim_y=dim_y, validate=validate)
+    return _impl(x).swap_between_(x, y, i, j, dim_x=dim_x, dim_y=dim_y, validate=validate)
 
 
 swap_channels_, swap_rows_, swap_cols_ = named_wrappers(swap_)
@@ -99,7 +70,4 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
     shift[c] in float32 (see `normalization`), applies a FeaturePlan drawn for out's shape, flips horizontally the
     images whose flip flag (a [B] tensor of 0/1) is set, and rounds once to out's dtype. data is never written.
     One kernel; defined as swapkern.reference.load_batch_. Returns out."""
-    impl = _impl(out)
-    index = as_index(index, "index", out)
-    flip = None if flip is None else as_index(flip, "flip", out)
-    return impl.load_batch_(out, data, index, scale, shift, plan=plan, flip=flip, nhwc=nhwc, validate=validate)
+    return _impl(out).load_batch_(out, data, index, scale, shift, plan=plan, flip=flip, nhwc=nhwc, validate=validate)

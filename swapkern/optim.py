@@ -19,13 +19,14 @@ e.g. inside FSDP's summon_full_params, or shard-aware indices are needed; a loca
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import nn
 
-from . import _backend, ops, plans
-from ._nvtx import nvtx_range
-from ._weightplan import WEIGHT_PROTOCOLS, build, select
+from . import plans
+from ._weightplan import INTER, WEIGHT_PROTOCOLS, build, select
+from .multi import BoundJob, Engine
 
 ACCEPT = ("always", "metropolis")
 
@@ -83,20 +84,21 @@ class WeightSwap:
         if len(devices) != 1:
             raise ValueError(f"the chosen tensors live on several devices: {sorted(map(str, devices))}")
         self.device = devices.pop()
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(
+                f"the chosen tensors are on {self.device}: weight swaps run on CPU and CUDA tensors"
+                + (
+                    " (meta parameters hold no data: materialise them first, e.g. model.to_empty())"
+                    if self.device.type == "meta"
+                    else ""
+                )
+            )
         self.seed, self.draws, self.calls = plans.resolve_seed(seed, generator), 0, 0
         self.stats = {"proposals": 0, "accepted": 0, "mean_delta": 0.0, "closure_calls": 0}
         self._optimizer, self._closure = None, None
-        # One int64 index buffer for all groups: [a (k), b (k)] per group, refilled every step.
-        self._offsets, total = [], 0
-        for g in self.groups:
-            self._offsets.append(total)
-            total += 2 * g.k
-        self._host = torch.zeros(total, dtype=torch.int64, pin_memory=self.device.type == "cuda")
-        self._index = (
-            self._host if self.device.type == "cpu" else torch.zeros(total, dtype=torch.int64, device=self.device)
-        )
-        self._copied = None
-        self._packed: dict = {}
+        self._engine = Engine(self.groups, self.device, self._bind)
+        self._bound_opt, self._complete, self._hooked = None, True, weakref.WeakSet()
+        self._drawn = None
 
     def __repr__(self):
         return (
@@ -143,55 +145,67 @@ class WeightSwap:
         the p-coin skipped the step."""
         if self.accept == "metropolis" and closure is None:
             raise ValueError("metropolis acceptance needs a closure that returns the loss")
-        opt = self._optimizer_for(optimizer, "step(optimizer=...)")
-        base = self._next_base()
-        if base is None:
+        self._use(self._optimizer_for(optimizer, "step(optimizer=...)"))
+        step = self._next_step()
+        if step is None:
             return None
-        with nvtx_range(f"swapkern/weight_swap.{self.protocol}"), torch.no_grad():
-            picks = self._fill(base)
-            if self.accept == "metropolis":
-                before = float(closure())
-            jobs = self._jobs(picks, opt)
-            self._run(jobs, picks)
-            if self.accept == "always":
-                self.stats["proposals"] += 1
-                self.stats["accepted"] += 1
-                return True
+        engine = self._engine
+        if self.accept == "always":
+            if self.max_gap is None:
+                engine.step(self.seed, step, 3)  # one op call: draw and apply
+            else:
+                engine.step(self.seed, step, 1)
+                self._apply_gap()
+                engine.step(self.seed, step, 2)
+            self.stats["proposals"] += 1
+            self.stats["accepted"] += 1
+            return True
+        with torch.no_grad():
+            before = float(closure())
+        engine.step(self.seed, step, 1)
+        if self.max_gap is not None:
+            self._apply_gap()
+        engine.step(self.seed, step, 2)
+        with torch.no_grad():
             after = float(closure())
-            self.stats["closure_calls"] += 2
-            delta = after - before
-            u = plans.word(0, base("accept"), 0) / 2**32
-            kept = delta <= 0 or u < math.exp(-delta / self.temperature)
-            if not kept:
-                self._run(jobs, picks)  # a set of disjoint exchanges is its own inverse
-            n = self.stats["proposals"] = self.stats["proposals"] + 1
-            self.stats["accepted"] += int(kept)
-            self.stats["mean_delta"] += (delta - self.stats["mean_delta"]) / n
-            return kept
+        self.stats["closure_calls"] += 2
+        delta = after - before
+        u = plans.word(0, plans.base_key(self.seed, step, "accept"), 0) / 2**32
+        kept = delta <= 0 or u < math.exp(-delta / self.temperature)
+        if not kept:
+            engine.step(self.seed, step, 2)  # a set of disjoint exchanges is its own inverse
+        n = self.stats["proposals"] = self.stats["proposals"] + 1
+        self.stats["accepted"] += int(kept)
+        self.stats["mean_delta"] += (delta - self.stats["mean_delta"]) / n
+        return kept
 
     # -- the two halves of a step, for CUDA graphs ---------------------------------------------------------------
-    def draw(self):
-        """Draws the next step's exchanges into the (reused) index buffer: host work and one host-to-device copy,
-        outside any CUDA graph. Returns what apply() needs, or None when the p-coin skips this step (then skip the
-        replay too). Metropolis needs the loss around the swap: use step(closure)."""
+    def draw(self, *, optimizer=None):
+        """Draws the next step's exchanges into the (reused) index buffer, on the tensors' device: outside any CUDA
+        graph. Returns the token apply() needs, or None when the p-coin skips this step (then skip the replay too).
+        Metropolis needs the loss around the swap: use step(closure)."""
         if self.accept == "metropolis":
             raise ValueError("metropolis acceptance decides inside step(closure); draw()/apply() always keep")
-        base = self._next_base()
-        if base is None:
+        self._use(self._optimizer_for(optimizer, "draw(optimizer=...)"))
+        step = self._next_step()
+        if step is None:
             return None
-        with torch.no_grad():
-            return self._fill(base)
+        self._engine.step(self.seed, step, 1)
+        if self.max_gap is not None:
+            self._apply_gap()
+        self._drawn = _Drawn(step)
+        return self._drawn
 
     def apply(self, drawn, *, optimizer=None):
-        """Applies drawn exchanges: the kernel launches only (no allocation once the packed geometry of these
-        tensors exists, no host sync), so it can be captured in a CUDA graph and replayed after each draw().
-        Applying the same draw twice undoes it; None (a skipped step) does nothing. Protocols whose set of moved
-        tensors changes from step to step (inter-layer) cannot be replayed from one capture."""
-        opt = self._optimizer_for(optimizer, "apply(..., optimizer=...)")
+        """Applies the exchanges of the last draw(): kernel launches only (no allocation once the engine is packed,
+        no host sync), so it can be captured in a CUDA graph and replayed after each draw(). Applying the same draw
+        twice undoes it; None (a skipped step) does nothing."""
+        self._use(self._optimizer_for(optimizer, "apply(..., optimizer=...)"))
         if drawn is None:
             return
-        with torch.no_grad():
-            self._run(self._jobs(drawn, opt), drawn)
+        if drawn is not self._drawn:
+            raise ValueError("apply() takes the token of the last draw(): the index buffer holds only that draw")
+        self._engine.step(self.seed, drawn.step, 2)
 
     def _optimizer_for(self, optimizer, call):
         opt = optimizer or self._optimizer
@@ -199,57 +213,46 @@ class WeightSwap:
             raise ValueError(f"state=True needs the optimizer: attach(optimizer) or {call}")
         return opt
 
-    def _next_base(self):
-        """Advances the draw counter; returns the key maker of this draw, or None when the p-coin skips it."""
+    def _next_step(self):
+        """Advances the draw counter; returns this draw's step, or None when the p-coin skips it."""
         step, self.draws = self.draws, self.draws + 1
-        base = lambda stream: plans.base_key(self.seed, step, stream)  # noqa: E731
-        if self.p < 1.0 and plans.word(0, base("coin"), 0) >= int(self.p * 2**32):
+        if self.p < 1.0 and plans.word(0, plans.base_key(self.seed, step, "coin"), 0) >= int(self.p * 2**32):
             return None
-        return base
+        return step
 
-    def _fill(self, base):
-        """Draws every group's pairs on the host into the index buffer (one copy to the device)."""
-        if self._copied is not None:
-            self._copied.synchronize()  # the previous copy has left the pinned buffer (long since, normally)
-        host = self._host.numpy()
-        picks = []
-        for g, off in zip(self.groups, self._offsets, strict=True):
-            res = g.draw(base)
-            a, b, pick = res if len(res) == 3 else (*res, None)
-            host[off : off + g.k] = a
-            host[off + g.k : off + 2 * g.k] = b
-            picks.append(pick)
-        if self._index is not self._host:
-            self._index.copy_(self._host, non_blocking=True)
-            self._copied = torch.cuda.Event()
-            self._copied.record()
-        if self.max_gap is not None:
-            self._apply_gap(picks)
-        return picks
+    # -- binding the engine to tensors ---------------------------------------------------------------------------
+    def _use(self, opt):
+        """Packs the engine again when the optimizer whose state moves changes, or its state was not all there
+        (it appears with the optimizer's first step) or was replaced (load_state_dict)."""
+        if not self.state:
+            return
+        if opt is not self._bound_opt or not self._complete:
+            self._bound_opt = opt
+            self._engine.invalidate()
+            if opt not in self._hooked:
+                self._hooked.add(opt)
+                engine = weakref.ref(self._engine)
+                opt.register_load_state_dict_post_hook(lambda o, e=engine: e() and e().invalidate())
 
-    def _apply_gap(self, picks):
-        """max_gap: pairs whose values differ by max_gap or more become identities (a, a) on the device."""
-        for g, off, pick in zip(self.groups, self._offsets, picks, strict=True):
-            job = g.jobs[pick if pick is not None else 0]
-            a, b = self._index[off : off + g.k], self._index[off + g.k : off + 2 * g.k]
-            x, y = job.view(job.x), job.view(job.y)
-            if job.dx is None:
-                xa, yb = x.reshape(-1)[a], y.reshape(-1)[b]
-                diff = (xa.float() - yb.float()).abs()
-            else:
-                xa, yb = x.index_select(job.dx, a).movedim(job.dx, 0), y.index_select(job.dy, b).movedim(job.dy, 0)
-                diff = (xa.float() - yb.float()).pow(2).flatten(1).mean(1).sqrt()
-            b.copy_(torch.where(diff < self.max_gap, b, a))
+    def _bind(self):
+        """The engine's jobs: every job's tensors (views as the protocol needs them) and, with state=True, those of
+        the optimizer state tensors shaped like each parameter; and the tensors to watch for changes."""
+        opt = self._bound_opt if self.state else None
+        jobs, watched, seen = [], [], set()
+        self._complete = True
 
-    def _jobs(self, picks, opt):
-        """(x view, y view, dx, dy, group index) for every tensor that moves this step, optimizer state included."""
-        out = []
-        for gi, (g, pick) in enumerate(zip(self.groups, picks, strict=True)):
+        def watch(*ts):
+            for t in ts:
+                if id(t) not in seen:
+                    seen.add(id(t))
+                    watched.append(t)
+
+        for gi, g in enumerate(self.groups):
             for ji, job in enumerate(g.jobs):
-                if pick is not None and ji != pick:
-                    continue
-                out.append((job.view(job.x), job.view(job.y), job.dx, job.dy, gi, job.x is job.y))
-                if self.state and job.stateful:
+                pairs = [(job.x, job.y)]
+                if opt is not None and job.stateful:
+                    if job.x not in opt.state or job.y not in opt.state:
+                        self._complete = False
                     sx, sy = opt.state.get(job.x, {}), opt.state.get(job.y, {})
                     for name, tx in sx.items():
                         ty = sy.get(name)
@@ -259,89 +262,37 @@ class WeightSwap:
                             and tx.shape == job.x.shape
                             and ty.shape == job.y.shape
                         ):
-                            out.append((job.view(tx), job.view(ty), job.dx, job.dy, gi, job.x is job.y))
-        return out
+                            pairs.append((tx, ty))
+                for tx, ty in pairs:
+                    watch(tx, ty)
+                    vx = job.view(tx)
+                    vy = vx if tx is ty else job.view(ty)
+                    jobs.append(BoundJob(vx, vy, job.dx, job.dy, gi, ji))
+        return jobs, watched
 
-    def _run(self, jobs, picks):
-        """All exchanges of the step: one packed launch (native: C++/CUDA; triton: one per element width), else
-        (the torch backend) one reference call per tensor."""
-        backend = _backend.resolve(self._index)
-        if backend in ("native", "triton") and (backend == "triton" or hasattr(torch.ops.swapkern, "swap_packed_")):
-            for wave in _waves(jobs):
-                if backend == "native":
-                    self._run_packed(wave)
+    def _apply_gap(self):
+        """max_gap: pairs whose values differ by max_gap or more (elements: |x - y| in float32, as the values
+        compare; slices: the RMS of their difference, in float32) are marked not to move (keep = 0)."""
+        engine = self._engine
+        with torch.no_grad():
+            for gi, g in enumerate(self.groups):
+                pick = int(engine.pick_slot(gi)) if g.kind == INTER else 0
+                job = g.jobs[pick]
+                a, b, keep = engine.slices(gi)
+                x, y = job.view(job.x), job.view(job.y)
+                if job.dx is None:
+                    xa, yb = x.reshape(-1)[a], y.reshape(-1)[b]
+                    keep.copy_((xa.float() - yb.float()).abs() < self.max_gap)
                 else:
-                    self._run_triton_packed(wave)
-            return
-        for x, y, dx, dy, gi, same in jobs:
-            a, b = self._slices(gi)
-            if same and dx is None:
-                ops.swap_elements_(x, a, b, validate=False)
-            elif same:
-                ops.swap_(x, dx, a, b, validate=False)
-            else:
-                ops.swap_between_(x, y, a, b, dim_x=dx, dim_y=dy, validate=False)
-
-    def _slices(self, gi):
-        g, off = self.groups[gi], self._offsets[gi]
-        return self._index[off : off + g.k], self._index[off + g.k : off + 2 * g.k]
-
-    def _run_triton_packed(self, jobs):
-        from .triton import packed
-
-        launches = self._cached(
-            "triton",
-            jobs,
-            lambda: packed.pack([(x, x if same else y, dx, dy, *self._slices(gi)) for x, y, dx, dy, gi, same in jobs]),
-        )
-        packed.run(launches)
-
-    def _cached(self, kind, jobs, build):
-        """The packed geometry of a set of tensors: built once, reused while their storage stays put (at most 64
-        sets kept: a model whose parameters move gets rebuilt, not an unbounded cache)."""
-        key = (kind,) + tuple((x.data_ptr(), y.data_ptr(), dx, dy, gi) for x, y, dx, dy, gi, _ in jobs)
-        hit = self._packed.get(key)
-        if hit is None:
-            if len(self._packed) > 64:
-                self._packed.clear()
-            hit = self._packed[key] = build()
-        return hit
-
-    def _run_packed(self, jobs):
-        """One multi-tensor launch (torch.ops.swapkern.swap_packed_). The packed geometry is built once per set of
-        tensors and reused while their storage stays put."""
-
-        def build():
-            xs, ys, a, b, dxs, dys = [], [], [], [], [], []
-            for x, y, dx, dy, gi, same in jobs:
-                xs.append(x)
-                ys.append(x if same else y)
-                ia, ib = self._slices(gi)
-                a.append(ia)
-                b.append(ib)
-                dxs.append(-1 if dx is None else dx)
-                dys.append(-1 if dy is None else dy)
-            meta = torch.ops.swapkern.pack_plans(xs, ys, a, b, dxs, dys)
-            return meta, meta.to(self.device)
-
-        meta_cpu, meta_dev = self._cached("native", jobs, build)
-        tensors = [t for x, y, _, _, _, same in jobs for t in (x, x if same else y)]
-        torch.ops.swapkern.swap_packed_(tensors, meta_dev, meta_cpu)
+                    xa, yb = x.index_select(job.dx, a).movedim(job.dx, 0), y.index_select(job.dy, b).movedim(job.dy, 0)
+                    rms = (xa.float() - yb.float()).pow(2).flatten(1).mean(1).sqrt()
+                    keep.copy_(rms < self.max_gap)
 
 
-def _waves(jobs):
-    """Splits jobs into launches in which no storage is touched by two groups' exchanges (neuron moves a weight's
-    columns for one layer and its rows for the next: run at once, those exchanges would race on the elements they
-    share). Every other protocol touches each tensor once per step: one wave, one launch."""
-    waves: list[tuple[list, dict]] = []
-    for job in jobs:
-        x, y, gi = job[0], job[1], job[4]
-        stores = {x.untyped_storage().data_ptr(), y.untyped_storage().data_ptr()}
-        for members, owner in waves:
-            if all(owner.get(s, gi) == gi for s in stores):
-                members.append(job)
-                owner.update(dict.fromkeys(stores, gi))
-                break
-        else:
-            waves.append(([job], dict.fromkeys(stores, gi)))
-    return [members for members, _ in waves]
+class _Drawn:
+    """The token of one draw() (apply() checks it is the latest)."""
+
+    __slots__ = ("step",)
+
+    def __init__(self, step):
+        self.step = step

@@ -12,6 +12,8 @@ shape, drawing a plan allocates nothing.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 M32 = 0xFFFFFFFF
@@ -60,24 +62,51 @@ def base_key(seed: int, step: int, stream: str) -> int:
     return h
 
 
+def check_seed(seed) -> int:
+    """A seed is an int (NumPy integers too); 64 bits of it are used."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return int(seed)
+
+
 def resolve_seed(seed: int | None, generator: torch.Generator | None) -> int:
     """A protocol's seed: `seed`, else 62 bits drawn from `generator`, else torch.initial_seed() (read, not
     consumed: the global random stream, and so initialisation and data order, are left alone)."""
     if seed is not None:
-        return int(seed)
+        return check_seed(seed)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if generator is not None:
         return int(torch.randint(0, 2**62, (1,), generator=generator).item())
     return torch.initial_seed()
 
 
-def check_count(name: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+def check_count(name: str, v, most: int | None = None) -> int:
+    """An int >= 1 (and <= most): TypeError for another type, ValueError for another value."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= 1, got {type(v).__name__}")
+    if v < 1 or (most is not None and v > most):
+        bounds = f"in [1, {most}]" if most else ">= 1"
+        raise ValueError(f"{name} must be an int {bounds}, got {v!r}")
+    return int(v)
 
 
-def check_probability(name: str, v) -> None:
+def check_counter(name: str, v) -> int:
+    """A step or epoch counter: an int >= 0."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= 0, got {type(v).__name__}")
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return int(v)
+
+
+def check_probability(name: str, v) -> float:
+    """A real number in [0, 1]: TypeError for another type, ValueError for another value (NaN included)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {type(v).__name__}")
     if not 0.0 <= float(v) <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+    return float(v)
 
 
 class Workspace:

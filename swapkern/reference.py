@@ -8,9 +8,21 @@ data_ptr), though it allocates that temporary.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-from ._checks import prepare_between, prepare_elements, prepare_pixels, prepare_swap
+from . import plans
+from ._checks import (  # noqa: F401  (bump_versions: also the Triton backend's)
+    bump_versions,
+    check_mutable,
+    prepare_between,
+    prepare_elements,
+    prepare_load,
+    prepare_pixels,
+    prepare_swap,
+)
+from ._index import as_index, as_int
 from ._wrappers import named_wrappers
 
 __all__ = [
@@ -21,7 +33,38 @@ __all__ = [
     "swap_pixels_",
     "swap_rows_",
     "swap_cols_",
+    "load_batch_",
+    "apply_feature_plan_",
 ]
+
+_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def tensor_arg(t, name, op):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    return t
+
+
+def bits(t):
+    """An integer view of t's memory with the same shape and strides (16-byte elements: a trailing dim of two
+    int64 words). Swaps move bits, never values, so every dtype is exchanged through this view."""
+    if t.element_size() == 16:
+        return torch.view_as_real(t).view(torch.int64)
+    return t.view(_INT[t.element_size()])
+
+
+@contextlib.contextmanager
+def mutating(op, tensors):
+    """The autograd rules of an in-place op (refuse what must not be mutated), then exactly one version bump per
+    tensor, as the compiled ops' Autograd and ADInplaceOrView kernels do."""
+    check_mutable(op, tensors)
+    keep = [torch.autograd._unsafe_preserve_version_counter(t) for t in tensors if not t.is_inference()]
+    with contextlib.ExitStack() as stack, torch.no_grad():
+        for k in keep:
+            stack.enter_context(k)
+        yield
+    bump_versions([t for t in tensors if not t.is_inference()])
 
 
 def _exchange(view_a, view_b, ia, ib):
@@ -31,39 +74,53 @@ def _exchange(view_a, view_b, ia, ib):
     view_b[ib] = from_a
 
 
-def _wrapped(t, n, device):
-    """Indices on the tensor's device, negative ones counted from the end."""
-    return t.to(device) % max(n, 1)
+def _wrapped(t, n):
+    """Indices (int64 on the tensor's device), negative ones counted from the end."""
+    return t % max(n, 1)
+
+
+def _sample_arg(sample):
+    return None if sample is None else as_index(sample, "sample")
 
 
 def swap_(x, dim, a, b, *, sample=None, sample_dim=0, validate=True):
     """In place: for each k, exchange x.select(dim, a[k]) and x.select(dim, b[k]) (inside
     x.select(sample_dim, sample[k]) when `sample` is given). Returns x."""
-    dim, a, b, sample, sample_dim = prepare_swap(x, dim, a, b, sample, sample_dim, validate)
-    if a.numel() == 0:
-        return x
-    a, b = _wrapped(a, x.shape[dim], x.device), _wrapped(b, x.shape[dim], x.device)
-    if sample is None:
-        xv = x.movedim(dim, 0)
-        _exchange(xv, xv, (a,), (b,))
-    else:
-        xv = x.movedim((sample_dim, dim), (0, 1))
-        s = _wrapped(sample, x.shape[sample_dim], x.device)
-        _exchange(xv, xv, (s, a), (s, b))
+    op = "swapkern.swap_"
+    tensor_arg(x, "x", op)
+    dim, sample_dim = as_int(dim, "dim", op), as_int(sample_dim, "sample_dim", op)
+    a, b, sample = as_index(a, "a"), as_index(b, "b"), _sample_arg(sample)
+    with mutating(op, [x]):
+        plan = prepare_swap(x, dim, a, b, sample, sample_dim, validate)
+        if plan.k:
+            dim = plan.gx[0]
+            n = x.shape[dim]
+            a, b = _wrapped(plan.a, n), _wrapped(plan.b, n)
+            if plan.sample is None:
+                xv = bits(x).movedim(dim, 0)
+                _exchange(xv, xv, (a,), (b,))
+            else:
+                sd = plan.sample_dim
+                xv = bits(x).movedim((sd, dim), (0, 1))
+                s = _wrapped(plan.sample, x.shape[sd])
+                _exchange(xv, xv, (s, a), (s, b))
     return x
 
 
 def swap_pixels_(x, p, q, *, sample=None, validate=True):
     """In place: exchange pixels p[k] and q[k] (flat indices into H*W) of an (N, C, H, W) batch x, all
     channels, in every image or only in image sample[k]. Returns x."""
-    p, q, sample = prepare_pixels(x, p, q, sample, validate)
-    if p.numel() == 0:
-        return x
-    n, _, h, w = x.shape
-    p, q = _wrapped(p, h * w, x.device), _wrapped(q, h * w, x.device)
-    xv = x.permute(0, 2, 3, 1)  # (N, H, W, C): a pixel is a row of channels
-    s = slice(None) if sample is None else _wrapped(sample, n, x.device)
-    _exchange(xv, xv, (s, p // w, p % w), (s, q // w, q % w))
+    op = "swapkern.swap_pixels_"
+    tensor_arg(x, "x", op)
+    p, q, sample = as_index(p, "p"), as_index(q, "q"), _sample_arg(sample)
+    with mutating(op, [x]):
+        plan = prepare_pixels(x, p, q, sample, validate)
+        if plan.k:
+            n, _, h, w = x.shape
+            p, q = _wrapped(plan.a, h * w), _wrapped(plan.b, h * w)
+            xv = bits(x).movedim(1, 3)  # (N, H, W, C): a pixel is a row of channels
+            s = slice(None) if plan.sample is None else _wrapped(plan.sample, n)
+            _exchange(xv, xv, (s, p // w, p % w), (s, q // w, q % w))
     return x
 
 
@@ -73,26 +130,39 @@ def _coords(flat, shape):
 
 def swap_elements_(x, i, j, *, validate=True):
     """In place: exchange the elements of x at row-major flat indices i[k] and j[k]. Returns x."""
-    i, j = prepare_elements(x, i, j, validate)
-    if i.numel() == 0:
-        return x
-    i, j = _wrapped(i, x.numel(), x.device), _wrapped(j, x.numel(), x.device)
-    _exchange(x, x, _coords(i, x.shape), _coords(j, x.shape))
+    op = "swapkern.swap_elements_"
+    tensor_arg(x, "x", op)
+    i, j = as_index(i, "i"), as_index(j, "j")
+    with mutating(op, [x]):
+        plan = prepare_elements(x, i, j, validate)
+        if plan.k:
+            i, j = _wrapped(plan.a, x.numel()), _wrapped(plan.b, x.numel())
+            xb = bits(x)
+            _exchange(xb, xb, _coords(i, x.shape), _coords(j, x.shape))
     return x
 
 
 def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     """In place: exchange x.select(dim_x, i[k]) with y.select(dim_y, j[k]) (equal slice shapes), or, with
     both dims None, the elements at flat indices i[k] of x and j[k] of y. Returns (x, y)."""
-    i, j, dim_x, dim_y = prepare_between(x, y, i, j, dim_x, dim_y, validate)
-    if i.numel() == 0:
-        return x, y
-    if dim_x is None:
-        i, j = _wrapped(i, x.numel(), x.device), _wrapped(j, y.numel(), x.device)
-        _exchange(x, y, _coords(i, x.shape), _coords(j, y.shape))
-    else:
-        i, j = _wrapped(i, x.shape[dim_x], x.device), _wrapped(j, y.shape[dim_y], x.device)
-        _exchange(x.movedim(dim_x, 0), y.movedim(dim_y, 0), (i,), (j,))
+    op = "swapkern.swap_between_"
+    tensor_arg(x, "x", op)
+    tensor_arg(y, "y", op)
+    dim_x = None if dim_x is None else as_int(dim_x, "dim_x", op)
+    dim_y = None if dim_y is None else as_int(dim_y, "dim_y", op)
+    i, j = as_index(i, "i"), as_index(j, "j")
+    with mutating(op, [x] if x is y else [x, y]):
+        plan = prepare_between(x, y, i, j, dim_x, dim_y, validate)
+        if plan.k:
+            xb, yb = bits(x), bits(y) if y is not x else None
+            yb = xb if yb is None else yb
+            if dim_x is None:
+                i, j = _wrapped(plan.a, x.numel()), _wrapped(plan.b, y.numel())
+                _exchange(xb, yb, _coords(i, x.shape), _coords(j, y.shape))
+            else:
+                dx, dy = plan.gx[0], plan.gy[0]
+                i, j = _wrapped(plan.a, x.shape[dx]), _wrapped(plan.b, y.shape[dy])
+                _exchange(xb.movedim(dx, 0), yb.movedim(dy, 0), (i,), (j,))
     return x, y
 
 
@@ -127,16 +197,149 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
     """The fused loader's specification. In place on out (B, C, H, W): gather images data[index] (uint8, stored
     (N, H, W, C) if nhwc else (N, C, H, W)), normalise v * scale[c] + shift[c] in float32, apply the FeaturePlan,
     flip horizontally the images whose flip flag is set, then round once to out's dtype. Returns out."""
-    from ._checks import prepare_load
-
-    index = prepare_load(out, data, index, scale, shift, plan, flip, nhwc, validate)
-    images = data[index.to(data.device)]
-    if nhwc:
-        images = images.permute(0, 3, 1, 2)
-    v = images.float() * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-    if plan is not None:
-        apply_feature_plan_(v, plan)
-    if flip is not None:
-        v = torch.where(flip.to(v.device).view(-1, 1, 1, 1) != 0, v.flip(3), v)
-    out.copy_(v)
+    op = "swapkern.load_batch_"
+    for t, name in ((out, "out"), (data, "data"), (scale, "scale"), (shift, "shift")):
+        tensor_arg(t, name, op)
+    index = as_index(index, "index")
+    flip = None if flip is None else as_index(flip, "flip")
+    with mutating(op, [out]):
+        index, scale, shift, *_, flip = prepare_load(out, data, index, scale, shift, plan, flip, nhwc, validate)
+        images = data[index]
+        if nhwc:
+            images = images.permute(0, 3, 1, 2)
+        v = images.float() * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+        if plan is not None:
+            apply_feature_plan_(v, plan)
+        if flip is not None:
+            v = torch.where(flip.view(-1, 1, 1, 1) != 0, v.flip(3), v)
+        out.copy_(v)
     return out
+
+
+# -- feature swaps: the plan draw, and draw + apply in one call ------------------------------------------------------
+def draw_feature_plan_(buf, indices, shape, protocol, s, seed, step, threshold, ws):
+    """Draws a FeaturePlan for a (B, C, H, W) batch into buf (swapkern.data.plan_layout) with in-place torch ops:
+    the specification of csrc/draw.h. indices: [B] int64 dataset indices on buf's device, or None (batch
+    positions). No host sync; allocation-free after the first draw of a shape (ws: a plans.Workspace)."""
+    from .data import plan_layout
+
+    b, c, h, w = shape
+    lay = plan_layout(protocol, b, s)
+    if b == 0:  # an empty batch: an inactive plan
+        buf.zero_()
+        return buf
+    which, what, extent = protocol
+    g, k = lay["g"], lay["k"]
+    tmp = ws.get("tmp", b)
+    keys = plans.image_keys_(ws.get("keys", b), indices, tmp)
+    bkey = buf[2:3]
+    if indices is not None:
+        plans.batch_key_(bkey, keys)
+    else:  # batch-level draws depend on (seed, step) only
+        bkey.fill_(plans.BATCH)
+    base = lambda stream: plans.base_key(seed, step, stream)  # noqa: E731
+    active = plans.words_(buf[0:1], bkey, base("coin"), 0, ws.get("tmp1", 1)).lt_(threshold)
+    image = buf[1:2].zero_()
+    if which == "1":  # the image with the largest score: independent of batch order
+        scores = plans.words_(ws.get("scores", b), keys, base("image"), 0, tmp)
+        torch.argmax(scores, dim=0, keepdim=True, out=image)
+    gkeys = keys if which == "E" else bkey
+    n = c if what == "S" else h * w
+    pairs = buf[lay["pairs"] : lay["a"]].view(g, s, 2)
+    plans.distinct_(pairs.view(g, 2 * s), gkeys, n, base("pairs"), ws, f"pairs{g}")
+    first = pairs[..., 0]
+    d = ws.get("delta", g, s)
+    d.copy_(pairs[..., 1]).sub_(first).mul_(active)  # identity pairs when the coin says no
+    pairs[..., 1].copy_(first).add_(d)
+    at = buf[lay["at"] : lay["at"] + g].zero_()
+    if extent == "1":
+        plans.below_(plans.words_(at, gkeys, base("extent"), 0, ws.get("tmpg", g)), h * w if what == "S" else c)
+    a, bb = buf[lay["a"] : lay["b"]], buf[lay["b"] : lay["sample"]]
+    if extent == "A":
+        a.view(g, s).copy_(pairs[..., 0])
+        bb.view(g, s).copy_(pairs[..., 1])
+        sample = buf[lay["sample"] : lay["total"]].view(g, s)
+        if which == "E":
+            sample.copy_(torch.arange(b, out=ws.get("arange", b)).view(b, 1))
+        elif which == "1":
+            sample.copy_(image.view(1, 1))
+        else:
+            sample.zero_()
+        return buf
+    # Extent 1: flat row-major indices n*C*H*W + channel*H*W + pixel, for each image a group covers.
+    images = k // s
+    if which == "1":
+        offs = ws.get("ebase", 1, 1).copy_(image.view(1, 1))
+    else:
+        offs = ws.get("ebase", images, 1).copy_(torch.arange(images, out=ws.get("arange", images)).view(images, 1))
+    offs.mul_(c * h * w)
+    fixed = ws.get("fixed", images, 1).copy_(at.view(g, 1).expand(images, 1))
+    for out, col in ((a.view(images, s), 0), (bb.view(images, s), 1)):
+        moving = pairs[..., col].expand(images, s)
+        if what == "S":  # channels move at a fixed pixel
+            out.copy_(moving).mul_(h * w).add_(fixed)
+        else:  # pixels move in a fixed channel
+            out.copy_(fixed.expand(images, s)).mul_(h * w).add_(moving)
+        out.add_(offs)
+    return buf
+
+
+def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws):
+    """Draws a plan into buf and applies it to the batch x in place (one protocol step). Returns x."""
+    from .data import plan_views
+
+    draw_feature_plan_(buf, indices, tuple(x.shape), protocol, swaps, seed, step, threshold, ws)
+    return plan_views(protocol, tuple(x.shape), swaps, buf).apply_(x)
+
+
+# -- the multi-tensor engine (swapkern.multi): tensor by tensor ------------------------------------------------------
+def draw_weights_(engine, seed, step):
+    """Draws every group's pairs of a step into engine.index (a, b, keep = 1, pick): the specification of
+    csrc/weights.h, run on the host and copied to the device."""
+    from ._weightplan import draw_group
+
+    host = torch.zeros(engine.index.numel(), dtype=torch.int64)
+    for off, g in zip(engine.offsets, engine.groups, strict=True):
+        a, b, pick = draw_group(g, seed, step)
+        k = g.k
+        host[off : off + k] = torch.tensor(a)
+        host[off + k : off + 2 * k] = torch.tensor(b)
+        host[off + 2 * k : off + 3 * k] = 1
+        host[off + 3 * k] = pick
+    engine.index.copy_(host)
+
+
+def active_jobs(engine):
+    """The bound jobs that move this step: all, except the candidates an INTER group did not pick."""
+    from ._weightplan import INTER
+
+    picks = {gi: int(engine.pick_slot(gi)) for gi, g in enumerate(engine.groups) if g.kind == INTER}
+    return [j for j in engine.jobs if j.group not in picks or picks[j.group] == j.job]
+
+
+def multi_pack(engine):
+    from .multi import fingerprint
+
+    return fingerprint(engine.watched)
+
+
+def multi_step_(engine, packed, seed, step, mode):
+    from .multi import fingerprint
+
+    if fingerprint(engine.watched) != packed:
+        return False
+    if mode & 1:
+        draw_weights_(engine, seed, step)
+    if mode & 2:
+        with torch.no_grad():
+            for job in active_jobs(engine):
+                a, b, keep = engine.slices(job.group)
+                moving = keep != 0
+                a, b = a[moving], b[moving]
+                if job.x is job.y and job.dx is None:
+                    swap_elements_(job.x, a, b, validate=False)
+                elif job.x is job.y:
+                    swap_(job.x, job.dx, a, b, validate=False)
+                else:
+                    swap_between_(job.x, job.y, a, b, dim_x=job.dx, dim_y=job.dy, validate=False)
+    return True

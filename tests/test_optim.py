@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from swapkern import plans
 from swapkern import reference as ref
+from swapkern._weightplan import INTER, draw_group
 from swapkern.optim import WeightSwap
 
 PROTOCOLS = ["rows", "cols", "in-row", "in-col", "mixed", "inter-layer", "bias", "neuron"]
@@ -50,12 +50,10 @@ def _reference_step(model_copy, ws, step):
     """Applies step `step` of ws to model_copy with swapkern.reference, from the same draws."""
     tensors = dict(model_copy.named_parameters()) | dict(model_copy.named_buffers())
     names = {id(t): n for n, t in list(ws.model.named_parameters()) + list(ws.model.named_buffers())}
-    base = lambda stream: plans.base_key(ws.seed, step, stream)  # noqa: E731
     for g in ws.groups:
-        res = g.draw(base)
-        a, b, pick = res if len(res) == 3 else (*res, None)
+        a, b, pick = draw_group(g, ws.seed, step)
         for ji, job in enumerate(g.jobs):
-            if pick is not None and ji != pick:
+            if g.kind == INTER and ji != pick:
                 continue
             x, y = job.view(tensors[names[id(job.x)]]), job.view(tensors[names[id(job.y)]])
             with torch.no_grad():
@@ -301,7 +299,7 @@ def test_max_gap_only_swaps_close_values():
         assert (w.detach() - snap).abs().max() < 30
 
 
-def test_one_packed_launch_per_step_and_no_allocation():
+def test_one_op_call_per_step_and_no_allocation():
     model = cnn()
     opt = torch.optim.Adam(model.parameters())
     _train_step(model, opt, torch.randn(4, 3, 8, 8), torch.randn(4, 4))
@@ -310,7 +308,7 @@ def test_one_packed_launch_per_step_and_no_allocation():
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         ws.step(optimizer=opt)
     swap_ops = [e.name for e in prof.events() if e.name.startswith("swapkern::")]
-    assert swap_ops.count("swapkern::swap_packed_") == 1 and set(swap_ops) == {"swapkern::swap_packed_"}
+    assert swap_ops == ["swapkern::engine_step_"]  # draw and apply, every tensor, one call
     assert not [e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 8]
 
 
@@ -402,14 +400,7 @@ def test_neuron_rows_and_columns_of_one_weight_never_race(backend):
         ws.step()
         _reference_step(want, ws, step)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), want.state_dict().values(), strict=True))
-    jobs = ws._jobs([None] * len(ws.groups), None)
-    assert len(optim_waves(jobs)) == 2
-
-
-def optim_waves(jobs):
-    from swapkern.optim import _waves
-
-    return _waves(jobs)
+    assert max(ws._engine.wave) + 1 == 2
 
 
 def test_draw_then_apply_equals_step():

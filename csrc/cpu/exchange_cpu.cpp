@@ -1,5 +1,8 @@
 // CPU backend: the core exchange over at::parallel_for, and the CPU registrations of every op.
-#include "../ops_impl.h"
+#include "launchers.h"
+
+#include "../elem.h"
+#include "../packed.h"
 
 #include <ATen/Parallel.h>
 
@@ -12,10 +15,6 @@ namespace {
 
 // Below this many element exchanges a call stays on one thread.
 constexpr int64_t kGrain = 16384;
-
-struct alignas(16) Bytes16 {
-  uint64_t lo, hi;
-};
 
 // Exchanges elements [m, stop) (row-major over the slice geometry) of the slices at xs and ys.
 template <typename T>
@@ -63,9 +62,11 @@ void pair_range(const Plan& p, int64_t begin, int64_t end) {
   int64_t k = begin / M, m = begin % M;
   for (int64_t w = begin; w < end; ++k, m = 0) {
     const int64_t stop = std::min(M, m + (end - w));
-    T* xs = reinterpret_cast<T*>(p.x.data) + side_offset(p.x, k);
-    T* ys = reinterpret_cast<T*>(p.y.data) + side_offset(p.y, k);
-    swap_range<T>(p, xs, ys, m, stop);
+    if (pair_active(p, k)) {
+      T* xs = reinterpret_cast<T*>(p.x.data) + side_offset(p.x, k);
+      T* ys = reinterpret_cast<T*>(p.y.data) + side_offset(p.y, k);
+      swap_range<T>(p, xs, ys, m, stop);
+    }
     w += stop - m;
   }
 }
@@ -78,13 +79,7 @@ void exchange_by_pair(const Plan& p) {
 }
 
 void pair_range_any(const Plan& p, int64_t begin, int64_t end) {
-  switch (p.elem_size) {
-    case 1: return pair_range<uint8_t>(p, begin, end);
-    case 2: return pair_range<uint16_t>(p, begin, end);
-    case 4: return pair_range<uint32_t>(p, begin, end);
-    case 8: return pair_range<uint64_t>(p, begin, end);
-    default: return pair_range<Bytes16>(p, begin, end);
-  }
+  by_width(p.elem_size, [&](auto t) { pair_range<decltype(t)>(p, begin, end); });
 }
 
 // Element-major, for slices that interleave in memory (columns of a row-major weight, channels of a channels_last
@@ -127,14 +122,7 @@ void exchange(const Plan& p) {
 }  // namespace
 
 void exchange_cpu(const Plan& p) {
-  switch (p.elem_size) {
-    case 1: return exchange<uint8_t>(p);
-    case 2: return exchange<uint16_t>(p);
-    case 4: return exchange<uint32_t>(p);
-    case 8: return exchange<uint64_t>(p);
-    case 16: return exchange<Bytes16>(p);
-    default: TORCH_CHECK_TYPE(false, "swapkern: unsupported element size ", p.elem_size);
-  }
+  by_width(p.elem_size, [&](auto t) { exchange<decltype(t)>(p); });
 }
 
 // Many plans (a whole model's exchanges) in one parallel loop over all their work.
@@ -149,9 +137,5 @@ void exchange_packed_cpu(const Plan* plans, const int64_t* prefix, int64_t n) {
   });
 }
 
-TORCH_LIBRARY_IMPL(swapkern, CPU, m) {
-  register_all<exchange_cpu, load_cpu, draw_cpu>(m);
-  m.impl("swap_packed_", &swap_packed_op<exchange_packed_cpu>);
-}
 
 }  // namespace swapkern

@@ -1,5 +1,5 @@
 // CPU fused loader: at::parallel_for over the output in its memory order.
-#include "../loader.h"
+#include "launchers.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>

@@ -1,6 +1,6 @@
 // CUDA plan drawing: one block, one launch, no host sync. Reductions (batch key, image choice) in shared memory,
 // then one thread per group.
-#include "../draw.h"
+#include "launchers.h"
 
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -42,10 +42,10 @@ __global__ void __launch_bounds__(kThreads) draw_kernel(const DrawParams p) {
     const uint32_t bkey = p.indices != nullptr ? s_sum[0] : kBatchKey;
     p.buf[2] = bkey;
     p.buf[0] = static_cast<int64_t>(word32(bkey, base_key(p.seed, p.step, kCoin), 0)) < p.threshold;
-    p.buf[1] = p.which == 0 ? s_pos[0] : 0;
+    p.buf[1] = p.which == Which::One ? s_pos[0] : 0;
   }
   __syncthreads();
-  const int64_t G = p.which == 2 ? p.B : 1;
+  const int64_t G = p.which == Which::Every ? p.B : 1;
   for (int64_t g = tid; g < G; g += kThreads) draw_group(p, g);
 }
 

@@ -1,7 +1,10 @@
 // CUDA backend: the core exchange as one launch on the current stream, and the CUDA registrations of every op.
 // No host sync and no allocation here: with validate=false and int64 indices already on the device, a call is
 // capturable in a CUDA graph.
-#include "../ops_impl.h"
+#include "launchers.h"
+
+#include "../elem.h"
+#include "../packed.h"
 
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -14,10 +17,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kVecBytes = 16;
-
-struct alignas(16) Bytes16 {
-  uint64_t lo, hi;
-};
 
 template <typename T>
 __device__ __forceinline__ void swap_one(T* a, T* b) {
@@ -122,6 +121,7 @@ __global__ void __launch_bounds__(kThreads) exchange_packed(const uint8_t* meta,
     }
     const Plan& p = plans[lo];
     const int64_t local = w - prefix[lo], k = local / p.slice_numel;
+    if (!pair_active(p, k)) continue;
     int64_t ox = side_offset(p.x, k), oy = side_offset(p.y, k);
     add_offsets(p, p.ndim, local - k * p.slice_numel, ox, oy);
     switch (p.elem_size) {
@@ -186,14 +186,7 @@ void exchange_cuda(const Plan& p) {
   const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(p.device_index));
   const int device = p.device_index;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device).stream();
-  switch (p.elem_size) {
-    case 1: return dispatch_layout<uint8_t>(p, device, stream);
-    case 2: return dispatch_layout<uint16_t>(p, device, stream);
-    case 4: return dispatch_layout<uint32_t>(p, device, stream);
-    case 8: return dispatch_layout<uint64_t>(p, device, stream);
-    case 16: return dispatch_layout<Bytes16>(p, device, stream);
-    default: TORCH_CHECK_TYPE(false, "swapkern: unsupported element size ", p.elem_size);
-  }
+  by_width(p.elem_size, [&](auto t) { dispatch_layout<decltype(t)>(p, device, stream); });
 }
 
 void exchange_packed_cuda(const uint8_t* meta, int64_t n, int64_t total, int device) {
@@ -202,20 +195,6 @@ void exchange_packed_cuda(const uint8_t* meta, int64_t n, int64_t total, int dev
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, static_cast<int64_t>(sm_count(device)) * 16);
   exchange_packed<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(meta, n, total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-// The packed op on CUDA: plans and prefix are read from meta (device); the total work from meta_cpu (host).
-void swap_packed_cuda(at::TensorList tensors, const at::Tensor& meta, const at::Tensor& meta_cpu) {
-  check_packed(tensors, meta, meta_cpu);
-  const int64_t n = reinterpret_cast<const int64_t*>(meta_cpu.data_ptr<uint8_t>())[0];
-  const int64_t total = packed_prefix(meta_cpu.data_ptr<uint8_t>(), n)[n];
-  TORCH_CHECK_VALUE(meta.is_cuda() && meta.is_contiguous(), "swapkern.swap_packed_: meta must be on the GPU");
-  if (total > 0) exchange_packed_cuda(meta.data_ptr<uint8_t>(), n, total, meta.device().index());
-}
-
-TORCH_LIBRARY_IMPL(swapkern, CUDA, m) {
-  register_all<exchange_cuda, load_cuda, draw_cuda>(m);
-  m.impl("swap_packed_", &swap_packed_cuda);
 }
 
 }  // namespace swapkern

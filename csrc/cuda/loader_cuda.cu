@@ -1,5 +1,5 @@
 // CUDA fused loader: one grid-stride kernel over the output in its memory order, on the current stream.
-#include "../loader.h"
+#include "launchers.h"
 
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>

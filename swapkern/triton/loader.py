@@ -3,11 +3,16 @@ element walks the chain backwards (flip, then the swap involution) to the stored
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
 
+from .. import reference
 from .._checks import prepare_load
+from .._codes import protocol_codes
+from .._index import as_index
 
 BLOCK = 1024
 
@@ -105,30 +110,37 @@ def _load_kernel(
 
 
 def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=True, validate=True):
-    index = prepare_load(out, data, index, scale, shift, plan, flip, nhwc, validate)
+    op = "swapkern.load_batch_"
+    for t, name in ((out, "out"), (data, "data"), (scale, "scale"), (shift, "shift")):
+        reference.tensor_arg(t, name, op)
+    index = as_index(index, "index")
+    flip = None if flip is None else as_index(flip, "flip")
+    with reference.mutating(op, [out]):
+        args = prepare_load(out, data, index, scale, shift, plan, flip, nhwc, validate)
+        _launch(out, data, plan, nhwc, *args)
+    return out
+
+
+def _launch(out, data, plan, nhwc, index, scale, shift, pairs, at, image, active, flip):
     b, c, h, w = out.shape
     total = out.numel()
     if total == 0:
-        return out
-    dev = out.device
+        return
     order = (0, 3, 1, 2) if nhwc else (0, 1, 2, 3)
     ds = [data.stride(d) for d in order]
-    i64 = lambda t: t.to(device=dev, dtype=torch.int64).contiguous()  # noqa: E731
-    index = i64(index)
-    scale, shift = scale.to(dev).contiguous(), shift.to(dev).contiguous()
     flags = dict(SWAPS=1, WHICH=1, WHAT=0, EXTENT_ALL=True, HAS_PLAN=plan is not None, HAS_FLIP=flip is not None)
-    pairs = at = image = active = index  # placeholders, never read without their flag
-    if plan is not None:
-        which, what, extent = plan.protocol
-        flags.update(
-            SWAPS=plan.pairs.shape[1], WHICH="1AE".index(which), WHAT="SP".index(what), EXTENT_ALL=extent == "A"
-        )
-        pairs, at, image, active = (i64(t) for t in (plan.pairs, plan.at, plan.image, plan.active))
-    flip = i64(flip) if flip is not None else index
+    if plan is None:
+        pairs = at = image = active = index  # placeholders, never read without their flag
+    else:
+        which, what, extent_all = protocol_codes(plan.protocol)
+        flags.update(SWAPS=plan.pairs.shape[1], WHICH=which, WHAT=what, EXTENT_ALL=extent_all)
+    flip = flip if flip is not None else index
     cl = c > 1 and out.stride(1) == 1 and not out.is_contiguous()
     grid = (triton.cdiv(total, BLOCK),)
     bf16 = out.dtype == torch.bfloat16
     target = out.view(torch.int16) if bf16 else out
     tensors = (target, data, index, scale, shift, pairs, at, image, active, flip)
-    _load_kernel[grid](*tensors, total, c, h, w, *out.stride(), *ds, CL_ORDER=cl, BF16_BITS=bf16, BLOCK=BLOCK, **flags)
-    return out
+    with torch.cuda.device(out.device) if out.device.type == "cuda" else contextlib.nullcontext():
+        _load_kernel[grid](
+            *tensors, total, c, h, w, *out.stride(), *ds, CL_ORDER=cl, BF16_BITS=bf16, BLOCK=BLOCK, **flags
+        )

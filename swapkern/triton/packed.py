@@ -1,7 +1,8 @@
 """Triton multi-tensor exchange: every job of a weight-swap step (parameters and optimizer state) in one launch per
-element width. Jobs are rows of an int64 table: addresses of x, y and their index vectors, K, the slice size M,
-and the geometry of kernels.py; each lane finds its job by binary search of the work prefix, then moves its
-element through pointers made from those addresses."""
+wave and element width. Jobs are rows of an int64 table: addresses of x, y, their index vectors, the keep flags and
+the INTER pick slot (0: none), K, the slice size M, the job's candidate number, and the geometry of kernels.py;
+each lane finds its job by binary search of the work prefix, then moves its element through pointers made from
+those addresses."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import reference
+from .._checks import make_plan
+from ..multi import fingerprint
 from . import kernels
-from .ops import _bits, _geometry
+from .ops import geometry
 
-HEAD = 6  # x, y, a, b addresses, K, M
+HEAD = 9  # x, y, a, b, keep, select addresses, K, M, select value
 FIELDS = HEAD + kernels.GEO_LEN
 BLOCK = 1024
 
@@ -41,17 +45,22 @@ def exchange_packed(table, prefix, ref_ptr, n_jobs, total, F: tl.constexpr, LOG:
         hi = tl.where(right, hi, mid)
     row = table + lo * F
     local = w - tl.load(prefix + lo, mask=mask, other=0)
-    m_size = tl.load(row + 5, mask=mask, other=1)
+    m_size = tl.load(row + 7, mask=mask, other=1)
     k = local // m_size
+    keep_at = tl.load(row + 4, mask=mask, other=0)
+    select_at = tl.load(row + 5, mask=mask, other=0)
+    keep = tl.load(keep_at.to(tl.pointer_type(tl.int64)) + k, mask=mask, other=0)
+    picked = tl.load(tl.where(select_at != 0, select_at, keep_at).to(tl.pointer_type(tl.int64)), mask=mask, other=0)
+    mask = mask & (keep != 0) & ((select_at == 0) | (picked == tl.load(row + 8, mask=mask, other=0)))
     ia = tl.load(tl.load(row + 2, mask=mask, other=0).to(tl.pointer_type(tl.int64)) + k, mask=mask, other=0)
     ib = tl.load(tl.load(row + 3, mask=mask, other=0).to(tl.pointer_type(tl.int64)) + k, mask=mask, other=0)
-    nx = tl.load(row + 6, mask=mask, other=1)
-    ny = tl.load(row + 6 + 17, mask=mask, other=1)
+    nx = tl.load(row + HEAD, mask=mask, other=1)
+    ny = tl.load(row + HEAD + 17, mask=mask, other=1)
     ia = tl.where(ia < 0, ia + nx, ia)
     ib = tl.where(ib < 0, ib + ny, ib)
     # Geometry (kernels.py layout, after the head): x group at 0, y group at 17, slice sizes 37, strides 45, 53.
-    ox = _unravel(ia, row, 6, 1, 9) + _unravel(local - k * m_size, row, 6, 37, 45)
-    oy = _unravel(ib, row, 6 + 17, 1, 9) + _unravel(local - k * m_size, row, 6, 37, 53)
+    ox = _unravel(ia, row, HEAD, 1, 9) + _unravel(local - k * m_size, row, HEAD, 37, 45)
+    oy = _unravel(ib, row, HEAD + 17, 1, 9) + _unravel(local - k * m_size, row, HEAD, 37, 53)
     px = tl.load(row + 0, mask=mask, other=0).to(ref_ptr.dtype) + ox
     py = tl.load(row + 1, mask=mask, other=0).to(ref_ptr.dtype) + oy
     vx = tl.load(px, mask=mask)
@@ -61,16 +70,21 @@ def exchange_packed(table, prefix, ref_ptr, n_jobs, total, F: tl.constexpr, LOG:
 
 
 def pack(jobs):
-    """jobs: (x, y, dx, dy, a, b) with dx/dy None for flat elements. Returns launches: per element width, the
-    job table, the work prefix, a reference tensor of that width, the job count and the total work."""
+    """jobs: (x, y, dx, dy, a, b, keep, select, select value) with dx/dy None for flat elements and select None or
+    a one-element tensor. Returns launches: per element width, the job table, the work prefix, a reference tensor
+    of that width, the job count and the total work."""
     by_width = {}
-    for x, y, dx, dy, a, b in jobs:
+    for x, y, dx, dy, a, b, keep, select, value in jobs:
         gx = (0, x.dim()) if dx is None else (dx, dx + 1)
         gy = (0, y.dim()) if dy is None else (dy, dy + 1)
-        geo, _, m, _, _ = _geometry(x, y, gx, gy, None)
-        xb, yb = _bits(x), _bits(y)
-        row = [xb.data_ptr(), yb.data_ptr(), a.data_ptr(), b.data_ptr(), a.numel(), m, *geo]
-        by_width.setdefault(xb.element_size(), []).append((row, a.numel() * m, xb))
+        plan = make_plan("swapkern.pack", x, y, gx, gy, a, b, None, 0, False)
+        if plan.a.data_ptr() != a.data_ptr() or plan.b.data_ptr() != b.data_ptr():
+            raise ValueError("swapkern.pack: indices must be int64 on the tensors' device, apart from their memory")
+        geo, _, m, _, _ = geometry(plan)
+        xb, yb = reference.bits(x), reference.bits(y)
+        sel = 0 if select is None else select.data_ptr()
+        row = [xb.data_ptr(), yb.data_ptr(), a.data_ptr(), b.data_ptr(), keep.data_ptr(), sel, a.numel(), m, value]
+        by_width.setdefault(xb.element_size(), []).append((row + geo, a.numel() * m, xb))
     launches = []
     for rows in by_width.values():
         table = torch.tensor([r for r, _, _ in rows], dtype=torch.int64, device=rows[0][2].device)
@@ -87,4 +101,39 @@ def run(launches):
         if total == 0:
             continue
         log = max(1, (n).bit_length())
-        exchange_packed[(triton.cdiv(total, BLOCK),)](table, prefix, ref, n, total, F=FIELDS, LOG=log, BLOCK=BLOCK)
+        with torch.cuda.device(ref.device) if ref.device.type == "cuda" else _null():
+            exchange_packed[(triton.cdiv(total, BLOCK),)](table, prefix, ref, n, total, F=FIELDS, LOG=log, BLOCK=BLOCK)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- the multi-tensor engine's entry points (swapkern.multi) --------------------------------------------------------
+def multi_pack(engine):
+    from .._weightplan import INTER
+
+    per_wave: dict = {}
+    for job, wave in zip(engine.jobs, engine.wave, strict=True):
+        a, b, keep = engine.slices(job.group)
+        inter = engine.groups[job.group].kind == INTER
+        select = engine.pick_slot(job.group) if inter else None
+        per_wave.setdefault(wave, []).append((job.x, job.y, job.dx, job.dy, a, b, keep, select, job.job))
+    return fingerprint(engine.watched), [pack(per_wave[w]) for w in sorted(per_wave)]
+
+
+def multi_step_(engine, packed, seed, step, mode):
+    prints, waves = packed
+    if fingerprint(engine.watched) != prints:
+        return False
+    if mode & 1:
+        reference.draw_weights_(engine, seed, step)
+    if mode & 2:
+        for launches in waves:
+            run(launches)
+        reference.bump_versions(engine.watched)
+    return True

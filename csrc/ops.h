@@ -1,13 +1,14 @@
-// Device-generic op bodies: validate and build a Plan, then run it with the backend's launcher.
-// Included by the CPU and CUDA registration files, which instantiate them with their launcher.
+// Device-generic op bodies: validate and build a Plan (or the loader's and the draw's parameters), then run it with
+// the device's launcher. csrc/bindings.cpp instantiates them once per device.
 #pragma once
 
+#include "checks.h"
 #include "draw.h"
+#include "engine.h"
 #include "loader.h"
-#include "packed.h"
 #include "swapkern.h"
 
-#include <torch/library.h>
+#include <ATen/ATen.h>
 
 namespace swapkern {
 
@@ -75,26 +76,39 @@ template <void (*launch)(const DrawParams&)>
 void draw_op(at::Tensor buf, const std::optional<at::Tensor>& indices, int64_t B, int64_t C, int64_t HW,
              int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step,
              int64_t threshold) {
+  if (B == 0) {  // an empty batch: an inactive plan, nothing to draw
+    TORCH_CHECK_VALUE(buf.dim() == 1 && buf.scalar_type() == at::kLong, "swapkern.draw_feature_plan_: buf must be int64");
+    buf.zero_();
+    return;
+  }
   launch(make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold));
 }
 
-template <void (*launch)(const Plan*, const int64_t*, int64_t)>
-void swap_packed_op(at::TensorList tensors, const at::Tensor& meta, const at::Tensor& meta_cpu) {
-  const Plan* plans = check_packed(tensors, meta, meta_cpu);
-  const int64_t n = reinterpret_cast<const int64_t*>(meta_cpu.data_ptr<uint8_t>())[0];
-  const int64_t* prefix = packed_prefix(meta_cpu.data_ptr<uint8_t>(), n);
-  if (prefix[n] > 0) launch(plans, prefix, n);
-}
-
-// Registers every op for one dispatch key with its launchers.
-template <Launcher launch, void (*load)(const LoadParams&), void (*draw)(const DrawParams&)>
-void register_all(torch::Library& m) {
-  m.impl("draw_feature_plan_", &draw_op<draw>);
-  m.impl("load_batch_", &load_batch_op<load>);
-  m.impl("swap_", &swap_op<launch>);
-  m.impl("swap_pixels_", &swap_pixels_op<launch>);
-  m.impl("swap_elements_", &swap_elements_op<launch>);
-  m.impl("swap_between_", &swap_between_op<launch>);
+// Draws a FeaturePlan into buf and applies it to the (B, C, H, W) batch x: one op call per protocol step.
+template <Launcher launch, void (*draw)(const DrawParams&)>
+void feature_swap_op(at::Tensor x, at::Tensor buf, const std::optional<at::Tensor>& indices, int64_t which,
+                     int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step, int64_t threshold) {
+  constexpr const char* op = "swapkern.feature_swap_";
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": expected an (N, C, H, W) batch, got shape ", x.sizes());
+  TORCH_CHECK_VALUE(buf.device() == x.device(), op, ": buf is on ", buf.device(), " but x is on ", x.device());
+  TORCH_CHECK_VALUE(!memory_intersects(buf, x) && !(indices.has_value() && memory_intersects(*indices, buf)), op,
+                    ": buf must not share memory with x or indices");
+  const int64_t B = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
+  check_swappable(op, x, "x");
+  if (B == 0) {
+    draw_op<draw>(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold);
+    return;
+  }
+  const DrawParams d = make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold);
+  draw(d);
+  if (x.device().is_cpu() && buf.data_ptr<int64_t>()[0] == 0) return;  // the p-coin said no (a GPU runs identities)
+  const at::Tensor a = buf.narrow(0, d.a, d.K), b = buf.narrow(0, d.b, d.K);
+  const std::optional<at::Tensor> sample =
+      extent_all && static_cast<Which>(which) != Which::All ? std::optional<at::Tensor>(buf.narrow(0, d.sample, d.K))
+                                                            : std::nullopt;
+  const DimGroup g = !extent_all ? DimGroup{0, 4} : (static_cast<What>(what) == What::Channels ? DimGroup{1, 2}
+                                                                                                 : DimGroup{2, 4});
+  run<launch>(make_plan(op, x, x, g, g, a, b, sample, 0, /*validate=*/false));
 }
 
 }  // namespace swapkern

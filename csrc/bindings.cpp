@@ -1,0 +1,85 @@
+// Every schema of torch.ops.swapkern and every per-device implementation line, in one place. Mutating ops return
+// nothing (the Python layer, swapkern/ops.py, returns the tensors); validate=false skips the data-dependent checks.
+#include "autograd.h"
+#include "cpu/launchers.h"
+#include "engine.h"
+#include "ops.h"
+
+#include <torch/library.h>
+
+#ifdef SWAPKERN_WITH_CUDA
+#include "cuda/launchers.h"
+#endif
+
+TORCH_LIBRARY(swapkern, m) {
+  // Exchange x.select(dim, a[k]) with x.select(dim, b[k]), inside x.select(sample_dim, sample[k]) if given.
+  m.def("swap_(Tensor(a!) x, int dim, Tensor a, Tensor b, Tensor? sample=None, int sample_dim=0, "
+        "bool validate=True) -> ()");
+  // Exchange pixels p[k] and q[k] (flat indices into H*W) of an (N, C, H, W) batch, all channels.
+  m.def("swap_pixels_(Tensor(a!) x, Tensor p, Tensor q, Tensor? sample=None, bool validate=True) -> ()");
+  // Exchange the elements at row-major flat indices i[k] and j[k].
+  m.def("swap_elements_(Tensor(a!) x, Tensor i, Tensor j, bool validate=True) -> ()");
+  // Exchange x.select(dim_x, i[k]) with y.select(dim_y, j[k]), or elements at flat indices if both dims are None.
+  m.def("swap_between_(Tensor(a!) x, Tensor(b!) y, Tensor i, Tensor j, int? dim_x=None, int? dim_y=None, "
+        "bool validate=True) -> ()");
+  // Fused loader: out = flip(swap(data[index] * scale[c] + shift[c])), one kernel; data is uint8 storage.
+  // The plan is a FeaturePlan's compact form; which (0: 1, 1: A, 2: E), what (0: S, 1: P).
+  m.def("load_batch_(Tensor(a!) out, Tensor data, Tensor index, Tensor scale, Tensor shift, Tensor? pairs=None, "
+        "Tensor? at=None, Tensor? image=None, Tensor? active=None, Tensor? flip=None, int which=1, int what=0, "
+        "bool extent_all=True, bool nhwc=True, bool validate=True) -> ()");
+  // Draws a FeaturePlan into buf (layout: swapkern.data.plan_layout) from (seed, step, image keys).
+  m.def("draw_feature_plan_(Tensor(a!) buf, Tensor? indices, int B, int C, int HW, int which, int what, "
+        "bool extent_all, int swaps, int seed, int step, int threshold) -> ()");
+  // Draws a FeaturePlan into buf and applies it to x: one call per protocol step.
+  m.def("feature_swap_(Tensor(a!) x, Tensor(b!) buf, Tensor? indices, int which, int what, bool extent_all, "
+        "int swaps, int seed, int step, int threshold) -> ()");
+  // The multi-tensor engine (csrc/engine.h): register a weight-swap step's jobs once; then each step draws every
+  // group's pairs into index and applies them (mode 1 draw, 2 apply, 3 both); 1 means "stale, pack again".
+  m.def("engine_new(Tensor index, Tensor[] xs, Tensor[] ys, int[] dim_x, int[] dim_y, int[] group, int[] job, "
+        "int[] wave, Tensor table, int groups, Tensor[] watched) -> int",
+        &swapkern::engine_new);
+  m.def("engine_step_(Tensor(a!) index, int handle, int seed, int step, int mode) -> int");
+  m.def("engine_free(int handle) -> ()", &swapkern::engine_free);
+}
+
+namespace swapkern {
+
+template <Launcher exchange, void (*load)(const LoadParams&), void (*draw)(const DrawParams&),
+          void (*engine_draw)(const Engine&, uint64_t, uint64_t), void (*engine_apply)(const Engine&, const Wave&)>
+void register_device(torch::Library& m) {
+  m.impl("swap_", &swap_op<exchange>);
+  m.impl("swap_pixels_", &swap_pixels_op<exchange>);
+  m.impl("swap_elements_", &swap_elements_op<exchange>);
+  m.impl("swap_between_", &swap_between_op<exchange>);
+  m.impl("load_batch_", &load_batch_op<load>);
+  m.impl("draw_feature_plan_", &draw_op<draw>);
+  m.impl("feature_swap_", &feature_swap_op<exchange, draw>);
+  m.impl("engine_step_", &engine_step<engine_draw, engine_apply>);
+}
+
+}  // namespace swapkern
+
+TORCH_LIBRARY_IMPL(swapkern, CPU, m) {
+  swapkern::register_device<swapkern::exchange_cpu, swapkern::load_cpu, swapkern::draw_cpu, swapkern::engine_draw_cpu,
+                            swapkern::engine_apply_cpu>(m);
+}
+
+#ifdef SWAPKERN_WITH_CUDA
+TORCH_LIBRARY_IMPL(swapkern, CUDA, m) {
+  swapkern::register_device<swapkern::exchange_cuda, swapkern::load_cuda, swapkern::draw_cuda,
+                            swapkern::engine_draw_cuda, swapkern::engine_apply_cuda>(m);
+}
+#endif
+
+// Autograd behaviour and meta tensors, for every mutating op (csrc/autograd.h).
+TORCH_LIBRARY_IMPL(swapkern, Autograd, m) {
+  for (const char* name : swapkern::kMutatingOps) m.impl(name, swapkern::autograd_kernel());
+}
+TORCH_LIBRARY_IMPL(swapkern, ADInplaceOrView, m) {
+  for (const char* name : swapkern::kMutatingOps) m.impl(name, swapkern::inplace_or_view_kernel());
+}
+TORCH_LIBRARY_IMPL(swapkern, Meta, m) {
+  for (const char* name : swapkern::kMutatingOps) {
+    if (std::string_view(name) != "engine_step_") m.impl(name, swapkern::meta_kernel());
+  }
+}

@@ -1,0 +1,161 @@
+#include "checks.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+namespace swapkern {
+
+bool provably_disjoint(at::IntArrayRef sizes, at::IntArrayRef strides) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of dims that have more than one position
+  for (size_t d = 0; d < sizes.size(); ++d) {
+    if (sizes[d] == 0) return true;
+    if (sizes[d] > 1) dims.emplace_back(strides[d], sizes[d]);
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t span = 0;  // largest offset reachable with the dims so far
+  for (const auto& [stride, size] : dims) {
+    if (stride <= span) return false;
+    span += (size - 1) * stride;
+  }
+  return true;
+}
+
+namespace {
+
+std::pair<uintptr_t, uintptr_t> byte_range(const at::Tensor& t) {
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data_ptr());
+  int64_t span = 1;
+  for (int64_t d = 0; d < t.dim(); ++d) span += (t.size(d) - 1) * t.stride(d);
+  return {lo, lo + static_cast<uintptr_t>(span * t.element_size())};
+}
+
+}  // namespace
+
+bool memory_intersects(const at::Tensor& a, const at::Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0 || !a.has_storage() || !b.has_storage()) return false;
+  if (a.device() != b.device()) return false;
+  const auto ra = byte_range(a), rb = byte_range(b);
+  return ra.first < rb.second && rb.first < ra.second;
+}
+
+void check_swappable(const char* op, const at::Tensor& t, const char* name) {
+  TORCH_CHECK_VALUE(t.layout() == at::kStrided, op, ": ", name, " must be a strided tensor, got layout ", t.layout());
+  TORCH_CHECK_VALUE(!t.is_meta(), op, ": ", name, " is on the meta device, which holds no data to swap");
+  TORCH_CHECK_VALUE(provably_disjoint(t.sizes(), t.strides()), op, ": ", name, " (shape ", t.sizes(), ", strides ",
+                    t.strides(),
+                    ") has elements that overlap in memory, or cannot be shown not to (expand, unfold, as_strided); "
+                    "swap a .contiguous() copy");
+}
+
+at::Tensor prepare_index(const char* op, const at::Tensor& t, const char* name, const at::Tensor& x,
+                         const at::Tensor& y) {
+  TORCH_CHECK_TYPE(at::isIntegralType(t.scalar_type(), /*includeBool=*/false), op, ": ", name,
+                   " must hold integers, got a tensor of dtype ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() <= 1, op, ": ", name, " must have shape [K], got ", t.sizes());
+  TORCH_CHECK_VALUE(t.device().is_cpu() || t.device() == x.device(), op, ": ", name, " is on ", t.device(),
+                    " but the tensor is on ", x.device(), "; indices must be on the CPU or on the tensor's device");
+  at::Tensor v = t.reshape({-1});
+  if (v.scalar_type() == at::kUInt64) v = v.view(at::kLong);
+  v = v.to(x.device(), at::kLong).contiguous();
+  if (memory_intersects(v, x) || (!y.is_same(x) && memory_intersects(v, y))) v = v.clone();
+  return v;
+}
+
+namespace {
+
+// Per-thread scratch, reused across calls: no allocation once a thread has seen its largest K.
+struct Scratch {
+  std::vector<int64_t> host[3];  // host copies of device indices
+  std::vector<uint64_t> table;   // open-addressing set of key + 1 (0: empty)
+};
+thread_local Scratch scratch;
+
+const int64_t* host_ptr(const at::Tensor& t, std::vector<int64_t>& buf) {
+  if (t.is_cpu()) return t.data_ptr<int64_t>();
+  buf.resize(static_cast<size_t>(t.numel()));
+  at::from_blob(buf.data(), {t.numel()}, at::kLong).copy_(t);  // a device-to-host copy, so a sync
+  return buf.data();
+}
+
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// A set of non-negative keys with room for `count` insertions; insert() returns false for a repeat.
+class KeySet {
+ public:
+  explicit KeySet(int64_t count) : table_(scratch.table) {
+    size_t cap = 16;
+    while (cap < static_cast<size_t>(2 * count)) cap <<= 1;
+    table_.assign(cap, 0);
+    mask_ = cap - 1;
+  }
+  bool insert(uint64_t key) {
+    for (size_t h = mix64(key) & mask_;; h = (h + 1) & mask_) {
+      if (table_[h] == 0) {
+        table_[h] = key + 1;
+        return true;
+      }
+      if (table_[h] == key + 1) return false;
+    }
+  }
+
+ private:
+  std::vector<uint64_t>& table_;
+  size_t mask_;
+};
+
+void check_range(const char* op, const int64_t* v, int64_t K, int64_t n, bool from_unsigned, const char* name,
+                 const char* what) {
+  for (int64_t k = 0; k < K; ++k) {
+    if (from_unsigned && v[k] < 0) {
+      TORCH_CHECK_INDEX(false, op, ": ", name, " index ", static_cast<uint64_t>(v[k]), " is out of range for ", what,
+                        " of size ", n);
+    }
+    TORCH_CHECK_INDEX(v[k] >= -n && v[k] < n, op, ": ", name, " index ", v[k], " is out of range for ", what,
+                      " of size ", n);
+  }
+}
+
+inline int64_t wrapped(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
+
+}  // namespace
+
+void check_pairs(const char* op, const at::Tensor& a, const at::Tensor& b, const at::Tensor* sample, int64_t nx,
+                 int64_t ny, int64_t ns, bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s,
+                 const char* what) {
+  const int64_t K = a.numel();
+  const int64_t* va = host_ptr(a, scratch.host[0]);
+  const int64_t* vb = host_ptr(b, scratch.host[1]);
+  const int64_t* vs = sample != nullptr ? host_ptr(*sample, scratch.host[2]) : nullptr;
+  check_range(op, va, K, nx, unsigned_a, "a", what);
+  check_range(op, vb, K, ny, unsigned_b, "b", what);
+  if (vs != nullptr) check_range(op, vs, K, ns, unsigned_s, "sample", "the sample dim");
+  // Keys (scope * n + index) * 2 + side: one set serves both sides when x and y differ.
+  const int64_t n = std::max(nx, ny);
+  TORCH_CHECK_VALUE(ns <= INT64_MAX / 4 / std::max<int64_t>(n, 1), op, ": too many samples times indices");
+  KeySet seen(2 * K);
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t ia = wrapped(va[k], nx), ib = wrapped(vb[k], ny);
+    const int64_t scope = vs != nullptr ? wrapped(vs[k], ns) : 0;
+    if (same) {
+      TORCH_CHECK_VALUE(ia != ib, op, ": pair ", k, " exchanges index ", ia, " with itself; a[k] must differ from b[k]");
+    }
+    for (int side = 0; side < 2; ++side) {
+      const int64_t i = side == 0 ? ia : ib;
+      const uint64_t key = static_cast<uint64_t>((scope * n + i) * 2 + (same ? 0 : side));
+      if (seen.insert(key)) continue;
+      const char* where = same ? (vs != nullptr ? "one sample" : "the tensor") : (side == 0 ? "x" : "y");
+      TORCH_CHECK_VALUE(false, op, ": index ", i, " appears more than once in ", where,
+                        vs != nullptr ? " (sample " : "", vs != nullptr ? std::to_string(scope) : std::string(),
+                        vs != nullptr ? ")" : "", "; the exchanges of one call must be disjoint");
+    }
+  }
+}
+
+}  // namespace swapkern

@@ -1,0 +1,180 @@
+// The multi-tensor engine's host side: packing the jobs into waves of plans, the registry of engines, the check
+// that the registered tensors are still those the plans were packed for.
+#include "engine.h"
+
+#include "checks.h"
+#include "packed.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+namespace swapkern {
+namespace {
+
+constexpr const char* kOp = "swapkern.engine_new";
+
+std::mutex registry_mutex;
+std::unordered_map<int64_t, std::unique_ptr<Engine>>& registry() {
+  static auto* r = new std::unordered_map<int64_t, std::unique_ptr<Engine>>();  // never destroyed: no exit order
+  return *r;
+}
+int64_t next_handle = 1;
+
+DimGroup dim_group(const at::Tensor& t, int64_t d) {
+  if (d < 0) return {0, t.dim()};
+  const int64_t w = wrap_dim(kOp, d, t.dim(), "dim");
+  return {w, w + 1};
+}
+
+void check_table(const at::Tensor& index, const at::Tensor& table, int64_t groups) {
+  TORCH_CHECK_VALUE(index.scalar_type() == at::kLong && index.dim() == 1 && index.is_contiguous(), kOp,
+                    ": index must be a contiguous 1-d int64 tensor");
+  TORCH_CHECK_VALUE(table.device().is_cpu() && table.scalar_type() == at::kLong && table.dim() == 1 &&
+                        table.is_contiguous() && groups >= 0 && table.numel() >= groups * kWeightDrawFields,
+                    kOp, ": table must be a contiguous int64 CPU tensor of ", groups, " WeightDraw rows");
+  const auto* rows = reinterpret_cast<const WeightDraw*>(table.data_ptr<int64_t>());
+  const int64_t* t = table.data_ptr<int64_t>();
+  for (int64_t g = 0; g < groups; ++g) {
+    const WeightDraw& r = rows[g];
+    TORCH_CHECK_VALUE(r.kind >= kWPairs && r.kind <= kWInter && r.k >= 1 && r.n >= 1 && r.L >= 1 && r.C >= 1 &&
+                          r.R >= 1 && r.index >= 0 && r.index + group_slots(r.k) <= index.numel(),
+                      kOp, ": draw table row ", g, " is malformed");
+    const int64_t need = r.kind == kWBias ? r.k : 2 * r.k;  // distinct draws from a range of this size
+    const int64_t range = r.kind == kWInRow ? r.L : r.n;
+    TORCH_CHECK_VALUE(r.kind == kWInter || need <= range, kOp, ": group ", g, " draws ", need, " of ", range);
+    if (r.kind == kWInter) {
+      TORCH_CHECK_VALUE(r.ncand >= 1 && r.cand >= groups * kWeightDrawFields && r.cand + 4 * r.ncand <= table.numel(),
+                        kOp, ": group ", g, " has malformed candidates");
+      for (int64_t c = 0; c < r.ncand; ++c) {
+        const int64_t* cand = t + r.cand + 4 * c;
+        TORCH_CHECK_VALUE(cand[2] >= r.k && cand[3] >= r.k, kOp, ": candidate ", c, " has fewer than ", r.k,
+                          " rows");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int64_t engine_new(const at::Tensor& index, at::TensorList xs, at::TensorList ys, at::IntArrayRef dim_x,
+                   at::IntArrayRef dim_y, at::IntArrayRef group, at::IntArrayRef job, at::IntArrayRef wave,
+                   const at::Tensor& table, int64_t groups, at::TensorList watched) {
+  const size_t n = xs.size();
+  TORCH_CHECK_VALUE(ys.size() == n && dim_x.size() == n && dim_y.size() == n && group.size() == n &&
+                        job.size() == n && wave.size() == n,
+                    kOp, ": xs, ys, dim_x, dim_y, group, job and wave need one entry per job");
+  check_table(index, table, groups);
+  auto e = std::make_unique<Engine>();
+  e->index = index;
+  e->table_cpu = table;
+  e->table = table.to(index.device());
+  e->groups = groups;
+  const auto* rows = reinterpret_cast<const WeightDraw*>(table.data_ptr<int64_t>());
+  int64_t* slots = index.data_ptr<int64_t>();
+  const int64_t nwaves = n ? *std::max_element(wave.begin(), wave.end()) + 1 : 0;
+  TORCH_CHECK_VALUE(n == 0 || *std::min_element(wave.begin(), wave.end()) >= 0, kOp, ": waves are numbered from 0");
+  e->waves.resize(static_cast<size_t>(nwaves));
+  for (size_t j = 0; j < n; ++j) {
+    TORCH_CHECK_VALUE(group[j] >= 0 && group[j] < groups, kOp, ": job ", j, " names group ", group[j]);
+    const WeightDraw& g = rows[group[j]];
+    // The plans keep raw pointers into index: it must not be a copy, nor share memory with what it moves.
+    TORCH_CHECK_VALUE(!memory_intersects(index, xs[j]) && !memory_intersects(index, ys[j]), kOp,
+                      ": the index buffer must not share memory with the tensors it moves");
+    const at::Tensor a = index.narrow(0, g.index, g.k), b = index.narrow(0, g.index + g.k, g.k);
+    const OwnedPlan owned = make_plan(kOp, xs[j], ys[j], dim_group(xs[j], dim_x[j]), dim_group(ys[j], dim_y[j]), a, b,
+                                      std::nullopt, 0, /*validate=*/false);
+    TORCH_CHECK_VALUE(owned.plan.x.idx == a.data_ptr<int64_t>() && owned.plan.y.idx == b.data_ptr<int64_t>(), kOp,
+                      ": index must be int64 on the tensors' device");
+    Plan p = owned.plan;
+    // Every value the group can draw must index both tensors: the draws are unchecked at run time.
+    int64_t top_a = g.n, top_b = g.n;
+    if (g.kind == kWInRow) top_a = top_b = g.n * g.L;
+    if (g.kind == kWInCol) top_a = top_b = g.n * g.C;
+    if (g.kind == kWBias) top_a = g.n * g.L;
+    if (g.kind == kWInter) {
+      TORCH_CHECK_VALUE(job[j] >= 0 && job[j] < g.ncand, kOp, ": job ", j, " names candidate ", job[j]);
+      top_a = table.data_ptr<int64_t>()[g.cand + 4 * job[j] + 2];
+      top_b = table.data_ptr<int64_t>()[g.cand + 4 * job[j] + 3];
+    }
+    TORCH_CHECK_VALUE(top_a <= p.x.idx_numel && top_b <= p.y.idx_numel, kOp, ": job ", j, " of group ", group[j],
+                      " draws up to ", top_a, " / ", top_b, " positions but its tensors have ", p.x.idx_numel, " / ",
+                      p.y.idx_numel);
+    p.keep = slots + g.index + 2 * g.k;
+    if (g.kind == kWInter) {
+      p.select = slots + g.index + 3 * g.k;
+      p.select_value = job[j];
+    }
+    e->waves[static_cast<size_t>(wave[j])].plans.push_back(p);
+  }
+  for (Wave& w : e->waves) {
+    w.prefix.assign(1, 0);
+    for (const Plan& p : w.plans) w.prefix.push_back(w.prefix.back() + p.K * p.slice_numel);
+    if (!index.is_cpu()) {  // [n][plans][prefix] for the device kernel
+      const int64_t np = static_cast<int64_t>(w.plans.size());
+      at::Tensor host = at::empty({packed_bytes(np)}, at::kByte);
+      uint8_t* base = host.data_ptr<uint8_t>();
+      std::memcpy(base, &np, sizeof(int64_t));
+      std::memcpy(base + sizeof(int64_t), w.plans.data(), np * sizeof(Plan));
+      std::memcpy(packed_prefix(base, np), w.prefix.data(), (np + 1) * sizeof(int64_t));
+      w.device_meta = host.to(index.device());
+    }
+  }
+  for (const at::Tensor& t : watched) {
+    e->watched.push_back(t);
+    e->data.push_back(t.data_ptr());
+    std::vector<int64_t> layout(t.sizes().begin(), t.sizes().end());
+    layout.insert(layout.end(), t.strides().begin(), t.strides().end());
+    e->shape.push_back(std::move(layout));
+    e->dtype.push_back(t.scalar_type());
+  }
+  const std::lock_guard<std::mutex> lock(registry_mutex);
+  const int64_t handle = next_handle++;
+  registry()[handle] = std::move(e);
+  return handle;
+}
+
+void engine_free(int64_t handle) {
+  const std::lock_guard<std::mutex> lock(registry_mutex);
+  registry().erase(handle);
+}
+
+Engine& engine_at(int64_t handle, const at::Tensor& index) {
+  Engine* e = nullptr;
+  {
+    const std::lock_guard<std::mutex> lock(registry_mutex);
+    auto it = registry().find(handle);
+    TORCH_CHECK_VALUE(it != registry().end(), "swapkern.engine_step_: no engine ", handle, " (freed?)");
+    e = it->second.get();
+  }
+  TORCH_CHECK_VALUE(index.is_same(e->index), "swapkern.engine_step_: index is not the buffer engine ", handle,
+                    " was made with");
+  return *e;
+}
+
+bool engine_fresh(const Engine& e) {
+  for (size_t i = 0; i < e.watched.size(); ++i) {
+    const at::Tensor& t = e.watched[i];
+    if (t.data_ptr() != e.data[i] || t.scalar_type() != e.dtype[i]) return false;
+    const std::vector<int64_t>& s = e.shape[i];
+    const size_t nd = static_cast<size_t>(t.dim());
+    if (s.size() != 2 * nd || !std::equal(t.sizes().begin(), t.sizes().end(), s.begin()) ||
+        !std::equal(t.strides().begin(), t.strides().end(), s.begin() + nd)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void engine_bump_versions(const Engine& e) {
+  for (const at::Tensor& t : e.watched) {
+    if (!t.is_inference()) torch::autograd::impl::bump_version(t);
+  }
+}
+
+}  // namespace swapkern

@@ -1,0 +1,66 @@
+// The multi-tensor engine: every exchange of a weight-swap step (parameters and optimizer state of a whole model)
+// drawn and applied by one op call, whose host cost does not grow with the number of tensors.
+//
+// engine_new registers the jobs once: it packs their plans (csrc/plan.cpp, one packed block per wave of jobs that
+// touch disjoint memory), keeps references to the tensors the plans were packed for and their layout, and returns
+// a handle. engine_step_ then draws each group's pairs into the index buffer from (seed, step) (csrc/weights.h) and
+// applies them; before touching anything it checks that every registered tensor still has the data pointer,
+// shape, strides and dtype it was packed with, and answers "stale" (1) instead of running when one has changed,
+// so the caller packs again. A tensor list never crosses the dispatcher per step: that is what keeps it flat.
+#pragma once
+
+#include "swapkern.h"
+#include "weights.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace swapkern {
+
+// One packed wave: its plans (on the host, and for CUDA a device copy) and their work prefix.
+struct Wave {
+  std::vector<Plan> plans;
+  std::vector<int64_t> prefix;  // prefix[j] = work (pairs x slice elements) of plans before j
+  at::Tensor device_meta;       // CUDA: [n][Plans][prefix] as swapkern.packed_bytes lays it out; else undefined
+};
+
+struct Engine {
+  at::Tensor index;                 // int64 [slots] on the device: per group a, b, keep, pick, scratch
+  at::Tensor table_cpu, table;      // the draw table (WeightDraw rows, then kInter candidates), host and device
+  int64_t groups = 0;
+  std::vector<Wave> waves;
+  std::vector<at::Tensor> watched;  // the tensors the plans point into, held, with their layout at pack time
+  std::vector<void*> data;
+  std::vector<std::vector<int64_t>> shape;
+  std::vector<at::ScalarType> dtype;
+};
+
+// Op bodies (csrc/bindings.cpp registers them).
+int64_t engine_new(const at::Tensor& index, at::TensorList xs, at::TensorList ys, at::IntArrayRef dim_x,
+                   at::IntArrayRef dim_y, at::IntArrayRef group, at::IntArrayRef job, at::IntArrayRef wave,
+                   const at::Tensor& table, int64_t groups, at::TensorList watched);
+void engine_free(int64_t handle);
+// mode: 1 draw, 2 apply, 3 both. Returns 0 when done, 1 when a registered tensor changed (nothing was done).
+template <void (*draw)(const Engine&, uint64_t, uint64_t), void (*apply)(const Engine&, const Wave&)>
+int64_t engine_step(const at::Tensor& index, int64_t handle, int64_t seed, int64_t step, int64_t mode);
+
+// The registry, for the op bodies.
+Engine& engine_at(int64_t handle, const at::Tensor& index);
+bool engine_fresh(const Engine& e);
+void engine_bump_versions(const Engine& e);
+
+template <void (*draw)(const Engine&, uint64_t, uint64_t), void (*apply)(const Engine&, const Wave&)>
+int64_t engine_step(const at::Tensor& index, int64_t handle, int64_t seed, int64_t step, int64_t mode) {
+  Engine& e = engine_at(handle, index);
+  if (!engine_fresh(e)) return 1;
+  if (mode & 1) draw(e, static_cast<uint64_t>(seed), static_cast<uint64_t>(step));
+  if (mode & 2) {
+    for (const Wave& w : e.waves) apply(e, w);
+    engine_bump_versions(e);
+  }
+  return 0;
+}
+
+}  // namespace swapkern

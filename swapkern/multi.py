@@ -1,0 +1,119 @@
+"""The multi-tensor engine: every exchange of a weight-swap step, over many tensors (a model's parameters and their
+optimizer state), drawn and applied at once (the counterpart of apex's multi_tensor_applier).
+
+Groups (swapkern._weightplan.Group) draw k pairs per step from (seed, step); the bound jobs say which tensors each
+group's pairs move. The engine owns one int64 index buffer on the tensors' device, laid out per group as
+[a (k), b (k), keep (k), pick (1), scratch (2k)] (csrc/weights.h), and a draw table of one row per group. Each
+backend packs the bound jobs once (`multi_pack`) and then runs steps (`multi_step_`): the native one in one op call
+whose host cost does not grow with the number of tensors, the Triton one in one launch per wave and element width,
+the torch one tensor by tensor. A wave is a set of jobs that touch disjoint memory (csrc kernels run a wave in one
+launch); jobs that share memory go to later waves, in their order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import _backend
+from ._checks import byte_range
+from ._weightplan import INTER, Group
+
+FIELDS = 10  # int64 fields of a draw-table row (csrc/weights.h WeightDraw)
+
+
+def group_slots(k: int) -> int:
+    return 5 * k + 1
+
+
+@dataclass(frozen=True)
+class BoundJob:
+    """One exchange of a step: slices dx of x with slices dy of y (dims None: flat elements), with the pairs of
+    group `group`; `job` is its index among the group's jobs (an INTER group moves only the job it picks)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    dx: int | None
+    dy: int | None
+    group: int
+    job: int
+
+
+def waves(jobs: list[BoundJob]) -> list[int]:
+    """The wave of each job: one after the last earlier job whose memory it touches (x or y), else 0. Exchanges in
+    one wave touch disjoint memory, so one launch can run them; jobs that share memory keep their order."""
+    out: list[int] = []
+    spans: list[list[tuple[int, int]]] = []
+    for j, job in enumerate(jobs):
+        mine = [byte_range(t) for t in ((job.x,) if job.x is job.y else (job.x, job.y))]
+        wave = 0
+        for i in range(j):
+            if any(a0 < b1 and b0 < a1 for a0, a1 in mine for b0, b1 in spans[i] if a1 > a0 and b1 > b0):
+                wave = max(wave, out[i] + 1)
+        out.append(wave)
+        spans.append(mine)
+    return out
+
+
+class Engine:
+    """The exchanges of one WeightSwap, bound to tensors by `bind()` -> (jobs, watched tensors): called whenever the
+    engine packs (first step, or when a backend reports that a watched tensor changed)."""
+
+    def __init__(self, groups: list[Group], device: torch.device, bind: Callable):
+        self.groups, self.device, self.bind = groups, device, bind
+        self.offsets, rows, cands, total = [], [], [], 0
+        for g in groups:
+            self.offsets.append(total)
+            cand_at = 0
+            if g.kind == INTER:
+                cand_at = FIELDS * len(groups) + 4 * len(cands)
+                cands += list(g.candidates)
+            rows.append([g.kind, g.key, g.n, g.k, g.L, g.C, g.R, total, cand_at, len(g.candidates)])
+            total += group_slots(g.k)
+        table = [v for r in rows for v in r] + [v for c in cands for v in c]
+        self.table = torch.tensor(table, dtype=torch.int64)
+        self.index = torch.zeros(max(total, 1), dtype=torch.int64, device=device)
+        self.jobs: list[BoundJob] = []
+        self.watched: list[torch.Tensor] = []
+        self.wave: list[int] = []
+        self._packed, self._backend = None, None
+
+    # -- the index buffer ---------------------------------------------------------------------------------------
+    def slices(self, gi: int):
+        """(a, b, keep) of group gi: views into the index buffer."""
+        off, k = self.offsets[gi], self.groups[gi].k
+        return self.index[off : off + k], self.index[off + k : off + 2 * k], self.index[off + 2 * k : off + 3 * k]
+
+    def pick_slot(self, gi: int):
+        off, k = self.offsets[gi], self.groups[gi].k
+        return self.index[off + 3 * k : off + 3 * k + 1]
+
+    # -- running ------------------------------------------------------------------------------------------------
+    def pack(self):
+        self.jobs, self.watched = self.bind()
+        self.wave = waves(self.jobs)
+        name = _backend.resolve(self.index)
+        self._packed, self._backend = _backend.module(name).multi_pack(self), name
+
+    def step(self, seed: int, step: int, mode: int) -> None:
+        """mode 1: draw the step's pairs into the index buffer; 2: apply the pairs in it; 3: both."""
+        name = _backend.resolve(self.index)
+        if self._packed is None or name != self._backend:
+            self.pack()
+        mod = _backend.module(name)
+        if not mod.multi_step_(self, self._packed, seed, step, mode):
+            self.pack()  # a watched tensor moved or changed shape: pack the current tensors again
+            if not mod.multi_step_(self, self._packed, seed, step, mode):
+                raise RuntimeError("swapkern: the weight-swap tensors changed while packing them")
+
+    def invalidate(self) -> None:
+        """Pack again before the next step (the optimizer's state was replaced, say)."""
+        self._packed = None
+
+
+def fingerprint(tensors) -> list:
+    """What a packed plan depends on, per tensor: storage address, dtype, shape, strides (the Python backends'
+    twin of csrc/engine.cpp's check)."""
+    return [(t.data_ptr(), t.dtype, tuple(t.shape), t.stride()) for t in tensors]
