@@ -1,6 +1,7 @@
 // Kernels move bits, so only an element's width matters: one type per width, and the one switch over widths.
 #pragma once
 
+#include <c10/macros/Macros.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
@@ -21,6 +22,22 @@ decltype(auto) by_width(int64_t size, F&& f) {
     case 8: return f(uint64_t{});
     case 16: return f(Bytes16{});
     default: TORCH_CHECK_TYPE(false, "swapkern: unsupported element size ", size);
+  }
+}
+
+// Exchanges one element of `size` bytes at a and b (device code: the plans of a packed launch differ in width).
+C10_HOST_DEVICE inline void swap_width(char* a, char* b, int64_t size) {
+  const auto one = [](auto* p, auto* q) {
+    const auto t = *p;
+    *p = *q;
+    *q = t;
+  };
+  switch (size) {
+    case 1: return one(reinterpret_cast<uint8_t*>(a), reinterpret_cast<uint8_t*>(b));
+    case 2: return one(reinterpret_cast<uint16_t*>(a), reinterpret_cast<uint16_t*>(b));
+    case 4: return one(reinterpret_cast<uint32_t*>(a), reinterpret_cast<uint32_t*>(b));
+    case 8: return one(reinterpret_cast<uint64_t*>(a), reinterpret_cast<uint64_t*>(b));
+    default: return one(reinterpret_cast<Bytes16*>(a), reinterpret_cast<Bytes16*>(b));
   }
 }
 

@@ -8,30 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from . import plans
 
 WEIGHT_PROTOCOLS = ("rows", "cols", "in-row", "in-col", "mixed", "inter-layer", "bias", "neuron")
-
-_ELEMENTWISE = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.ELU,
-    nn.Hardtanh,
-    nn.Hardswish,
-    nn.Mish,
-    nn.Softplus,
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout2d,
-)
-_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
 def _same(t):
@@ -109,53 +89,65 @@ def _pairs(u):
     return u[0::2], u[1::2]
 
 
-def build(protocol, named, chosen, swaps, model):
-    """The groups of a protocol over the chosen (name, weight) pairs. ValueError for what cannot run."""
+def build(protocol, named, chosen, swaps, model, explicit=False):
+    """The groups of a protocol over the chosen (name, weight) pairs: (groups, kept layer names, {left-out layer:
+    why}). A layer that cannot take the protocol (too few rows, columns or elements; no bias) is left out, unless
+    `explicit` (the user named the layers): then it is a ValueError, as it is when nothing is left to swap."""
     s = swaps
-    groups: list[Group] = []
     if protocol == "neuron":
-        return _neuron_groups(model, chosen, s)
+        from ._neuron import neuron_groups
+
+        return neuron_groups(model, chosen, s)
     if protocol == "inter-layer":
-        return [_inter_layer_group(chosen, s)]
+        group = _inter_layer_group(chosen, s)
+        used = sorted({i for c in group.candidates for i in c[:2]})
+        return (
+            [group],
+            [chosen[i][0] for i in used],
+            {n: "no other layer of its shape" for i, (n, _) in enumerate(chosen) if i not in used},
+        )
     params = dict(named)
+    groups, kept, left_out = [], [], {}
     for li, (name, w) in enumerate(chosen):
         rows, cols, numel = w.shape[0], w.shape[1], w.numel()
         row_len, rest = numel // max(rows, 1), numel // max(rows * cols, 1)
-
-        def pairs_in(n, what, name=name):
-            """Pairs a layer gets: `swaps`, capped at the n // 2 disjoint pairs it holds; none is an error."""
-            if n < 2:
-                raise ValueError(f"{protocol}: {name} has {n} {what}; at least 2 are needed")
-            return min(s, n // 2)
-
-        key = li
+        need = {
+            "rows": (rows, "rows"),
+            "cols": (cols, "cols"),
+            "in-row": (row_len, "elements per row"),
+            "in-col": (rows * rest, "elements per column"),
+            "mixed": (numel, "elements"),
+            "bias": (2, ""),
+        }[protocol]
+        bias = params.get(name[: -len("weight")] + "bias") if name.endswith("weight") else None
+        has_bias = bias is not None and bias.dim() == 1 and bias.shape[0] == rows
+        why = None
+        if need[0] < 2:
+            why = f"has {need[0]} {need[1]}; at least 2 are needed"
+        elif protocol == "bias" and not has_bias:
+            why = "has no bias of one entry per row"
+        if why is not None:
+            if explicit:
+                raise ValueError(f"{protocol}: {name} {why}")
+            left_out[name] = why
+            continue
+        k, key = min(s, need[0] // 2), li
         if protocol in ("rows", "cols"):
-            n = rows if protocol == "rows" else cols
-            k = pairs_in(n, protocol)
             d = 0 if protocol == "rows" else 1
-            groups.append(Group(k, [Job(w, w, d, d)], PAIRS, key, n))
+            groups.append(Group(k, [Job(w, w, d, d)], PAIRS, key, need[0]))
         elif protocol == "in-row":
-            k = pairs_in(row_len, "elements per row")
             groups.append(Group(k, [Job(w, w, None, None)], IN_ROW, key, rows, L=row_len))
         elif protocol == "in-col":
-            k = pairs_in(rows * rest, "elements per column")
             groups.append(Group(k, [Job(w, w, None, None)], IN_COL, key, rows * rest, C=cols, R=rest))
         elif protocol == "mixed":
-            k = pairs_in(numel, "elements")
             groups.append(Group(k, [Job(w, w, None, None)], PAIRS, key, numel))
-        elif protocol == "bias":
-            bias = params.get(name[: -len("weight")] + "bias") if name.endswith("weight") else None
-            if bias is None or bias.dim() != 1 or bias.shape[0] != rows:
-                continue  # a layer without a bias has nothing to mix
-            k = min(s, rows)
-            groups.append(Group(k, [Job(w, bias, None, None)], BIAS, key, rows, L=row_len))
+        else:  # bias
+            groups.append(Group(min(s, rows), [Job(w, bias, None, None)], BIAS, key, rows, L=row_len))
+        kept.append(name)
     if not groups:
-        raise ValueError(
-            f"{protocol}: no layer to swap (the chosen layers have no biases)"
-            if protocol == "bias"
-            else f"{protocol}: no parameter of 2 or more dims chosen"
-        )
-    return groups
+        detail = "; ".join(f"{n} {w}" for n, w in left_out.items()) or "no parameter of 2 or more dims is chosen"
+        raise ValueError(f"{protocol}: nothing to swap ({detail})")
+    return groups, kept, left_out
 
 
 def _inter_layer_group(chosen, s):
@@ -183,65 +175,3 @@ def _inter_layer_group(chosen, s):
     jobs = [Job(chosen[a][1], chosen[b][1], 0 if rows else None, 0 if rows else None) for a, b in candidates]
     cands = tuple((a, b, sizes[a], sizes[b]) for a, b in candidates)
     return Group(k, jobs, INTER, 0, max(sizes), candidates=cands)
-
-
-def _flat_modules(model):
-    """Modules of a chain in order: nn.Sequential expanded recursively; anything else is a leaf."""
-    out = []
-    for m in model.children() if isinstance(model, nn.Sequential) else [model]:
-        out.extend(_flat_modules(m) if isinstance(m, nn.Sequential) else [m])
-    return out
-
-
-def _neuron_groups(model, chosen, s):
-    if not isinstance(model, nn.Module):
-        raise ValueError("neuron needs the model (to know which layer feeds which), not a list of parameters")
-    if not isinstance(model, nn.Sequential):
-        raise ValueError(f"neuron supports chains of layers as in nn.Sequential, not {type(model).__name__}")
-    names = {m: n for n, m in model.named_modules()}
-    mods = _flat_modules(model)
-    weight_idx = [i for i, m in enumerate(mods) if isinstance(m, nn.Linear | nn.Conv2d)]
-    if len(weight_idx) < 2:
-        raise ValueError("neuron needs at least two Linear/Conv2d layers in a chain")
-    chosen_w = {id(w) for _, w in chosen}
-    groups = []
-    for li, (i, j) in enumerate(zip(weight_idx, weight_idx[1:], strict=False)):
-        layer, nxt = mods[i], mods[j]
-        if id(layer.weight) not in chosen_w:
-            continue
-        name = names.get(layer, f"layer {i}")
-        if isinstance(layer, nn.Conv2d) and layer.groups != 1 or isinstance(nxt, nn.Conv2d) and nxt.groups != 1:
-            raise ValueError(f"neuron: {name} is a grouped convolution, which it cannot pair")
-        n = layer.weight.shape[0]
-        jobs = [Job(layer.weight, layer.weight, 0, 0)]
-        if layer.bias is not None:
-            jobs.append(Job(layer.bias, layer.bias, 0, 0))
-        flatten = False
-        for m in mods[i + 1 : j]:
-            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.num_features == n:
-                jobs += [Job(t, t, 0, 0) for t in (m.weight, m.bias) if t is not None]
-                jobs += [Job(t, t, 0, 0, stateful=False) for t in (m.running_mean, m.running_var) if t is not None]
-            elif isinstance(m, nn.Flatten) and isinstance(layer, nn.Conv2d) and isinstance(nxt, nn.Linear):
-                flatten = True
-            elif not isinstance(m, _ELEMENTWISE + _POOLS):
-                raise ValueError(
-                    f"neuron: cannot pair {name} with {names.get(nxt, 'the next layer')}: "
-                    f"{type(m).__name__} stands between them"
-                )
-        w2 = nxt.weight
-        if flatten:
-            if w2.shape[1] % n:
-                raise ValueError(f"neuron: {names.get(nxt)} has {w2.shape[1]} inputs, not a multiple of {n} channels")
-            block = w2.shape[1] // n  # each channel owns a block of the Linear's columns
-            jobs.append(Job(w2, w2, 1, 1, view=lambda t, n=n, block=block: t.view(t.shape[0], n, block)))
-        else:
-            if w2.shape[1] != n:
-                raise ValueError(f"neuron: {names.get(nxt)} takes {w2.shape[1]} inputs but {name} gives {n}")
-            jobs.append(Job(w2, w2, 1, 1))
-        if n < 2:
-            raise ValueError(f"neuron: {name} has {n} unit; at least 2 are needed")
-        k = min(s, n // 2)
-        groups.append(Group(k, jobs, PAIRS, li, n))
-    if not groups:
-        raise ValueError("neuron: no chosen layer feeds another (the last layer's outputs are never permuted)")
-    return groups

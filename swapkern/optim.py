@@ -79,7 +79,8 @@ class WeightSwap:
             raise ValueError("no parameter of 2 or more dims is chosen")
         self.protocol, self.swaps, self.every, self.state = protocol, swaps, every, state
         self.accept, self.temperature, self.p, self.max_gap = accept, temperature, float(p), max_gap
-        self.groups = build(protocol, named, chosen, swaps, self.model)
+        explicit = layers is not None and not callable(layers)
+        self.groups, self.layers, self.left_out = build(protocol, named, chosen, swaps, self.model, explicit)
         devices = {j.x.device for g in self.groups for j in g.jobs} | {j.y.device for g in self.groups for j in g.jobs}
         if len(devices) != 1:
             raise ValueError(f"the chosen tensors live on several devices: {sorted(map(str, devices))}")
@@ -101,9 +102,11 @@ class WeightSwap:
         self._drawn = None
 
     def __repr__(self):
+        left = f", left out {len(self.left_out)}" if self.left_out else ""
         return (
             f"WeightSwap({self.protocol!r}, swaps={self.swaps}, every={self.every}, state={self.state}, "
-            f"accept={self.accept!r}, groups={len(self.groups)}, seed={self.seed}, draws={self.draws})"
+            f"accept={self.accept!r}, layers={len(self.layers)}{left}, groups={len(self.groups)}, seed={self.seed}, "
+            f"draws={self.draws})"
         )
 
     # -- state -------------------------------------------------------------------------------------------------

@@ -323,7 +323,7 @@ def test_one_op_call_per_step_and_no_allocation():
         (lambda: WeightSwap(mlp(), "mixed", swaps=0), ValueError),
         (lambda: WeightSwap([("w", nn.Parameter(torch.zeros(1, 4)))], "rows"), ValueError),
         (lambda: WeightSwap(mlp().parameters(), "neuron"), ValueError),
-        (lambda: WeightSwap(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)), "neuron"), ValueError),
+        (lambda: WeightSwap(nn.Sequential(nn.Linear(4, 4), nn.Softmax(1), nn.Linear(4, 2)), "neuron"), ValueError),
         (lambda: WeightSwap(nn.Sequential(nn.Linear(4, 4)), "neuron"), ValueError),
         (lambda: WeightSwap(nn.Linear(4, 4), "neuron"), ValueError),
         (lambda: WeightSwap(mlp(), "mixed", p=2.0), ValueError),
@@ -336,8 +336,8 @@ def test_bad_configurations(make, exc):
 
 
 def test_neuron_error_names_the_layer():
-    with pytest.raises(ValueError, match="cannot pair 0 with 2: LayerNorm"):
-        WeightSwap(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)), "neuron")
+    with pytest.raises(ValueError, match="0: 1: Softmax is not known to keep channels apart"):
+        WeightSwap(nn.Sequential(nn.Linear(4, 4), nn.Softmax(1), nn.Linear(4, 2)), "neuron")
 
 
 def test_state_true_without_optimizer_and_metropolis_without_closure():

@@ -108,17 +108,20 @@ def exchange_rows(
     geo,
     K,
     R,
-    C,
+    CV,
     IX: tl.constexpr,
     IY: tl.constexpr,
     NDIM: tl.constexpr,
     HAS_SAMPLE: tl.constexpr,
     BR: tl.constexpr,
     BC: tl.constexpr,
+    VEC: tl.constexpr,
 ):
-    """Slices made of R rows of C contiguous elements (innermost stride 1 in x and y): (BR, BC) tiles that are
-    contiguous along C, so loads and stores are wide. Axis 0 walks the tiles, axis 1 the pairs.
+    """Slices made of R rows of C = CV * VEC contiguous elements (innermost stride 1 in x and y): (BR, BC) tiles
+    that are contiguous along C. VEC > 1 (decided on the host) promises that every row starts 16 bytes aligned and
+    C is a multiple of VEC, so loads and stores move 16 bytes at a time. Axis 0 walks the tiles, axis 1 the pairs.
     Grid: (cdiv(R, BR) * cdiv(C, BC), min(K, 65535))."""
+    C = CV * VEC
     tile = tl.program_id(0).to(tl.int64)
     n_col_tiles = tl.cdiv(C, BC)
     row_tile = tile // n_col_tiles
@@ -130,7 +133,12 @@ def exchange_rows(
     ty = ry[:, None] + cols[None, :]
     for k in tl.range(tl.program_id(1), K, tl.num_programs(1)):
         ox, oy = _pair_offsets(k, a_ptr, b_ptr, s_ptr, geo, k < K, IX, IY, HAS_SAMPLE)
-        _swap(x_ptr, y_ptr, ox + tx, oy + ty, mask)
+        px = ox + tx
+        py = oy + ty
+        if VEC > 1:
+            px = tl.multiple_of(px, [1, VEC])
+            py = tl.multiple_of(py, [1, VEC])
+        _swap(x_ptr, y_ptr, px, py, mask)
 
 
 @triton.jit

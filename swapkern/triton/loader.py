@@ -141,6 +141,19 @@ def _launch(out, data, plan, nhwc, index, scale, shift, pairs, at, image, active
     target = out.view(torch.int16) if bf16 else out
     tensors = (target, data, index, scale, shift, pairs, at, image, active, flip)
     with torch.cuda.device(out.device) if out.device.type == "cuda" else contextlib.nullcontext():
+        # No fused multiply-add: the reference rounds the product and the sum separately (compiled Triton would
+        # otherwise contract them into one fma.rn.f32 and differ from it in the last bits).
         _load_kernel[grid](
-            *tensors, total, c, h, w, *out.stride(), *ds, CL_ORDER=cl, BF16_BITS=bf16, BLOCK=BLOCK, **flags
+            *tensors,
+            total,
+            c,
+            h,
+            w,
+            *out.stride(),
+            *ds,
+            CL_ORDER=cl,
+            BF16_BITS=bf16,
+            BLOCK=BLOCK,
+            enable_fp_fusion=False,
+            **flags,
         )

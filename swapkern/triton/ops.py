@@ -10,51 +10,12 @@ from .. import reference
 from .._checks import prepare_between, prepare_elements, prepare_pixels, prepare_swap
 from .._index import as_index, as_int
 from . import kernels
+from .geometry import geometry
 
-MAX_DIMS = 8
 BLOCK = 1024  # elements per program
 SMALL = 256  # slices below this many elements go through the flat kernel
 MAX_GRID_Y = 65535
 _geo_cache: dict = {}
-
-
-def _pad(v):
-    return list(v) + [1] * (MAX_DIMS - len(v))
-
-
-def geometry(plan):
-    """The int64 geometry vector of kernels.py for a checked plan (swapkern._checks.Plan), and what the launch is
-    specialised on: (geo, (index dims of x, of y, slice dims), slice numel, contiguous row length, interleaved)."""
-    x = plan.x
-    nx, zx, sx = plan.group_x
-    ny, zy, sy = plan.group_y
-    sl = list(plan.slice)
-    sd = plan.sample_dim
-    ss = (x.shape[sd], x.stride(sd), plan.y.stride(sd)) if sd is not None else (1, 0, 0)
-    if x.element_size() == 16:  # 16-byte elements move as two int64 words
-        sx, sy = [2 * s for s in sx], [2 * s for s in sy]
-        ss = (ss[0], 2 * ss[1], 2 * ss[2])
-        sl = [(z, 2 * a, 2 * b) for z, a, b in sl] + [(2, 1, 1)]
-    sizes = [z for z, _, _ in sl]
-    geo = [
-        nx,
-        *_pad(zx),
-        *_pad(sx),
-        ny,
-        *_pad(zy),
-        *_pad(sy),
-        *ss,
-        *_pad(sizes),
-        *_pad([a for _, a, _ in sl]),
-        *_pad([b for _, _, b in sl]),
-    ]
-    assert len(geo) == kernels.GEO_LEN
-    m = 1
-    for z in sizes:
-        m *= z
-    inner = sl[-1][0] if sl and sl[-1][1] == 1 and sl[-1][2] == 1 else 0  # contiguous row length, if rows
-    interleaved = bool(sl) and bool(sx) and sx[-1] < sl[-1][1]
-    return geo, (len(zx), len(zy), len(sl)), m, inner, interleaved
 
 
 def _geo_tensor(geo, device):
@@ -70,7 +31,7 @@ def _geo_tensor(geo, device):
 def _run(plan):
     """Exchanges slice a[k] of x with slice b[k] of y for every k of a checked plan, in one launch."""
     k = plan.k
-    geo, (ix, iy, nd), m, inner, interleaved = geometry(plan)
+    geo, (ix, iy, nd), m, inner, interleaved, vec = geometry(plan)
     if k == 0 or m == 0:
         return
     x, y, dev = plan.x, plan.y, plan.x.device
@@ -89,7 +50,7 @@ def _run(plan):
             bc = min(BLOCK, triton.next_power_of_2(inner))
             br = min(max(1, BLOCK // bc), triton.next_power_of_2(rows))
             grid = (triton.cdiv(rows, br) * triton.cdiv(inner, bc), min(k, MAX_GRID_Y))
-            kernels.exchange_rows[grid](xb, yb, a, b, s, g, k, rows, inner, BR=br, BC=bc, **flags)
+            kernels.exchange_rows[grid](xb, yb, a, b, s, g, k, rows, inner // vec, BR=br, BC=bc, VEC=vec, **flags)
         else:
             grid = (triton.cdiv(m, BLOCK), min(k, MAX_GRID_Y))
             kernels.exchange_pairs[grid](xb, yb, a, b, s, g, k, m, BLOCK=BLOCK, **flags)

@@ -6,6 +6,8 @@ those addresses."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -14,26 +16,30 @@ from .. import reference
 from .._checks import make_plan
 from ..multi import fingerprint
 from . import kernels
-from .ops import geometry
+from .geometry import geometry
 
-HEAD = 9  # x, y, a, b, keep, select addresses, K, M, select value
-FIELDS = HEAD + kernels.GEO_LEN
+N_HEAD = 9  # x, y, a, b, keep, select addresses, K, M, select value
+HEAD = tl.constexpr(N_HEAD)  # readable inside the kernel (compiled Triton reads only constexpr globals)
+FIELDS = N_HEAD + kernels.GEO_LEN
 BLOCK = 1024
 
 
 @triton.jit
-def _unravel(i, row, BASE: tl.constexpr, SIZES: tl.constexpr, STRIDES: tl.constexpr):
-    """Offset of flat position i over 8 padded dims (size 1, stride 0 where unused) read from the job table."""
+def _unravel(i, row, BASE: tl.constexpr, SIZES: tl.constexpr, STRIDES: tl.constexpr, ND: tl.constexpr):
+    """Offset of flat position i over the first ND of the 8 padded dims (size 1, stride 0 past a job's own dims)
+    read from the job table. ND is the most dims any job of the launch has: each dim costs an int64 division."""
     off = i * 0
-    for d in tl.static_range(8):
-        size = tl.load(row + BASE + SIZES + 7 - d)
-        off += (i % size) * tl.load(row + BASE + STRIDES + 7 - d)
+    for d in tl.static_range(ND):
+        size = tl.load(row + BASE + SIZES + ND - 1 - d)
+        off += (i % size) * tl.load(row + BASE + STRIDES + ND - 1 - d)
         i = i // size
     return off
 
 
 @triton.jit
-def exchange_packed(table, prefix, ref_ptr, n_jobs, total, F: tl.constexpr, LOG: tl.constexpr, BLOCK: tl.constexpr):
+def exchange_packed(
+    table, prefix, ref_ptr, n_jobs, total, F: tl.constexpr, LOG: tl.constexpr, ND: tl.constexpr, BLOCK: tl.constexpr
+):
     w = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = w < total
     lo = w * 0
@@ -59,8 +65,8 @@ def exchange_packed(table, prefix, ref_ptr, n_jobs, total, F: tl.constexpr, LOG:
     ia = tl.where(ia < 0, ia + nx, ia)
     ib = tl.where(ib < 0, ib + ny, ib)
     # Geometry (kernels.py layout, after the head): x group at 0, y group at 17, slice sizes 37, strides 45, 53.
-    ox = _unravel(ia, row, HEAD, 1, 9) + _unravel(local - k * m_size, row, HEAD, 37, 45)
-    oy = _unravel(ib, row, HEAD + 17, 1, 9) + _unravel(local - k * m_size, row, HEAD, 37, 53)
+    ox = _unravel(ia, row, HEAD, 1, 9, ND) + _unravel(local - k * m_size, row, HEAD, 37, 45, ND)
+    oy = _unravel(ib, row, HEAD + 17, 1, 9, ND) + _unravel(local - k * m_size, row, HEAD, 37, 53, ND)
     px = tl.load(row + 0, mask=mask, other=0).to(ref_ptr.dtype) + ox
     py = tl.load(row + 1, mask=mask, other=0).to(ref_ptr.dtype) + oy
     vx = tl.load(px, mask=mask)
@@ -80,29 +86,42 @@ def pack(jobs):
         plan = make_plan("swapkern.pack", x, y, gx, gy, a, b, None, 0, False)
         if plan.a.data_ptr() != a.data_ptr() or plan.b.data_ptr() != b.data_ptr():
             raise ValueError("swapkern.pack: indices must be int64 on the tensors' device, apart from their memory")
-        geo, _, m, _, _ = geometry(plan)
+        g = geometry(plan)
+        geo, m = g.geo, g.m
         xb, yb = reference.bits(x), reference.bits(y)
         sel = 0 if select is None else select.data_ptr()
         row = [xb.data_ptr(), yb.data_ptr(), a.data_ptr(), b.data_ptr(), keep.data_ptr(), sel, a.numel(), m, value]
-        by_width.setdefault(xb.element_size(), []).append((row + geo, a.numel() * m, xb))
+        by_width.setdefault(xb.element_size(), []).append((row + geo, a.numel() * m, xb, max(g.dims)))
     launches = []
     for rows in by_width.values():
-        table = torch.tensor([r for r, _, _ in rows], dtype=torch.int64, device=rows[0][2].device)
+        table = torch.tensor([r[0] for r in rows], dtype=torch.int64, device=rows[0][2].device)
         work = [0]
-        for _, n, _ in rows:
-            work.append(work[-1] + n)
+        for r in rows:
+            work.append(work[-1] + r[1])
         prefix = torch.tensor(work, dtype=torch.int64, device=table.device)
-        launches.append((table, prefix, rows[0][2], len(rows), work[-1]))
+        nd = max(1, max(r[3] for r in rows))
+        launches.append(Launch(table, prefix, rows[0][2], len(rows), work[-1], nd))
     return launches
 
 
+class Launch(NamedTuple):
+    table: torch.Tensor  # one row of FIELDS int64 per job
+    prefix: torch.Tensor  # cumulative work of the jobs
+    ref: torch.Tensor  # a tensor of the element width (the pointer type)
+    jobs: int
+    total: int
+    nd: int  # most dims of any job
+
+
 def run(launches):
-    for table, prefix, ref, n, total in launches:
-        if total == 0:
+    for ln in launches:
+        if ln.total == 0:
             continue
-        log = max(1, (n).bit_length())
-        with torch.cuda.device(ref.device) if ref.device.type == "cuda" else _null():
-            exchange_packed[(triton.cdiv(total, BLOCK),)](table, prefix, ref, n, total, F=FIELDS, LOG=log, BLOCK=BLOCK)
+        log = max(1, ln.jobs.bit_length())
+        with torch.cuda.device(ln.ref.device) if ln.ref.device.type == "cuda" else _null():
+            exchange_packed[(triton.cdiv(ln.total, BLOCK),)](
+                ln.table, ln.prefix, ln.ref, ln.jobs, ln.total, F=FIELDS, LOG=log, ND=ln.nd, BLOCK=BLOCK
+            )
 
 
 class _null:
