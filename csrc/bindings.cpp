@@ -28,11 +28,13 @@ TORCH_LIBRARY(swapkern, m) {
         "Tensor? at=None, Tensor? image=None, Tensor? active=None, Tensor? flip=None, int which=1, int what=0, "
         "bool extent_all=True, bool nhwc=True, bool validate=True) -> ()");
   // Draws a FeaturePlan into buf (layout: swapkern.data.plan_layout) from (seed, step, image keys).
+  // With a counter (one int64 on buf's device), the step is read from it on the device and it is incremented:
+  // then a compiled graph or a captured CUDA graph draws a new step each call.
   m.def("draw_feature_plan_(Tensor(a!) buf, Tensor? indices, int B, int C, int HW, int which, int what, "
-        "bool extent_all, int swaps, int seed, int step, int threshold) -> ()");
+        "bool extent_all, int swaps, int seed, int step, int threshold, Tensor(b!)? counter=None) -> ()");
   // Draws a FeaturePlan into buf and applies it to x: one call per protocol step.
   m.def("feature_swap_(Tensor(a!) x, Tensor(b!) buf, Tensor? indices, int which, int what, bool extent_all, "
-        "int swaps, int seed, int step, int threshold) -> ()");
+        "int swaps, int seed, int step, int threshold, Tensor(c!)? counter=None) -> ()");
   // The multi-tensor engine (csrc/engine.h): register a weight-swap step's jobs once; then each step draws every
   // group's pairs into index and applies them (mode 1 draw, 2 apply, 3 both); 1 means "stale, pack again".
   m.def("engine_new(Tensor index, Tensor[] xs, Tensor[] ys, int[] dim_x, int[] dim_y, int[] group, int[] job, "

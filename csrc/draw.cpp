@@ -1,6 +1,8 @@
 // Validation of draw_feature_plan_ (the kernels: csrc/cpu/draw_cpu.cpp, csrc/cuda/draw_cuda.cu).
 #include "draw.h"
 
+#include "checks.h"
+
 #include <ATen/ATen.h>
 
 namespace swapkern {
@@ -9,7 +11,7 @@ namespace swapkern {
 // sample (K)], as swapkern.data.plan_layout.
 DrawParams make_draw(const at::Tensor& buf, const std::optional<at::Tensor>& indices, int64_t B, int64_t C,
                      int64_t HW, int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed,
-                     int64_t step, int64_t threshold) {
+                     int64_t step, int64_t threshold, const std::optional<at::Tensor>& counter) {
   constexpr const char* op = "swapkern.draw_feature_plan_";
   TORCH_CHECK_VALUE(valid_codes(which, what), op, ": bad protocol codes ", which, ", ", what);
   TORCH_CHECK_VALUE(B >= 1 && C >= 1 && HW >= 1 && swaps >= 1 && 2 * swaps <= kMaxDraws, op, ": bad sizes");
@@ -28,9 +30,16 @@ DrawParams make_draw(const at::Tensor& buf, const std::optional<at::Tensor>& ind
                     op, ": buf must be a contiguous int64 tensor of ", p.sample + p.K, " entries");
   if (indices.has_value()) {
     TORCH_CHECK_VALUE(indices->scalar_type() == at::kLong && indices->is_contiguous() && indices->numel() == B &&
-                          indices->device() == buf.device(),
-                      op, ": indices must be a contiguous int64 tensor of ", B, " entries on buf's device");
+                          indices->device() == buf.device() && !memory_intersects(*indices, buf),
+                      op, ": indices must be a contiguous int64 tensor of ", B, " entries on buf's device, apart "
+                      "from buf");
     p.indices = indices->data_ptr<int64_t>();
+  }
+  if (counter.has_value()) {
+    TORCH_CHECK_VALUE(counter->scalar_type() == at::kLong && counter->numel() == 1 && counter->device() == buf.device() &&
+                          !memory_intersects(*counter, buf) && !(indices.has_value() && memory_intersects(*counter, *indices)),
+                      op, ": counter must be one int64 on buf's device, apart from buf and indices");
+    p.counter = counter->data_ptr<int64_t>();
   }
   p.buf = buf.data_ptr<int64_t>();
   p.B = B, p.C = C, p.HW = HW;

@@ -40,7 +40,8 @@ struct DrawParams {
   bool extent_all = true;
   int64_t swaps = 1;
   uint64_t seed = 0, step = 0;
-  int64_t threshold = 0;  // a step swaps when its coin word < threshold (p * 2^32)
+  int64_t* counter = nullptr;  // if set, the step is read from it (on the device) and it is incremented after
+  int64_t threshold = 0;       // a step swaps when its coin word < threshold (p * 2^32)
   int32_t device_index = -1;
   // Offsets into buf.
   int64_t at = 0, pairs = 0, a = 0, b = 0, sample = 0, K = 0;
@@ -90,6 +91,6 @@ C10_HOST_DEVICE inline void draw_group(const DrawParams& p, int64_t g) {
 
 DrawParams make_draw(const at::Tensor& buf, const std::optional<at::Tensor>& indices, int64_t B, int64_t C,
                      int64_t HW, int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed,
-                     int64_t step, int64_t threshold);
+                     int64_t step, int64_t threshold, const std::optional<at::Tensor>& counter);
 
 }  // namespace swapkern

@@ -8,7 +8,9 @@
 
 namespace swapkern {
 
-struct alignas(16) Bytes16 {
+// 8-byte aligned on purpose: a complex128 tensor may start at any 8-byte boundary (a byte-offset view of a
+// storage), so 16-byte elements move as two 8-byte words; the aligned 16-byte path is a separate, checked choice.
+struct Bytes16 {
   uint64_t lo, hi;
 };
 

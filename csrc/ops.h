@@ -75,19 +75,24 @@ void load_batch_op(at::Tensor out, const at::Tensor& data, const at::Tensor& ind
 template <void (*launch)(const DrawParams&)>
 void draw_op(at::Tensor buf, const std::optional<at::Tensor>& indices, int64_t B, int64_t C, int64_t HW,
              int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step,
-             int64_t threshold) {
+             int64_t threshold, const std::optional<at::Tensor>& counter) {
   if (B == 0) {  // an empty batch: an inactive plan, nothing to draw
     TORCH_CHECK_VALUE(buf.dim() == 1 && buf.scalar_type() == at::kLong, "swapkern.draw_feature_plan_: buf must be int64");
+    TORCH_CHECK_VALUE(!counter.has_value() || (counter->scalar_type() == at::kLong && counter->numel() == 1 &&
+                                                counter->device() == buf.device()),
+                      "swapkern.draw_feature_plan_: counter must be one int64 on buf's device");
     buf.zero_();
+    if (counter.has_value()) counter->add_(1);
     return;
   }
-  launch(make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold));
+  launch(make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold, counter));
 }
 
 // Draws a FeaturePlan into buf and applies it to the (B, C, H, W) batch x: one op call per protocol step.
 template <Launcher launch, void (*draw)(const DrawParams&)>
 void feature_swap_op(at::Tensor x, at::Tensor buf, const std::optional<at::Tensor>& indices, int64_t which,
-                     int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step, int64_t threshold) {
+                     int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step, int64_t threshold,
+                     const std::optional<at::Tensor>& counter) {
   constexpr const char* op = "swapkern.feature_swap_";
   TORCH_CHECK_VALUE(x.dim() == 4, op, ": expected an (N, C, H, W) batch, got shape ", x.sizes());
   TORCH_CHECK_VALUE(buf.device() == x.device(), op, ": buf is on ", buf.device(), " but x is on ", x.device());
@@ -96,19 +101,23 @@ void feature_swap_op(at::Tensor x, at::Tensor buf, const std::optional<at::Tenso
   const int64_t B = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   check_swappable(op, x, "x");
   if (B == 0) {
-    draw_op<draw>(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold);
+    draw_op<draw>(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold, counter);
     return;
   }
-  const DrawParams d = make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold);
-  draw(d);
-  if (x.device().is_cpu() && buf.data_ptr<int64_t>()[0] == 0) return;  // the p-coin said no (a GPU runs identities)
+  TORCH_CHECK_VALUE(!(counter.has_value() && memory_intersects(*counter, x)), op, ": counter must not be inside x");
+  const DrawParams d =
+      make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold, counter);
+  // The plan (geometry and pointers into buf) is built, and so checked, before the draw writes buf or the counter.
   const at::Tensor a = buf.narrow(0, d.a, d.K), b = buf.narrow(0, d.b, d.K);
   const std::optional<at::Tensor> sample =
       extent_all && static_cast<Which>(which) != Which::All ? std::optional<at::Tensor>(buf.narrow(0, d.sample, d.K))
                                                             : std::nullopt;
   const DimGroup g = !extent_all ? DimGroup{0, 4} : (static_cast<What>(what) == What::Channels ? DimGroup{1, 2}
                                                                                                  : DimGroup{2, 4});
-  run<launch>(make_plan(op, x, x, g, g, a, b, sample, 0, /*validate=*/false));
+  const OwnedPlan plan = make_plan(op, x, x, g, g, a, b, sample, 0, /*validate=*/false);
+  draw(d);
+  if (x.device().is_cpu() && buf.data_ptr<int64_t>()[0] == 0) return;  // the p-coin said no (a GPU runs identities)
+  run<launch>(plan);
 }
 
 }  // namespace swapkern

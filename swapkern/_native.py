@@ -89,16 +89,19 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
 
 
 # -- feature swaps ---------------------------------------------------------------------------------------------------
-def draw_feature_plan_(buf, indices, shape, protocol, swaps, seed, step, threshold, ws=None):
+def draw_feature_plan_(buf, indices, shape, protocol, swaps, seed, step, threshold, ws=None, counter=None):
     b, c, h, w = shape
     torch.ops.swapkern.draw_feature_plan_(
-        buf, indices, b, c, h * w, *protocol_codes(protocol), swaps, seed, step, threshold
+        buf, indices, b, c, h * w, *protocol_codes(protocol), swaps, seed, step, threshold, counter
     )
     return buf
 
 
-def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws=None):
-    torch.ops.swapkern.feature_swap_(x, buf, indices, *protocol_codes(protocol), swaps, seed, step, threshold)
+def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws=None, counter=None):
+    which, what, extent_all = protocol_codes(protocol)
+    torch.ops.swapkern.feature_swap_.default(
+        x, buf, indices, which, what, extent_all, swaps, seed, step, threshold, counter
+    )
     return x
 
 

@@ -32,6 +32,10 @@ _ELEMENTWISE_MODULES = (
     nn.AlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
 )  # fmt: skip
+_KNOWN_LEAVES = _ELEMENTWISE_MODULES + (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm,
+    nn.GroupNorm, nn.Flatten,
+)  # fmt: skip
 _ELEMENTWISE_FUNCTIONS = {
     F.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.elu, F.hardtanh, F.hardswish, F.hardsigmoid, F.mish, F.softplus,
     F.dropout, F.dropout1d, F.dropout2d, F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d,
@@ -73,13 +77,14 @@ class _Tracer(torch.fx.Tracer):
         self.failed: str | None = None
 
     def is_leaf_module(self, m, qualname):
-        return qualname in self.leaves or super().is_leaf_module(m, qualname)
+        # The layers the analysis knows stay leaves even when a wrapper subclassed them (FSDP2's FSDPLinear).
+        return qualname in self.leaves or isinstance(m, _KNOWN_LEAVES) or super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
         qualname = self.path_of_module(m)
         self.stack.append(qualname)
-        try:
-            return super().call_module(m, forward, args, kwargs)
+        try:  # the module's own forward, without its hooks (FSDP's would all-gather during tracing)
+            return super().call_module(m, type(m).forward.__get__(m), args, kwargs)
         except Exception:
             if self.failed is None:
                 self.failed = qualname
@@ -421,4 +426,7 @@ def _job(t, dim, off, n, kind, block, stateful, space_n):
             v = v.view(v.shape[0], n, block, *v.shape[2:])
         return v
 
-    return Job(t, t, dim, dim, view=view, stateful=stateful)
+    identity = off == 0 and n == t.shape[dim] and kind == "plain"
+    if identity:
+        return Job(t, t, dim, dim, stateful=stateful)
+    return Job(t, t, dim, dim, view=view, stateful=stateful, view_dim=dim)

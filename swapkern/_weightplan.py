@@ -28,6 +28,7 @@ class Job:
     dy: int | None
     view: Callable = _same  # applied to x, y and their optimizer states alike
     stateful: bool = True  # x and y are parameters whose optimizer state moves with them when state=True
+    view_dim: int | None = None  # the dim `view` narrows or reshapes (None: view is the identity)
 
 
 # Draw kinds, as csrc/weights.h's WeightKind.

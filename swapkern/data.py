@@ -14,10 +14,19 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from . import _backend, ops, plans
 from ._codes import PROTOCOLS
 from ._index import as_index
+
+try:  # FeatureSwap is a torchvision transforms.v2 transform where torchvision is installed
+    from torchvision import tv_tensors as _tv_tensors
+    from torchvision.transforms import v2 as _v2
+
+    _Base = _v2.Transform
+except ImportError:  # torchvision is optional
+    _tv_tensors, _Base = None, nn.Module
 
 MAX_SWAPS = 32  # pairs per drawn image and step: the device-side draw keeps 2 * swaps values in registers
 
@@ -98,6 +107,10 @@ def plan_views(protocol, shape, swaps, buf) -> FeaturePlan:
     )
 
 
+def _is_plain_tensor(x) -> bool:
+    return isinstance(x, torch.Tensor) and not (_tv_tensors is not None and isinstance(x, _tv_tensors.TVTensor))
+
+
 class _Slot:
     """What a FeatureSwap keeps per batch shape and device: the plan buffer, its views, a workspace."""
 
@@ -109,29 +122,55 @@ class _Slot:
         self.plan = plan_views(protocol, shape, swaps, self.buf)
 
 
-class FeatureSwap:
+class FeatureSwap(_Base):
     """Feature-swap protocol `protocol` (e.g. "1SA") with `swaps` disjoint pairs per drawn image and step, applied
-    with probability `p` per step.
+    with probability `p` per step. An nn.Module, and a torchvision transforms.v2 transform where torchvision is
+    installed.
 
     Seeding: `seed`, else a 64-bit seed drawn from `generator` (a torch.Generator), else torch.initial_seed() (read,
-    not consumed: the global random stream is not disturbed). Draws are keyed by (seed, step, image key), where
-    the image key is the dataset index when given (`indices=`) and the batch position otherwise.
+    not consumed: the global random stream is not disturbed). Draws are keyed by (seed, step, image key).
+
+    Two ways to call it:
+    - fs(batch) on an (N, C, H, W) tensor swaps it in place (one call into the backend) and returns it. The step
+      counter (`step`) lives in a tensor on the batch's device, so a torch.compile'd graph or a captured CUDA graph
+      draws a new step on every call; image keys are batch positions, or dataset indices given as `indices=`.
+    - as a transform, on one image (C, H, W), a video (..., C, H, W), a tv_tensors.Image / Video, or a whole
+      sample (image with labels, boxes...: only the image is swapped), it returns a swapped copy, as torchvision's
+      transforms do. Each DataLoader worker draws independently: the step is (epoch, the worker's call count) and
+      the image key its worker id, so a rerun with the same seed and num_workers repeats exactly and set_epoch(e)
+      changes the draws (with workers that are started afresh each epoch, DataLoader's default).
     """
 
+    if _tv_tensors is not None:  # images and videos; a plain tensor is an image when no tv_tensor image is there
+        _transformed_types = (_tv_tensors.Image, _tv_tensors.Video, _is_plain_tensor)
+
     def __init__(self, protocol: str, *, swaps: int = 1, p: float = 1.0, generator=None, seed: int | None = None):
+        super().__init__()
         if not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS:
             raise ValueError(f"unknown feature-swap protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         swaps = plans.check_count("swaps", swaps, MAX_SWAPS)
         p = plans.check_probability("p", p)
         self.protocol, self.swaps, self.p = protocol.upper(), swaps, p
-        self.seed, self.step, self.epoch = plans.resolve_seed(seed, generator), 0, 0
+        self.seed, self.epoch = plans.resolve_seed(seed, generator), 0
+        self.register_buffer("_counter", torch.zeros(1, dtype=torch.int64), persistent=False)
         self._slots: dict = {}
+        self._calls = 0  # transform calls made in this process
 
     def __repr__(self):
         return f"FeatureSwap({self.protocol!r}, swaps={self.swaps}, p={self.p}, seed={self.seed}, step={self.step})"
 
+    @property
+    def step(self) -> int:
+        """The next batch step (reads the device counter: a sync on a GPU)."""
+        return int(self._counter.item())
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self._counter.fill_(plans.check_counter("step", value))
+
     # -- state -------------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def get_extra_state(self) -> dict:
+        """What state_dict() saves: the protocol, seed, step and epoch (a checkpoint resumes the same draws)."""
         return {
             "protocol": self.protocol,
             "swaps": self.swaps,
@@ -139,18 +178,20 @@ class FeatureSwap:
             "seed": self.seed,
             "step": self.step,
             "epoch": self.epoch,
+            "calls": self._calls,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def set_extra_state(self, state: dict) -> None:
         if state["protocol"] != self.protocol or state["swaps"] != self.swaps:
             raise ValueError(f"state is for {state['protocol']} x{state['swaps']}, not {self.protocol} x{self.swaps}")
         p, seed = plans.check_probability("p", state["p"]), plans.check_seed(state["seed"])
         step, epoch = (plans.check_counter(name, state[name]) for name in ("step", "epoch"))
         self.p, self.seed, self.step, self.epoch = p, seed, step, epoch
+        self._calls = plans.check_counter("calls", state.get("calls", 0))
 
     def set_epoch(self, epoch: int) -> None:
-        """The step used by the DataLoader collate path (`SwapCollate`), like DistributedSampler.set_epoch."""
-        self.epoch = int(epoch)
+        """The epoch, like DistributedSampler.set_epoch: keys the DataLoader paths (SwapCollate, the transform)."""
+        self.epoch = plans.check_counter("epoch", epoch)
 
     # -- drawing -----------------------------------------------------------------------------------------------
     def check(self, shape) -> None:
@@ -174,6 +215,8 @@ class FeatureSwap:
                 raise TypeError(f"feature swaps take a tensor, got {type(x).__name__}")
             self.check(x.shape)
             slot = self._slots[key] = _Slot(self.protocol, tuple(x.shape), self.swaps, x.device)
+            if self._counter.device != x.device:  # the step counter follows the batches
+                self._counter = self._counter.to(x.device)
         return slot
 
     def _indices(self, slot, b, indices):
@@ -185,20 +228,25 @@ class FeatureSwap:
             raise ValueError(f"indices has {indices.numel()} entries for a batch of {b}")
         return slot.ws.get("indices", b).copy_(indices.reshape(-1))
 
-    def _args(self, step):
+    def _args(self):
         seed = self.seed & (2**64 - 1)
         seed = seed - 2**64 if seed >= 2**63 else seed  # the same 64 bits as a signed int
-        return self.protocol, self.swaps, seed, step, min(int(self.p * 2**32), 2**32)
+        return self.protocol, self.swaps, seed
+
+    def _threshold(self):
+        return min(int(self.p * 2**32), 2**32)
 
     def plan(self, x: torch.Tensor, *, indices=None, step: int | None = None) -> FeaturePlan:
         """Draws a plan for batch x (on x's device, no host sync). Advances the step counter unless `step` is
         given. The plan's buffers belong to this FeatureSwap and are refilled by the next draw of the same shape:
         plan.clone() keeps one."""
         slot = self._slot(x)
-        if step is None:
-            step, self.step = self.step, self.step + 1
         idx = self._indices(slot, x.shape[0], indices)
-        _backend.impl(slot.buf).draw_feature_plan_(slot.buf, idx, tuple(x.shape), *self._args(step), slot.ws)
+        counter = self._counter if step is None else None
+        impl = _backend.impl(slot.buf)
+        impl.draw_feature_plan_(
+            slot.buf, idx, tuple(x.shape), *self._args(), step or 0, self._threshold(), slot.ws, counter
+        )
         return slot.plan
 
     # -- applying ----------------------------------------------------------------------------------------------
@@ -208,14 +256,50 @@ class FeatureSwap:
             raise ValueError(f"plan for {plan.protocol} does not fit {self.protocol}")
         return plan.apply_(x)
 
-    def __call__(self, x: torch.Tensor, *, indices=None) -> torch.Tensor:
-        """Draws a plan for x and applies it in place: one call into the backend. Returns x."""
+    def _swap_(self, x, indices, step):
+        """Draws and applies a plan to the batch x in place, one call into the backend: with step None, at the
+        counter's step (and the counter advances)."""
         slot = self._slot(x)
-        step = self.step
-        self.step = step + 1
         idx = None if indices is None else self._indices(slot, x.shape[0], indices)
-        _backend.impl(x).feature_swap_(x, slot.buf, idx, *self._args(step), slot.ws)
+        counter = self._counter if step is None else None
+        _backend.impl(x).feature_swap_(x, slot.buf, idx, *self._args(), step or 0, self._threshold(), slot.ws, counter)
         return x
+
+    def __call__(self, *inputs, indices=None):
+        """fs(batch) swaps an (N, C, H, W) tensor in place and returns it; anything else goes through the
+        transform path (a swapped copy)."""
+        if len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].dim() == 4:
+            return self._swap_(inputs[0], indices, None)
+        if indices is not None:
+            raise ValueError("indices= goes with one (N, C, H, W) batch tensor")
+        return super().__call__(*inputs)
+
+    def forward(self, *inputs):
+        if len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].dim() == 4:
+            return self._swap_(inputs[0], None, None)
+        if _tv_tensors is None:  # without torchvision: one tensor at a time
+            if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
+                raise TypeError("without torchvision, FeatureSwap takes one tensor")
+            return self.transform(inputs[0], {})
+        return _Base.forward(self, *inputs)
+
+    def transform(self, inpt, params):
+        """The transform path (torchvision's v2 hook): a swapped copy of an image (C, H, W), a batch or a video
+        (..., C, H, W), keeping a tv_tensor's type."""
+        x = inpt.as_subclass(torch.Tensor) if type(inpt) is not torch.Tensor else inpt
+        if x.dim() < 3:
+            raise ValueError(f"feature swaps need an image (C, H, W) or a batch of them, got shape {tuple(x.shape)}")
+        batch = x.reshape(-1, *x.shape[-3:]).clone(memory_format=torch.contiguous_format)
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        step = (self.epoch << 32) + self._calls
+        self._calls += 1
+        keys = torch.arange(batch.shape[0], dtype=torch.int64).mul_(workers).add_(worker)
+        self._swap_(batch, keys, step)
+        out = batch.view(x.shape)
+        if _tv_tensors is not None and isinstance(inpt, _tv_tensors.TVTensor):
+            return _tv_tensors.wrap(out, like=inpt)
+        return out
 
     @contextlib.contextmanager
     def swapped(self, x: torch.Tensor, *, indices=None):

@@ -39,6 +39,8 @@ class BoundJob:
     dy: int | None
     group: int
     job: int
+    view: Callable | None = None  # sharded tensors (DTensors) only: the view their local shards take
+    view_dim: int | None = None
 
 
 def waves(jobs: list[BoundJob]) -> list[int]:
@@ -91,18 +93,37 @@ class Engine:
         return self.index[off + 3 * k : off + 3 * k + 1]
 
     # -- running ------------------------------------------------------------------------------------------------
+    def _module(self):
+        """The backend that runs the steps: swapkern._sharded for DTensors, else the one the index buffer's device
+        resolves to."""
+        if self._backend == "sharded":
+            from . import _sharded
+
+            return "sharded", _sharded
+        name = _backend.resolve(self.index)
+        return name, _backend.module(name)
+
     def pack(self):
+        from . import _sharded
+
         self.jobs, self.watched = self.bind()
-        self.wave = waves(self.jobs)
+        self.wave = waves(self.jobs) if not any(_sharded.is_sharded(j.x) for j in self.jobs) else [0] * len(self.jobs)
+        if any(_sharded.is_sharded(j.x) or _sharded.is_sharded(j.y) for j in self.jobs):
+            self._packed, self._backend = _sharded.multi_pack(self), "sharded"
+            return
         name = _backend.resolve(self.index)
         self._packed, self._backend = _backend.module(name).multi_pack(self), name
 
+    @property
+    def sharded(self) -> bool:
+        return self._backend == "sharded"
+
     def step(self, seed: int, step: int, mode: int) -> None:
         """mode 1: draw the step's pairs into the index buffer; 2: apply the pairs in it; 3: both."""
-        name = _backend.resolve(self.index)
+        name, mod = self._module()
         if self._packed is None or name != self._backend:
             self.pack()
-        mod = _backend.module(name)
+            name, mod = self._module()
         if not mod.multi_step_(self, self._packed, seed, step, mode):
             self.pack()  # a watched tensor moved or changed shape: pack the current tensors again
             if not mod.multi_step_(self, self._packed, seed, step, mode):

@@ -24,7 +24,7 @@ import weakref
 import torch
 from torch import nn
 
-from . import plans
+from . import _sharded, plans
 from ._weightplan import INTER, WEIGHT_PROTOCOLS, build, select
 from .multi import BoundJob, Engine
 
@@ -74,6 +74,10 @@ class WeightSwap:
             named = list(self.model.named_parameters())
         else:
             named = [it if isinstance(it, tuple) else (f"param{i}", it) for i, it in enumerate(model_or_params)]
+        if self.model is not None:
+            _sharded.check_model(self.model)
+        for name, t in named:
+            _sharded.check(name, t)
         chosen = select(named, layers)
         if not chosen and protocol != "neuron":
             raise ValueError("no parameter of 2 or more dims is chosen")
@@ -81,6 +85,9 @@ class WeightSwap:
         self.accept, self.temperature, self.p, self.max_gap = accept, temperature, float(p), max_gap
         explicit = layers is not None and not callable(layers)
         self.groups, self.layers, self.left_out = build(protocol, named, chosen, swaps, self.model, explicit)
+        self._sharded = any(_sharded.is_sharded(t) for g in self.groups for j in g.jobs for t in (j.x, j.y))
+        if self._sharded and max_gap is not None:
+            raise ValueError("max_gap is not supported with sharded (DTensor) parameters")
         devices = {j.x.device for g in self.groups for j in g.jobs} | {j.y.device for g in self.groups for j in g.jobs}
         if len(devices) != 1:
             raise ValueError(f"the chosen tensors live on several devices: {sorted(map(str, devices))}")
@@ -95,6 +102,11 @@ class WeightSwap:
                 )
             )
         self.seed, self.draws, self.calls = plans.resolve_seed(seed, generator), 0, 0
+        if self._sharded:  # every rank must draw the same exchanges: rank 0's seed
+            mesh = next(t for g in self.groups for j in g.jobs for t in (j.x,) if _sharded.is_sharded(t)).device_mesh
+            box = [self.seed]
+            torch.distributed.broadcast_object_list(box, group=mesh.get_group(), group_src=0)
+            self.seed = box[0]
         self.stats = {"proposals": 0, "accepted": 0, "mean_delta": 0.0, "closure_calls": 0}
         self._optimizer, self._closure = None, None
         self._engine = Engine(self.groups, self.device, self._bind)
@@ -153,6 +165,8 @@ class WeightSwap:
         if step is None:
             return None
         engine = self._engine
+        if self._sharded:
+            self._reshard()
         if self.accept == "always":
             if self.max_gap is None:
                 engine.step(self.seed, step, 3)  # one op call: draw and apply
@@ -193,7 +207,7 @@ class WeightSwap:
         step = self._next_step()
         if step is None:
             return None
-        self._engine.step(self.seed, step, 1)
+        self._engine.step(self.seed, step, 1)  # (sharded parameters are resharded before apply())
         if self.max_gap is not None:
             self._apply_gap()
         self._drawn = _Drawn(step)
@@ -208,7 +222,17 @@ class WeightSwap:
             return
         if drawn is not self._drawn:
             raise ValueError("apply() takes the token of the last draw(): the index buffer holds only that draw")
+        if self._sharded:
+            self._reshard()
         self._engine.step(self.seed, drawn.step, 2)
+
+    def _reshard(self):
+        """FSDP2 keeps parameters sharded after an optimizer step unless told otherwise: make sure they are, so the
+        exchanges write the shards the next forward all-gathers."""
+        for m in self.model.modules() if self.model is not None else ():
+            reshard = getattr(m, "reshard", None)
+            if callable(reshard) and type(m).__name__.startswith("FSDP"):
+                reshard()
 
     def _optimizer_for(self, optimizer, call):
         opt = optimizer or self._optimizer
@@ -268,6 +292,9 @@ class WeightSwap:
                             pairs.append((tx, ty))
                 for tx, ty in pairs:
                     watch(tx, ty)
+                    if _sharded.is_sharded(tx):  # the view applies to the local shard (swapkern._sharded)
+                        jobs.append(BoundJob(tx, ty, job.dx, job.dy, gi, ji, job.view, job.view_dim))
+                        continue
                     vx = job.view(tx)
                     vy = vx if tx is ty else job.view(ty)
                     jobs.append(BoundJob(vx, vy, job.dx, job.dy, gi, ji))

@@ -217,12 +217,16 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
 
 
 # -- feature swaps: the plan draw, and draw + apply in one call ------------------------------------------------------
-def draw_feature_plan_(buf, indices, shape, protocol, s, seed, step, threshold, ws):
+def draw_feature_plan_(buf, indices, shape, protocol, s, seed, step, threshold, ws, counter=None):
     """Draws a FeaturePlan for a (B, C, H, W) batch into buf (swapkern.data.plan_layout) with in-place torch ops:
     the specification of csrc/draw.h. indices: [B] int64 dataset indices on buf's device, or None (batch
-    positions). No host sync; allocation-free after the first draw of a shape (ws: a plans.Workspace)."""
+    positions). No host sync (except reading `counter`, which, when given, holds the step and is incremented);
+    allocation-free after the first draw of a shape (ws: a plans.Workspace)."""
     from .data import plan_layout
 
+    if counter is not None:
+        step = int(counter.item())
+        counter.add_(1)
     b, c, h, w = shape
     lay = plan_layout(protocol, b, s)
     if b == 0:  # an empty batch: an inactive plan
@@ -284,11 +288,11 @@ def draw_feature_plan_(buf, indices, shape, protocol, s, seed, step, threshold, 
     return buf
 
 
-def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws):
+def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws, counter=None):
     """Draws a plan into buf and applies it to the batch x in place (one protocol step). Returns x."""
     from .data import plan_views
 
-    draw_feature_plan_(buf, indices, tuple(x.shape), protocol, swaps, seed, step, threshold, ws)
+    draw_feature_plan_(buf, indices, tuple(x.shape), protocol, swaps, seed, step, threshold, ws, counter)
     return plan_views(protocol, tuple(x.shape), swaps, buf).apply_(x)
 
 

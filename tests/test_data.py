@@ -219,7 +219,7 @@ def test_bad_batches_change_nothing():
             FeatureSwap(proto, swaps=swaps)(x)
         assert torch.equal(bits(x), before)
     with pytest.raises(ValueError):
-        FeatureSwap("ESA")(torch.zeros(3, 4, 4))
+        FeatureSwap("ESA")(torch.zeros(4, 4))  # one (C, H, W) image is a batch of one (a transform); 2-d is not
 
 
 def test_lowercase_and_repr():

@@ -318,9 +318,9 @@ def test_swap_collate_without_with_index_is_refused():
         (lambda: FeatureSwap("ESA", p="0.5"), TypeError),
         (lambda: FeatureSwap("ESA", p=float("nan")), ValueError),
         (lambda: FeatureSwap("ESA", swaps=1.0), TypeError),
-        (lambda: FeatureSwap("ESA").load_state_dict({**FeatureSwap("ESA").state_dict(), "p": 5}), ValueError),
-        (lambda: FeatureSwap("ESA").load_state_dict({**FeatureSwap("ESA").state_dict(), "seed": "1"}), TypeError),
-        (lambda: FeatureSwap("ESA").load_state_dict({**FeatureSwap("ESA").state_dict(), "step": -1}), ValueError),
+        (lambda: FeatureSwap("ESA").set_extra_state({**FeatureSwap("ESA").get_extra_state(), "p": 5}), ValueError),
+        (lambda: FeatureSwap("ESA").set_extra_state({**FeatureSwap("ESA").get_extra_state(), "seed": "1"}), TypeError),
+        (lambda: FeatureSwap("ESA").set_extra_state({**FeatureSwap("ESA").get_extra_state(), "step": -1}), ValueError),
     ],
 )
 def test_feature_swap_arguments(make, exc):

@@ -5,7 +5,9 @@
 
 namespace swapkern {
 
-void draw_cpu(const DrawParams& p) {
+void draw_cpu(const DrawParams& params) {
+  DrawParams p = params;
+  if (p.counter != nullptr) p.step = static_cast<uint64_t>(*p.counter);
   uint32_t sum = 0, best = 0;
   int64_t pos = 0;
   const uint32_t image_base = base_key(p.seed, p.step, kImage);
@@ -23,6 +25,7 @@ void draw_cpu(const DrawParams& p) {
   at::parallel_for(0, G, 512, [&](int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) draw_group(p, g);
   });
+  if (p.counter != nullptr) ++*p.counter;
 }
 
 }  // namespace swapkern

@@ -11,10 +11,15 @@ namespace {
 
 constexpr int kThreads = 512;
 
-__global__ void __launch_bounds__(kThreads) draw_kernel(const DrawParams p) {
+__global__ void __launch_bounds__(kThreads) draw_kernel(const DrawParams params) {
   __shared__ uint32_t s_sum[kThreads], s_best[kThreads];
   __shared__ int64_t s_pos[kThreads];
+  __shared__ uint64_t s_step;
   const int tid = threadIdx.x;
+  if (tid == 0) s_step = params.counter != nullptr ? static_cast<uint64_t>(*params.counter) : params.step;
+  __syncthreads();
+  DrawParams p = params;
+  p.step = s_step;
   const uint32_t image_base = base_key(p.seed, p.step, kImage);
   uint32_t sum = 0, best = 0;
   int64_t pos = -1;
@@ -47,6 +52,7 @@ __global__ void __launch_bounds__(kThreads) draw_kernel(const DrawParams p) {
   __syncthreads();
   const int64_t G = p.which == Which::Every ? p.B : 1;
   for (int64_t g = tid; g < G; g += kThreads) draw_group(p, g);
+  if (tid == 0 && p.counter != nullptr) *p.counter += 1;  // every thread has its copy of the step
 }
 
 }  // namespace

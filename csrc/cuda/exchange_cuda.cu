@@ -21,6 +21,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
+#include <atomic>
 
 namespace swapkern {
 namespace {
@@ -102,11 +103,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Many small slices: one flat grid-stride loop over all K * U element exchanges, so tiny pairs still fill the
-// chip; kPairsInner (interleaved slices the tiled kernel does not take): neighbouring threads take neighbouring
-// pairs at the same element, so a warp works inside one row.
-template <typename T, bool kPairsInner>
-__global__ void __launch_bounds__(kThreads) exchange_flat(const Plan p, int64_t U) {
+// Many small slices: one flat grid-stride loop over all K * U units, so tiny pairs still fill the chip (units of
+// W as exchange_units takes them); kPairsInner (interleaved slices the tiled kernel does not take): neighbouring
+// threads take neighbouring pairs at the same unit, so a warp works inside one row.
+template <typename W, bool kRows, bool kPairsInner>
+__global__ void __launch_bounds__(kThreads) exchange_flat(const Plan p, int64_t U, int64_t per_row, int V) {
   const int64_t total = p.K * U;
   for (int64_t w = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; w < total;
        w += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -118,9 +119,11 @@ __global__ void __launch_bounds__(kThreads) exchange_flat(const Plan p, int64_t 
       k = w / U;
       j = w - k * U;
     }
-    int64_t ox = side_offset(p.x, k), oy = side_offset(p.y, k);
-    add_offsets(p, p.ndim, j, ox, oy);
-    swap_one(reinterpret_cast<T*>(p.x.data) + ox, reinterpret_cast<T*>(p.y.data) + oy);
+    int64_t ox, oy;
+    unit_offsets<kRows>(p, j, per_row, V, ox, oy);
+    ox += side_offset(p.x, k);
+    oy += side_offset(p.y, k);
+    swap_one(reinterpret_cast<W*>(p.x.data + ox * p.elem_size), reinterpret_cast<W*>(p.y.data + oy * p.elem_size));
   }
 }
 
@@ -128,7 +131,9 @@ __global__ void __launch_bounds__(kThreads) exchange_flat(const Plan p, int64_t 
 __host__ __device__ inline size_t tile_head(int tile_rows) { return (static_cast<size_t>(tile_rows) * 8 + 15) & ~15ull; }
 
 // Interleaved slices of one tensor, staged in shared memory: a "row" is one slice element m, and holds the whole
-// index dim (L positions, stride 1) at the offset of m. tile_rows rows per block step.
+// index dim (L positions, stride 1) at the offset of m. tile_rows rows per block step. Whole rows are written back
+// (coalesced), the untouched positions with the values they had: like any in-place op, it must not run beside
+// another writer of the same rows on another stream.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) exchange_tiled(const Plan p, int64_t rows, int tile_rows) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -150,8 +155,10 @@ __global__ void __launch_bounds__(kThreads) exchange_tiled(const Plan p, int64_t
     __syncthreads();
     for (int i = threadIdx.x; i < nr * K; i += blockDim.x) {  // pairs are disjoint: no two threads meet
       const int r = i / K, k = i % K;
+      const int64_t a = wrap_index(p.x.idx[k], L), b = wrap_index(p.y.idx[k], L);
+      if (a < 0 || a >= L || b < 0 || b >= L) continue;  // validate=false with a bad index: stay inside the tile
       T* row = tile + static_cast<int64_t>(r) * L;
-      swap_one(row + wrap_index(p.x.idx[k], L), row + wrap_index(p.y.idx[k], L));
+      swap_one(row + a, row + b);
     }
     __syncthreads();
     for (int i = threadIdx.x; i < nr * L; i += blockDim.x) data[row_off[i / L] + i % L] = tile[i];
@@ -185,14 +192,14 @@ __global__ void __launch_bounds__(kThreads) exchange_packed(const uint8_t* meta,
 }
 
 int sm_count(int device) {
-  static int cache[64] = {};
+  static std::atomic<int> cache[64] = {};
   if (device < 0 || device >= 64) return 132;
-  if (cache[device] == 0) {
-    int n = 0;
+  int n = cache[device].load(std::memory_order_relaxed);
+  if (n == 0) {
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-    cache[device] = n;
+    cache[device].store(n, std::memory_order_relaxed);
   }
-  return cache[device];
+  return n;
 }
 
 // Whether every row of every slice starts 16-byte aligned in x and y and is whole 16-byte units.
@@ -226,39 +233,60 @@ int tile_rows_for(const Plan& p) {
   return static_cast<int>(std::min<int64_t>((kTileBytes - 16) / (row_bytes + 8), p.slice_numel));
 }
 
+// Units of a slice: 16 bytes when its rows allow (rows_aligned), else elements; returns (U, per_row, V).
+struct Units {
+  bool rows, vec;
+  int V;
+  int64_t per_row, U;
+};
+Units units_of(const Plan& p) {
+  Units u;
+  u.rows = p.ndim >= 1 && p.strides_x[p.ndim - 1] == 1 && p.strides_y[p.ndim - 1] == 1;
+  u.vec = u.rows && rows_aligned(p);
+  u.V = u.vec ? kVecBytes / p.elem_size : 1;
+  const int64_t inner = u.rows ? p.sizes[p.ndim - 1] : 1;
+  u.per_row = u.rows ? inner / u.V : 1;
+  u.U = u.rows ? p.slice_numel / inner * u.per_row : p.slice_numel;
+  return u;
+}
+
 template <typename T>
 void launch(const Plan& p, int device, cudaStream_t stream) {
   const int64_t max_blocks = static_cast<int64_t>(sm_count(device)) * 16;
   const auto blocks_for = [&](int64_t work) { return std::min<int64_t>((work + kThreads - 1) / kThreads, max_blocks); };
-  const bool rows = p.ndim >= 1 && p.strides_x[p.ndim - 1] == 1 && p.strides_y[p.ndim - 1] == 1;
   if (interleaved(p)) {
     if (const int tile = tile_rows_for(p); tile > 0) {
       const size_t smem = tile_head(tile) + static_cast<size_t>(tile) * p.x.idx_numel * sizeof(T);
       const int64_t blocks = std::min<int64_t>((p.slice_numel + tile - 1) / tile, max_blocks);
       exchange_tiled<T><<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(p, p.slice_numel, tile);
     } else {
-      exchange_flat<T, true><<<static_cast<unsigned>(blocks_for(p.K * p.slice_numel)), kThreads, 0, stream>>>(
-          p, p.slice_numel);
+      const unsigned blocks = static_cast<unsigned>(blocks_for(p.K * p.slice_numel));
+      exchange_flat<T, false, true><<<blocks, kThreads, 0, stream>>>(p, p.slice_numel, 1, 1);
     }
-  } else if (p.slice_numel >= kThreads) {
-    const bool vec = rows && rows_aligned(p);
-    const int V = vec ? kVecBytes / p.elem_size : 1;
-    const int64_t inner = rows ? p.sizes[p.ndim - 1] : 1;
-    const int64_t per_row = rows ? inner / V : 1;
-    const int64_t U = rows ? p.slice_numel / inner * per_row : p.slice_numel;
-    const int64_t per_pair = std::min<int64_t>((U + kThreads * kUnroll - 1) / (kThreads * kUnroll), max_blocks);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
+  const Units u = units_of(p);
+  if (u.U >= kThreads) {  // large slices: a pair per block row, kUnroll units per thread
+    const int64_t per_pair = std::min<int64_t>((u.U + kThreads * kUnroll - 1) / (kThreads * kUnroll), max_blocks);
     const int64_t pairs = std::min<int64_t>({p.K, std::max<int64_t>(max_blocks / per_pair, 1), 65535});
     const dim3 grid(static_cast<unsigned>(per_pair), static_cast<unsigned>(pairs));
-    if (vec) {
-      exchange_units<uint4, true><<<grid, kThreads, 0, stream>>>(p, U, per_row, V);
-    } else if (rows) {
-      exchange_units<T, true><<<grid, kThreads, 0, stream>>>(p, U, per_row, 1);
+    if (u.vec) {
+      exchange_units<uint4, true><<<grid, kThreads, 0, stream>>>(p, u.U, u.per_row, u.V);
+    } else if (u.rows) {
+      exchange_units<T, true><<<grid, kThreads, 0, stream>>>(p, u.U, u.per_row, 1);
     } else {
-      exchange_units<T, false><<<grid, kThreads, 0, stream>>>(p, U, 1, 1);
+      exchange_units<T, false><<<grid, kThreads, 0, stream>>>(p, u.U, 1, 1);
     }
-  } else {
-    exchange_flat<T, false><<<static_cast<unsigned>(blocks_for(p.K * p.slice_numel)), kThreads, 0, stream>>>(
-        p, p.slice_numel);
+  } else {  // small slices: one flat loop over every unit of every pair
+    const unsigned blocks = static_cast<unsigned>(blocks_for(p.K * u.U));
+    if (u.vec) {
+      exchange_flat<uint4, true, false><<<blocks, kThreads, 0, stream>>>(p, u.U, u.per_row, u.V);
+    } else if (u.rows) {
+      exchange_flat<T, true, false><<<blocks, kThreads, 0, stream>>>(p, u.U, u.per_row, 1);
+    } else {
+      exchange_flat<T, false, false><<<blocks, kThreads, 0, stream>>>(p, u.U, 1, 1);
+    }
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
