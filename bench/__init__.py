@@ -1,1 +1,10 @@
-"""swapkern benchmarks: `python -m bench.overhead` (swap cost) and `python -m bench.train` (training speed-up)."""
+"""swapkern benchmarks. Commands: `python -m bench.overhead` (what a swap costs), `python -m bench.train` (does
+swapping speed training up: one experiment from flags) and `python -m bench.study` (the experiment suite);
+`bash bench/gpu_check.sh` on a lent GPU.
+
+    common/    what both harnesses share: micro-timing, provenance, statistics, figures
+    overhead/  the overhead harness
+    training/  the training harness: data, models, the trainer, experiments run resumably, summaries, reports
+    gpu/       the compute-sanitizer workload that gpu_check.sh runs
+    train.py, study.py   the two training commands: flags -> experiments -> bench.training
+"""

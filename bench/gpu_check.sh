@@ -30,7 +30,7 @@ tail -5 "$OUT/tests.log" | tee -a "$OUT/summary.txt"
 
 for tool in memcheck racecheck; do
   step "compute-sanitizer $tool"
-  timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 $PY -m bench.gpu_sanitize \
+  timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 $PY -m bench.gpu.sanitize \
     > "$OUT/sanitize-$tool.log" 2>&1 || status=1
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks passed|Error" "$OUT/sanitize-$tool.log" | tail -3 \
     | tee -a "$OUT/summary.txt"

@@ -8,21 +8,23 @@ intervals, censored runs counted), and final accuracy.
 
 Writes DIR/summary.{md,csv,json}, DIR/curves.csv, DIR/runs/*.json (every curve; a rerun skips finished runs) and
 PNG plots: curves beside the baseline, time-to-target bars, and the weight-swap intensity sweep.
+The flags build one experiment of bench.study's machinery (bench/training): arms are the protocols and the weight
+sweep, groups the batch sizes.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import time
 
 import torch
 
-from . import datasets, plots, runner
-from .timing import machine_info
-from .trainer import RunConfig
+from .common.provenance import machine_info
+from .training import datasets, experiment, report
+from .training.config import RunConfig
+from .training.experiment import Experiment, default_lr
+from .training.summary import summarise
 
 DEFAULT_PROTOCOLS = ["none", "1SA", "1PA", "ASA", "ESA", "EPA"]
 QUICK_PROTOCOLS = ["none", "1SA", "ESA", "EPA"]
@@ -78,143 +80,28 @@ def settings(args):
     return device, trainer, data, protocols, seeds, epochs, batches
 
 
-def configs_for(args, device, trainer, protocols, seeds, epochs, batches):
-    out = []
-    for bs in batches:
-        lr = args.lr or (0.4 if trainer == "gpu" else 0.05 * (bs / 64) ** 0.5)
-        common = dict(
-            trainer=trainer,
-            device=device,
-            batch_size=bs,
-            epochs=epochs,
-            lr=lr,
-            label_smoothing=0.2 if trainer == "gpu" else 0.0,
-        )
-        for proto in protocols:
-            for seed in range(seeds):
-                out.append(RunConfig(protocol=proto, swaps=args.swaps, seed=seed, **common))
-        if args.weight_protocol:
-            for k in args.intensities:
-                for state in (False, True):
-                    for seed in range(seeds):
-                        out.append(
-                            RunConfig(
-                                weight_protocol=args.weight_protocol,
-                                weight_swaps=k,
-                                weight_state=state,
-                                seed=seed,
-                                **common,
-                            )
-                        )
-            for seed in range(seeds):
-                out.append(
-                    RunConfig(
-                        weight_protocol=args.weight_protocol,
-                        weight_swaps=args.intensities[0],
-                        temperature=args.temperature,
-                        seed=seed,
-                        **common,
-                    )
-                )
-    return out
-
-
-def write_outputs(out, results, rows, target, meta):
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump({"meta": meta, "target": target, "rows": rows}, f, indent=1)
-    with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "batch",
-                "arm",
-                "seeds",
-                "reached",
-                "steps_to_target",
-                "steps_ratio",
-                "steps_lo",
-                "steps_hi",
-                "time_ratio",
-                "time_lo",
-                "time_hi",
-                "censored",
-                "final_acc",
-                "final_acc_ci",
-                "clean_loss",
-            ]
-        )
-        for r in rows:
-            s, t = r["steps_ratio"], r["time_ratio"]
-            w.writerow(
-                [
-                    r["group"],
-                    r["arm"],
-                    r["seeds"],
-                    r["reached"],
-                    r["steps_to_target"],
-                    s["ratio"],
-                    s["lo"],
-                    s["hi"],
-                    t["ratio"],
-                    t["lo"],
-                    t["hi"],
-                    t["censored_arm"],
-                    r["final_acc"],
-                    r["final_acc_ci"],
-                    r["final_clean_loss"],
-                ]
-            )
-    with open(os.path.join(out, "curves.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["batch", "arm", "seed", "step", "epoch", "time_s", "train_loss", "clean_loss", "test_acc"])
-        for res in results:
-            c = res["curves"]
-            for i in range(len(c["step"])):
-                w.writerow(
-                    [
-                        res["config"]["batch_size"],
-                        res["arm"],
-                        res["config"]["seed"],
-                        c["step"][i],
-                        c["epoch"][i],
-                        c["time_s"][i],
-                        c["train_loss"][i],
-                        c["clean_loss"][i],
-                        c["test_acc"][i],
-                    ]
-                )
-
-
-def make_plots(out, results, rows, args):
-    for bs in sorted({r["config"]["batch_size"] for r in results}):
-        members = [r for r in results if r["config"]["batch_size"] == bs and not r["config"]["weight_protocol"]]
-        by_arm = {}
-        for r in members:
-            by_arm.setdefault(r["arm"], []).append(r)
-        plots.curves(
-            by_arm, os.path.join(out, f"curves_bs{bs}.png"), f"feature swaps, batch {bs}, {members[0]['data']}"
-        )
-        plots.ratio_bars(
-            [r for r in rows if r["group"] == bs and r["arm"] != "none"],
-            os.path.join(out, f"time_to_target_bs{bs}.png"),
-            f"batch {bs}",
-        )
-        if args.weight_protocol:
-            series = {}
-            for r in rows:
-                if r["group"] != bs or not r["arm"].startswith("none+w:"):
-                    continue
-                cfg = next(x["config"] for x in results if x["arm"] == r["arm"])
-                name = ("metropolis" if cfg["temperature"] else "") + (" state" if cfg["weight_state"] else " no state")
-                sr = r["steps_ratio"]
-                if sr["pairs"]:
-                    series.setdefault(name.strip(), []).append((cfg["weight_swaps"], sr["ratio"], sr["lo"], sr["hi"]))
-            if series:
-                plots.sweep(
-                    series,
-                    os.path.join(out, f"weight_sweep_bs{bs}.png"),
-                    f"{args.weight_protocol} swaps: slowdown against intensity (batch {bs})",
-                )
+def experiment_for(args, trainer, protocols, seeds, batches) -> Experiment:
+    """The flags as one experiment: arms are the feature protocols (the baseline first) and, with
+    --weight-protocol, the weight-swap sweep (each intensity without and with the optimizer state, then one
+    Metropolis arm); groups are the batch sizes, each with its learning rate (--lr, else the trainer's rule)."""
+    overrides = [{"protocol": p, "swaps": args.swaps} for p in protocols]
+    if args.weight_protocol:
+        w = args.weight_protocol
+        overrides += [
+            {"weight_protocol": w, "weight_swaps": k, "weight_state": state}
+            for k in args.intensities
+            for state in (False, True)
+        ]
+        overrides.append({"weight_protocol": w, "weight_swaps": args.intensities[0], "temperature": args.temperature})
+    return Experiment(
+        "train",
+        "Does swapping speed training up?",
+        [(RunConfig(**over).arm(), over) for over in overrides],  # the arm's name is its config's
+        seeds,
+        base={"label_smoothing": 0.2 if trainer == "gpu" else 0.0},
+        groups=[(bs, {"batch_size": bs, "lr": args.lr or default_lr(trainer, bs)}) for bs in batches],
+        target=args.target_acc,
+    )
 
 
 def main(argv=None):
@@ -226,12 +113,11 @@ def main(argv=None):
         f"data {data.name}: {len(data.train_y)} train / {len(data.test_y)} test images, {data.classes} classes; "
         f"trainer {trainer} on {device}; {seeds} seeds x {epochs:g} epochs; batch {batches}; out {out}"
     )
-    configs = configs_for(args, device, trainer, protocols, seeds, epochs, batches)
+    exp = experiment_for(args, trainer, protocols, seeds, batches)
     machine = machine_info()  # before the runs: the commit the runs are made with
-    results = runner.run_all(data, configs, out, progress=not args.no_progress)
-    baselines = [r for r in results if r["arm"] == "none"]
-    target = args.target_acc if args.target_acc is not None else runner.auto_target(baselines)
-    rows = runner.summarise(results, target)
+    defaults = dict(trainer=trainer, device=device, epochs=epochs)
+    results = experiment.run(exp, data, defaults, out, progress=not args.no_progress)
+    summary = summarise(exp, results, one_target=True)  # one target for every batch size: the worst baseline's
     meta = {
         "machine": machine,
         "argv": vars(args),
@@ -243,18 +129,11 @@ def main(argv=None):
         "batch_sizes": batches,
         "protocols": protocols,
     }
-    write_outputs(out, results, rows, target, meta)
-    make_plots(out, results, rows, args)
-    md = runner.table(rows)
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(
-            f"target test accuracy {100 * target:.1f}% ({'given' if args.target_acc else 'auto'}); "
-            f"data {data.name}; trainer {trainer}; {seeds} seeds\n\n{md}\n"
-        )
-    print(f"\ntarget test accuracy {100 * target:.1f}%  (ratios < 1: faster than the baseline)\n")
-    print(md)
+    report.write(exp, results, summary, out, layout=report.SUMMARY, meta=meta)
+    print(f"\ntarget test accuracy {100 * summary.target:.1f}%  (ratios < 1: faster than the baseline)\n")
+    print(report.table(summary.rows))
     print(f"\nwrote {out}/summary.md, summary.csv, curves.csv, runs/, *.png")
-    return rows
+    return summary.rows
 
 
 if __name__ == "__main__":

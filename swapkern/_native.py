@@ -105,6 +105,13 @@ def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws=No
     return x
 
 
+def bound_feature_swap(buf, indices, protocol, swaps, seed, step, threshold, ws=None, counter=None):
+    """feature_swap_ with every argument but the batch bound: the fast path of FeatureSwap.__call__."""
+    args = (buf, indices, *protocol_codes(protocol), swaps, seed, step, threshold, counter)
+    op = torch.ops.swapkern.feature_swap_.default
+    return lambda x: op(x, *args)
+
+
 # -- the multi-tensor engine (swapkern.multi) ---------------------------------------------------------------------
 class _Handle:
     """An engine registered in C++ (csrc/engine.cpp), freed when this object goes."""

@@ -112,14 +112,16 @@ def _is_plain_tensor(x) -> bool:
 
 
 class _Slot:
-    """What a FeatureSwap keeps per batch shape and device: the plan buffer, its views, a workspace."""
+    """What a FeatureSwap keeps per batch shape and device: the plan buffer, its views, a workspace, and the fast
+    call (the backend's feature_swap_ with every argument but the batch bound) with what it was bound for."""
 
-    __slots__ = ("buf", "plan", "ws")
+    __slots__ = ("buf", "plan", "ws", "fast")
 
     def __init__(self, protocol, shape, swaps, device):
         self.ws = plans.Workspace(device)
         self.buf = self.ws.get("plan", plan_layout(protocol, shape[0], swaps)["total"])
         self.plan = plan_views(protocol, shape, swaps, self.buf)
+        self.fast = None
 
 
 class FeatureSwap(_Base):
@@ -217,6 +219,8 @@ class FeatureSwap(_Base):
             slot = self._slots[key] = _Slot(self.protocol, tuple(x.shape), self.swaps, x.device)
             if self._counter.device != x.device:  # the step counter follows the batches
                 self._counter = self._counter.to(x.device)
+                for other in self._slots.values():  # their fast calls hold the old counter
+                    other.fast = None
         return slot
 
     def _indices(self, slot, b, indices):
@@ -262,14 +266,32 @@ class FeatureSwap(_Base):
         slot = self._slot(x)
         idx = None if indices is None else self._indices(slot, x.shape[0], indices)
         counter = self._counter if step is None else None
-        _backend.impl(x).feature_swap_(x, slot.buf, idx, *self._args(), step or 0, self._threshold(), slot.ws, counter)
+        impl = _backend.impl(x)
+        args = (slot.buf, idx, *self._args(), step or 0, self._threshold(), slot.ws, counter)
+        impl.feature_swap_(x, *args)
+        if idx is None and step is None:  # the next call of this shape can skip all of the above
+            bound = getattr(impl, "bound_feature_swap", None)
+            fn = bound(*args) if bound is not None else (lambda x, f=impl.feature_swap_, a=args: f(x, *a))
+            slot.fast = (self.seed, self.p, _backend.current_backend(), fn)
         return x
 
     def __call__(self, *inputs, indices=None):
         """fs(batch) swaps an (N, C, H, W) tensor in place and returns it; anything else goes through the
         transform path (a swapped copy)."""
         if len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].dim() == 4:
-            return self._swap_(inputs[0], indices, None)
+            x = inputs[0]
+            slot = self._slots.get((x.shape, x.device))
+            fast = slot.fast if slot is not None and indices is None else None
+            if (
+                fast is not None
+                and fast[0] == self.seed
+                and fast[1] == self.p
+                and fast[2] is _backend._current
+                and not torch.compiler.is_compiling()
+            ):
+                fast[3](x)  # the same protocol, seed, p, backend, shape and device as the call that bound it
+                return x
+            return self._swap_(x, indices, None)
         if indices is not None:
             raise ValueError("indices= goes with one (N, C, H, W) batch tensor")
         return super().__call__(*inputs)

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from bench import datasets, runner, stats, train
-from bench.trainer import RunConfig, time_to_target
-from bench.trainer import train as train_one
+from bench import train
+from bench.common import stats
+from bench.training import datasets, runner
+from bench.training.config import RunConfig
+from bench.training.summary import time_to_target
+from bench.training.trainer import train as train_one
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def test_resumes_after_a_killed_run(tmp_path):
 
 
 def test_intensity_arms_parse_and_verdict_counts_censored_arms():
-    from bench.study_report import _intensity_arm, _intensity_verdict
+    from bench.training.verdicts import _intensity_arm, _intensity_verdict
 
     assert _intensity_arm("mixedx16+state") == ("mixed", 16, "+state")  # an x inside the protocol name
     assert _intensity_arm("in-rowx1(noise)") == ("in-row", 1, "(noise)")

@@ -1,4 +1,5 @@
-"""Timing done one way for every benchmark: warm-up, many repeats over rotated inputs, median and spread.
+"""Micro-timing, done one way for every benchmark: warm-up, many repeats over rotated inputs, median and spread;
+and the largest allocation a call makes.
 
 CPU: perf_counter per call. CUDA: CUDA events per call (device time), plus the host wall time per call of a
 back-to-back loop (what a training loop pays when the launch cost dominates).
@@ -8,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -80,53 +79,6 @@ def rotation(nbytes: int, budget: int = 64 << 20, most: int = 16) -> int:
     if nbytes <= 0:
         return 1
     return max(1, min(most, budget // nbytes))
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "commit": git_commit(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    try:
-        import triton
-
-        info["triton"] = triton.__version__
-    except ImportError:
-        info["triton"] = None
-    return info
-
-
-def git_commit() -> str | None:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return (head + ("-dirty" if dirty else "")) or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 @contextlib.contextmanager

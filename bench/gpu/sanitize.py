@@ -3,7 +3,7 @@ tensors (the CUDA kernels; the CPU ones where there is no GPU), every work split
 and strided, 1- to 16-byte elements), each result checked against the reference. Exits non-zero on a wrong
 result.
 
-    compute-sanitizer --tool memcheck --error-exitcode 9 python -m bench.gpu_sanitize
+    compute-sanitizer --tool memcheck --error-exitcode 9 python -m bench.gpu.sanitize
 """
 
 import torch

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 SEARCH = [os.path.join(ROOT, "..", "shared", "data", "cifar10-jpg"), os.path.join(ROOT, "data", "cifar10-jpg")]
 CACHE = os.environ.get("SWAPKERN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "swapkern"))
 

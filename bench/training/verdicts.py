@@ -1,13 +1,11 @@
-"""bench.study's report: one-line verdicts from the intervals, plots, and REPORT.md."""
+"""bench.study's one-line verdicts: each experiment's question answered from the intervals of its rows."""
 
 from __future__ import annotations
 
 import math
-import os
 import re
-import time
 
-from . import plots, runner, stats
+from ..common import stats
 
 
 def verdict(exp, rows) -> str:
@@ -111,89 +109,3 @@ def _spearman(pts):
     n = len(a)
     d2 = sum((i - j) ** 2 for i, j in zip(a, b, strict=True))
     return 1 - 6 * d2 / (n * (n * n - 1))
-
-
-def make_plots(exp, results, rows, out_dir):
-    paths = []
-    for g in dict.fromkeys(r["group"] for r in results):
-        by_arm = {}
-        for r in results:
-            if r["group"] == g:
-                by_arm.setdefault(r["arm"], []).append(r)
-        if len(by_arm) <= 12:
-            p = os.path.join(out_dir, f"{exp.name}-{g.replace(' ', '_').replace('%', 'pc')}-curves.png")
-            plots.curves(by_arm, p, f"{exp.name}: {g}")
-            paths.append(p)
-        p = os.path.join(out_dir, f"{exp.name}-{g.replace(' ', '_').replace('%', 'pc')}-ratios.png")
-        plots.ratio_bars([r for r in rows if r["group"] == g and r["arm"] != "none"], p, f"{exp.name}: {g}")
-        paths.append(p)
-    if exp.name == "weight-intensity":
-        series = {}
-        for r in rows:
-            if r["arm"] != "none" and r["perturbation"] and math.isfinite(r["perturbation"]):
-                name = f"{_intensity_arm(r['arm'])[0]} {_intensity_kind(r['arm'])}"
-                lost, half = -100 * r["delta_acc"], 100 * r["delta_acc_ci"]
-                series.setdefault(name, []).append((r["perturbation"], lost, lost - half, lost + half))
-        p = os.path.join(out_dir, "weight-intensity-perturbation.png")
-        plots.sweep(
-            series,
-            p,
-            "accuracy lost against injected perturbation",
-            xlabel="||dw||^2 / ||w||^2 per step",
-            ylabel="final accuracy lost vs baseline (points)",
-            reference=0.0,
-        )
-        paths.append(p)
-    return paths
-
-
-def provenance(results) -> str:
-    """Where an experiment's runs come from (a resumed or merged study mixes invocations): commits, run count and
-    the summed training time."""
-    commits = sorted({r.get("commit", "?") for r in results})
-    minutes = sum(r["train_seconds"] for r in results) / 60
-    return f"{len(results)} runs made at commit {', '.join(commits)}; {minutes:.0f} min of training in all"
-
-
-def report(out, sc, data, sections, started, machine, note=""):
-    lines = [
-        f"# bench.study report: scale {sc.name}",
-        "",
-        f"Data {data.name} ({len(data.train_y)} train / {len(data.test_y)} test images); trainer {sc.trainer}; "
-        f"commit {machine['commit']} (at the start); machine {machine['cpu']}, torch {machine['torch']}; "
-        f"{(time.time() - started) / 60:.0f} min for the runs made in this invocation.",
-        "",
-        *([note, ""] if note else []),
-        "Ratios are arm / baseline of the time (or steps) to the target, paired by seed, geometric mean with a "
-        "bootstrap 95% interval; `>=` marks a lower bound where some runs never reached the target (censored, "
-        "counted at their budget). Wall-clock includes each arm's own overhead (swap kernels, extra forward "
-        "passes of Metropolis arms).",
-        "",
-    ]
-    for exp, rows, target_desc, paths, made in sections:
-        lines += [
-            f"## {exp.name}",
-            "",
-            f"**Question.** {exp.question}",
-            "",
-            f"**Verdict.** {verdict(exp, rows)}.",
-            "",
-            f"Target: {target_desc}; {exp.seeds} seeds per arm; {made}."
-            + (f" Note: {exp.skipped}." if exp.skipped else ""),
-            "",
-            runner.table(rows, "group"),
-        ]
-        extra = [r for r in rows if r["perturbation"] or r["acceptance"] is not None or r["extra_forward_passes"]]
-        if extra:
-            lines += [
-                "",
-                "| group | arm | injected ||dw||^2/||w||^2 per step | acceptance | extra forwards/run |",
-                "|---|---|---|---|---|",
-            ]
-            for r in extra:
-                pert = f"{r['perturbation']:.2e}" if r["perturbation"] else "-"
-                acc = f"{100 * r['acceptance']:.0f}%" if r["acceptance"] is not None else "-"
-                lines.append(f"| {r['group']} | {r['arm']} | {pert} | {acc} | {r['extra_forward_passes']:.0f} |")
-        lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in paths] + [""]
-    with open(os.path.join(out, "REPORT.md"), "w") as f:
-        f.write("\n".join(lines))

@@ -1,6 +1,6 @@
-"""Per-step cost of weight swaps on ResNet-18 and a large MLP: swapkern (one packed launch) against a
-per-parameter loop of pure-PyTorch indexing (the "torch" backend), and as a share of the model's own
-training step measured in the same run."""
+"""The weight-swap rows of the overhead benchmark: the per-step cost of weight swaps on ResNet-18 and a large MLP,
+swapkern (one packed launch) against a per-parameter loop of pure-PyTorch indexing (the "torch" backend), and as a
+share of the model's own training step measured in the same run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 import swapkern
 
-from .timing import allocated_bytes, measure
+from .rows import timed_row
 
 
 def _mlp(width, depth):
@@ -20,6 +20,7 @@ def _mlp(width, depth):
 
 
 def models(device, quick):
+    """(name, model, batch maker) of the two models timed."""
     import torchvision
 
     out = [
@@ -41,6 +42,8 @@ def models(device, quick):
 
 
 def weight_rows(device, quick):
+    """Per model: its training step (Adam), then each weight-swap protocol with and without the optimizer state, on
+    swapkern and on the per-parameter loop, each as a share of that step."""
     rows = []
     for name, model, batch in models(device, quick):
         model = model.to(device)
@@ -53,16 +56,16 @@ def weight_rows(device, quick):
             loss.backward()
             opt.step()
 
-        t_train = measure([train_step], device, warmup=2, repeats=5 if device.type == "cpu" else 20, min_time_s=0.5)
-        rows.append(
-            {
-                "case": f"{name}: training step",
-                "backend": "model",
-                "moved_bytes": 0,
-                "alloc_bytes": allocated_bytes(train_step, device),
-                **t_train.as_dict(),
-            }
+        step_row = timed_row(
+            f"{name}: training step",
+            "model",
+            [train_step],
+            device,
+            warmup=2,
+            repeats=5 if device.type == "cpu" else 20,
+            min_time_s=0.5,
         )
+        rows.append(step_row)
         for protocol in ("rows", "mixed"):
             for state in (False, True):
                 case = f"{name}: {protocol}, state={state}"
@@ -71,19 +74,12 @@ def weight_rows(device, quick):
                         continue
                     ws = swapkern.WeightSwap(model, protocol, swaps=1, state=state, seed=0)
                     call = lambda ws=ws: ws.step(optimizer=opt)  # noqa: E731
-                    with swapkern.use_backend(backend):
-                        t = measure([call], device, repeats=30)
-                        alloc = allocated_bytes(call, device)
-                    share = t.median_us / t_train.median_us
                     label = backend if backend == "native" else "torch (per-parameter loop)"
-                    rows.append(
-                        {
-                            "case": case,
-                            "backend": f"{label}, {100 * share:.2f}% of a step",
-                            "moved_bytes": 0,
-                            "alloc_bytes": alloc,
-                            "share_of_step": share,
-                            **t.as_dict(),
-                        }
-                    )
+
+                    def share(t, label=label):  # the swap as a share of the model's own training step
+                        s = t.median_us / step_row["median_us"]
+                        return {"backend": f"{label}, {100 * s:.2f}% of a step", "share_of_step": s}
+
+                    with swapkern.use_backend(backend):
+                        rows.append(timed_row(case, label, [call], device, repeats=30, derived=share))
     return rows

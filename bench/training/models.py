@@ -1,4 +1,5 @@
-"""The two trainers' networks: a small BN-CNN for the CPU, and a compact speed-run style net for the GPU."""
+"""The trainers' networks: a small BN-CNN (and a very narrow MLP) for the CPU, a compact speed-run style net for the
+GPU."""
 
 from __future__ import annotations
 

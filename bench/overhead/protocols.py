@@ -1,5 +1,5 @@
-"""Overhead of the poster's feature protocols (plan drawing + swap, in place) against the reference and the
-out-of-place peers, and the swap's marginal cost inside the fused loader. Rows in bench.overhead's format."""
+"""The feature-protocol rows of the overhead benchmark: each poster protocol (plan drawing + swap, in place) against
+the reference and the out-of-place peers, and the swap's marginal cost inside the fused loader."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 import swapkern
 from swapkern.data import PROTOCOLS, FeatureSwap
 
-from .timing import allocated_bytes, measure, rotation
+from ..common.timing import rotation
+from .rows import timed_row
 
 MEAN, STD = [0.491, 0.482, 0.447], [0.247, 0.243, 0.262]
 
@@ -55,18 +56,12 @@ def protocol_rows(device, n_images, backends):
         for backend in backends:
             fs = FeatureSwap(proto, seed=0)
             with swapkern.use_backend(backend):
-                rows.append(_timed_row(case, backend, moved, [lambda x=x: fs(x) for x in copies], device))
+                rows.append(timed_row(case, backend, [lambda x=x: fs(x) for x in copies], device, moved=moved))
         for name, (matched, peer) in peers.items():  # each peer beside the protocol it matches
             if matched == proto:
-                rows.append(_timed_row(case, name, moved, [lambda x=x, peer=peer: peer(x) for x in copies], device))
+                calls = [lambda x=x, peer=peer: peer(x) for x in copies]
+                rows.append(timed_row(case, name, calls, device, moved=moved))
     return rows
-
-
-def _timed_row(case, backend, moved, calls, device):
-    """One row: the calls timed, then the allocation of one call after that warm-up (plan buffers are reused)."""
-    t = measure(calls, device)
-    alloc = allocated_bytes(calls[0], device)
-    return {"case": case, "backend": backend, "moved_bytes": moved, "alloc_bytes": alloc, **t.as_dict()}
 
 
 def loader_rows(device, n_images, backends):
@@ -86,23 +81,17 @@ def loader_rows(device, n_images, backends):
         for proto in ("none", "ESA", "EPA", "1SA"):
             fs = FeatureSwap(proto, seed=0) if proto != "none" else None
             plans = [fs.plan(out, indices=i) if fs else None for i in indices]
+
+            def marginal(t, proto=proto, backend=backend):  # the swap's cost over the same loader without one
+                times[proto] = t.median_us
+                extra = "" if proto == "none" else f", swap +{100 * (t.median_us / times['none'] - 1):.1f}%"
+                return {"backend": backend + extra, "marginal": t.median_us / times["none"] - 1}
+
             with swapkern.use_backend(backend):
                 calls = [
                     lambda i=i, p=p: swapkern.load_batch_(out, data, i, scale, shift, plan=p, flip=flip, validate=False)
                     for i, p in zip(indices, plans, strict=True)
                 ]
-                t = measure(calls, device)
-                alloc = allocated_bytes(calls[0], device)
-            times[proto] = t.median_us
-            extra = "" if proto == "none" else f", swap +{100 * (t.median_us / times['none'] - 1):.1f}%"
-            rows.append(
-                {
-                    "case": f"fused loader, {n_images} images, flip, swap {proto}",
-                    "backend": backend + extra,
-                    "moved_bytes": moved,
-                    "alloc_bytes": alloc,
-                    "marginal": t.median_us / times["none"] - 1,
-                    **t.as_dict(),
-                }
-            )
+                case = f"fused loader, {n_images} images, flip, swap {proto}"
+                rows.append(timed_row(case, backend, calls, device, moved=moved, derived=marginal))
     return rows

@@ -1,6 +1,6 @@
 """Micro-benchmarks under pytest-benchmark (not part of the test suite):
 
-    python -m pytest bench/test_micro.py --benchmark-only [--benchmark-compare]
+    python -m pytest bench/overhead/test_micro.py --benchmark-only [--benchmark-compare]
 
 Each case times one swapkern call against the pure-PyTorch reference on the same inputs; CUDA cases run where
 there is a GPU (they synchronise inside the timed call so the device time is counted).

@@ -1,0 +1,74 @@
+"""Swap overhead: every op and protocol, every backend here, against the reference and the device's copy
+bandwidth measured in the same run.
+
+    python -m bench.overhead [--device cpu|cuda|all] [--quick] [--out FILE.json] [--only SUBSTRING ...]
+
+Prints a table and writes a JSON file with every figure, the machine, the versions and the commit.
+Bytes moved by a swap = 4 x the bytes of one side's slices (each pair: read both slices, write both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import torch
+
+import swapkern
+
+from ..common.provenance import machine_info
+from .cases import all_cases, run_case
+from .protocols import loader_rows, protocol_rows
+from .report import report
+from .rows import backends_for, copy_bandwidth
+from .weights import weight_rows
+
+
+def main(argv=None):
+    """Runs the benchmark on each device asked for, prints its table; writes and returns the result (a dict)."""
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.overhead", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    ap.add_argument("--quick", action="store_true", help="smaller tensors, one dtype on the CPU")
+    ap.add_argument("--only", nargs="*", default=None, help="run cases whose name contains one of these")
+    ap.add_argument("--out", default=None, help="JSON path (default bench/results/overhead-<timestamp>.json)")
+    ap.add_argument("--no-weights", action="store_true", help="skip the weight-swap rows (ResNet-18, MLP)")
+    ap.add_argument(
+        "--images",
+        type=int,
+        nargs="*",
+        default=None,
+        help="batch sizes of the protocol and loader rows (default 512 4096; --quick: 512)",
+    )
+    args = ap.parse_args(argv)
+    devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
+    if args.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    if args.device == "cuda" and not devices:
+        raise SystemExit("--device cuda: no CUDA device here")
+    result = {"machine": machine_info(), "backends": swapkern.backends(), "devices": {}}
+    for device in devices:
+        g = torch.Generator().manual_seed(0)
+        copy_gbs = copy_bandwidth(device, 256 << 20 if device.type == "cuda" else 64 << 20)
+        rows = []
+        for case in all_cases(device, args.quick):
+            if args.only and not any(s in case.name for s in args.only):
+                continue
+            rows += run_case(case, device, g)
+        if not args.no_weights and (not args.only or any("weight" in s for s in args.only)):
+            rows += weight_rows(device, args.quick)
+        for n in args.images or ([512] if args.quick else [512, 4096]):
+            for row in protocol_rows(device, n, backends_for(device)) + loader_rows(device, n, backends_for(device)):
+                if not args.only or any(s in row["case"] for s in args.only):
+                    rows.append(row)
+        report(rows, copy_gbs, device)
+        result["devices"][device.type] = {"copy_gbs": copy_gbs, "rows": rows}
+    out = args.out or os.path.join("bench", "results", f"overhead-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\nwrote {out}")
+    return result

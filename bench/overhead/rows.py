@@ -1,0 +1,40 @@
+"""One row of the overhead table, timed one way for every part (op cases, feature protocols, the loader, weight
+swaps), and what rows are measured against: the backends a device has, its copy bandwidth."""
+
+from __future__ import annotations
+
+import torch
+
+import swapkern
+
+from ..common.timing import allocated_bytes, measure
+
+
+def timed_row(case, backend, calls, device, *, moved=0, derived=None, **timing) -> dict:
+    """A row {case, backend, moved_bytes, alloc_bytes, ..., median_us, p20_us, p80_us, host_us, repeats}: `calls`
+    (closures over rotated inputs) timed by measure(**timing), then the allocation of one call after that warm-up
+    (plan buffers are reused). derived(timing) -> the fields that depend on the time (a backend label with its
+    share, a marginal cost): set before the timing fields. The caller chooses the backend (swapkern.use_backend)."""
+    t = measure(calls, device, **timing)
+    row = {"case": case, "backend": backend, "moved_bytes": moved, "alloc_bytes": allocated_bytes(calls[0], device)}
+    if derived is not None:
+        row.update(derived(t))
+    return row | t.as_dict()
+
+
+def backends_for(device) -> list[str]:
+    """The backends timed on a device, the reference ("torch") last."""
+    names = []
+    if swapkern._backend.native_available(device.type):
+        names.append("native")
+    if device.type == "cuda" and swapkern._backend.triton_available("cuda"):
+        names.append("triton")  # the CPU interpreter is a correctness tool, not a contender
+    return names + ["torch"]
+
+
+def copy_bandwidth(device, nbytes) -> float:
+    """Device copy bandwidth in GB/s (read + write) on a buffer of nbytes, measured like the swaps."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1)
+    dst = torch.empty_like(src)
+    t = measure([lambda: dst.copy_(src)], device, repeats=20)
+    return 2 * src.nbytes / (t.median_us * 1e-6) / 1e9

@@ -1,0 +1,87 @@
+"""An experiment: arms x groups x seeds of training runs against a baseline, declared as data (Experiment), turned
+into RunConfigs by the one config builder, with the one learning-rate rule, and run resumably. bench.study runs
+its suite of experiments through this; bench.train's flags build one experiment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import runner
+from .config import RunConfig
+
+# The learning-rate rule: the CPU trainer's 0.05 at batch 64, scaled by sqrt(batch / 64); the GPU speed-run
+# trainer's fixed 0.4 (its batch is 1024 with label smoothing).
+BASE_LR, BASE_BATCH, GPU_LR = 0.05, 64, 0.4
+
+
+def scaled_lr(batch_size: int) -> float:
+    """BASE_LR at BASE_BATCH, scaled by the square root of the batch size."""
+    return BASE_LR * (batch_size / BASE_BATCH) ** 0.5
+
+
+def default_lr(trainer: str, batch_size: int) -> float:
+    """The learning rate of a trainer at a batch size: GPU_LR on the GPU trainer, else scaled_lr."""
+    return GPU_LR if trainer == "gpu" else scaled_lr(batch_size)
+
+
+@dataclass
+class Experiment:
+    """arms: (label, RunConfig overrides) pairs; group: which runs share a baseline (key, label) -> group name;
+    metric: "accuracy" (time to a target test accuracy) or "clean_loss" (to a clean training-loss threshold)."""
+
+    name: str
+    question: str
+    arms: list
+    seeds: int
+    base: dict = field(default_factory=dict)  # RunConfig overrides; extra["fraction"]: share of the training set
+    metric: str = "accuracy"
+    groups: list | None = None  # [(group name, overrides for every arm of the group)]
+    target: float | None = None  # fixed target; None: auto from the baseline
+    skipped: str = ""  # what this data could not run, and why (said in the report)
+
+
+def configs(exp: Experiment, defaults: dict) -> list:
+    """The experiment's runs as (group, arm label, RunConfig) triples, group by group, arm by arm, seed by seed:
+    defaults (the fields every run shares), then exp.base, the group's and the arm's overrides (a later part
+    wins; "extra" dicts are merged)."""
+    out = []
+    for gname, gover in exp.groups or [("all", {})]:
+        for label, over in exp.arms:
+            for seed in range(exp.seeds):
+                fields = dict(defaults, seed=seed)
+                for part in (exp.base, gover, over):
+                    for k, v in part.items():
+                        fields[k] = {**fields.get(k, {}), **v} if k == "extra" else v
+                out.append((gname, label, RunConfig(**fields)))
+    return out
+
+
+def run(exp: Experiment, data, defaults: dict, out_dir: str, *, progress=False, log=print, each=None) -> list:
+    """Runs (or loads) every run of the experiment under out_dir/runs with runner.run_all, in run order by group
+    and seed; a run with extra["fraction"] trains on that share of the training set (at least 100 images). Returns
+    the results in config order, each labelled with its "arm" and "group". each(group, label, config, result,
+    seconds): called after each run is loaded or trained."""
+    triples = configs(exp, defaults)
+    subsets = {}
+
+    def data_for(cfg):
+        frac = cfg.extra.get("fraction", 1.0)
+        if frac not in subsets:
+            subsets[frac] = data if frac == 1.0 else data.subset(max(100, int(len(data.train_y) * frac)))
+        return subsets[frac]
+
+    def labelled(i, res, seconds):
+        gname, label, cfg = triples[i]
+        res["arm"], res["group"] = label, gname
+        if each is not None:
+            each(gname, label, cfg, res, seconds)
+
+    return runner.run_all(
+        data_for,
+        [cfg for _, _, cfg in triples],
+        out_dir,
+        blocks=[gname for gname, _, _ in triples],
+        progress=progress,
+        log=log,
+        each=labelled,
+    )

@@ -1,0 +1,235 @@
+"""One training run with or without swapping, and its curves: setup (model, loaders, optimizer, swaps), one
+training step, and the evaluations that make the curves.
+
+Both trainers keep the uint8 dataset on the training device and build each batch with the fused loader
+(gather, normalise, feature swap, flip: swapkern.DeviceLoader); the CPU trainer trains a small BN-CNN in float32,
+the GPU trainer a speed-run style net in bf16 with channels_last. Randomness comes in separate streams: model
+initialisation (torch seed), data order and flips (loader seed), swaps (FeatureSwap / WeightSwap seeds, derived
+from the run seed but never drawn from the torch generator), so an arm that draws swaps and applies none (sham,
+p = 0) repeats the baseline bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+import swapkern
+
+from ..common.provenance import git_commit
+from .config import RunConfig, stream_seed
+from .controls import Control, weight_noise_
+from .models import small_cnn, speed_net, tiny_mlp
+
+
+def build_model(cfg: RunConfig, channels: int, classes: int, size: int) -> nn.Module:
+    """The run's network: the speed-run net on the GPU trainer, else cfg.model at cfg.width."""
+    if cfg.trainer == "gpu":
+        return speed_net(channels, classes)
+    if cfg.model == "mlp-narrow":
+        return tiny_mlp(channels, size, classes, hidden=cfg.width)
+    return small_cnn(channels, classes, width=cfg.width, batchnorm=cfg.model != "cnn-nobn")
+
+
+@dataclass
+class Run:
+    """What one run trains with, built by setup: the model, its loaders, optimizer and schedule, and the swaps."""
+
+    cfg: RunConfig
+    device: torch.device
+    gpu: bool  # the GPU trainer: bf16 autocast, channels_last
+    model: nn.Module
+    loader: swapkern.DeviceLoader  # training batches (with the feature swap, unless a control replaces it)
+    test_loader: swapkern.DeviceLoader
+    clean_loader: swapkern.DeviceLoader  # a fixed slice of the training set, unswapped: the clean training loss
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    total_steps: int
+    control: Control | None  # a matched perturbation in place of the feature swap
+    ws: swapkern.WeightSwap | None
+    noise_g: torch.Generator  # the weight-noise control's stream
+    perturbation: list = field(default_factory=list)  # ||dw||^2 / ||w||^2 of the sampled weight-swap steps
+
+
+def _device_loader(x, y, batch_size, mean, std, gpu, **kw):
+    return swapkern.DeviceLoader(x, y, batch_size=batch_size, mean=mean, std=std, channels_last=gpu, **kw)
+
+
+def setup(data, cfg: RunConfig) -> Run:
+    """Seeds torch, builds the model (one ulp up with init_ulp), moves the data to the device, and builds the
+    loaders, the optimizer with its warm-up/decay schedule, the feature swap (or its control) and the weight swap."""
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    size, channels = data.train_x.shape[1], data.channels
+    model = build_model(cfg, channels, data.classes, size).to(device)
+    gpu = cfg.trainer == "gpu"
+    if gpu:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.init_ulp:  # the symmetry null's yardstick: one rounding error in every initial weight, nothing else
+        with torch.no_grad():
+            for q in model.parameters():
+                q.copy_(torch.nextafter(q, torch.full_like(q, math.inf)))
+    mean, std = data.stats()
+    train_x, test_x = data.train_x.to(device), data.test_x.to(device)
+    train_y, test_y = data.train_y.to(device), data.test_y.to(device)
+    fs_loader, control = None, None
+    if cfg.protocol != "none":
+        fs = swapkern.FeatureSwap(cfg.protocol, swaps=cfg.swaps, p=cfg.p, seed=stream_seed(cfg.seed, "feature"))
+        if cfg.control:
+            control = Control(cfg.control, fs, cfg.seed)
+        else:
+            fs_loader = fs
+    loader = _device_loader(
+        train_x, train_y, cfg.batch_size, mean, std, gpu, feature_swap=fs_loader, flip=True, seed=cfg.seed
+    )
+    test_loader = _device_loader(test_x, test_y, min(1000, len(test_y)), mean, std, gpu, shuffle=False, drop_last=False)
+    n_clean = min(cfg.clean_subset, len(train_y))
+    clean_loader = _device_loader(
+        train_x[:n_clean], train_y[:n_clean], min(1000, n_clean), mean, std, gpu, shuffle=False, drop_last=False
+    )
+    total_steps = max(1, int(round(cfg.epochs * len(loader))))
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    warm = max(1, total_steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total_steps - s) / max(1, total_steps - warm)))
+    )
+    ws = None
+    if cfg.weight_protocol:
+        head = [n for n, p in model.named_parameters() if p.dim() >= 2][-1].rsplit(".", 1)[0]
+        hidden = None if cfg.weight_layers == "all" else (lambda n, p: not n.startswith(head + "."))
+        ws = swapkern.WeightSwap(
+            model,
+            cfg.weight_protocol,
+            swaps=cfg.weight_swaps,
+            state=cfg.weight_state,
+            layers=hidden,
+            accept="metropolis" if cfg.temperature else "always",
+            temperature=cfg.temperature,
+            seed=stream_seed(cfg.seed, "weights"),
+            p=cfg.weight_p,
+            max_gap=cfg.max_gap,
+        )
+    noise_g = torch.Generator().manual_seed(stream_seed(cfg.seed, "noise") & (2**63 - 1))
+    return Run(
+        cfg, device, gpu, model, loader, test_loader, clean_loader, opt, sched, total_steps, control, ws, noise_g
+    )
+
+
+def train_step(run: Run, x, y, index, step: int):
+    """One training step on the batch (x, y) (the control, if any, perturbs x in place first; index: the dataset
+    indices of its images), then the weight swap. Returns the loss tensor and the seconds spent measuring the
+    injected perturbation (every extra["perturbation_every"] steps), which are not training time."""
+    cfg, model = run.cfg, run.model
+    if run.control is not None:
+        run.control(x, index)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.gpu):
+        loss = nn.functional.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.sched.step()
+    if run.ws is None:
+        return loss, 0.0
+    every_n = cfg.extra.get("perturbation_every", 0)
+    m0 = time.perf_counter()
+    snap = [q.detach().clone() for q in model.parameters()] if every_n and step % every_n == 0 else None
+    measuring = time.perf_counter() - m0
+    if cfg.weight_noise:
+        weight_noise_(model, run.ws, run.noise_g)
+    elif cfg.temperature:
+        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.gpu):
+            run.ws.step(lambda x=x, y=y: nn.functional.cross_entropy(model(x), y))
+    else:
+        run.ws.step(optimizer=run.opt)
+    if snap is not None:  # injected perturbation ||dw||^2 / ||w||^2 of this step (not timed)
+        m0 = time.perf_counter()
+        with torch.no_grad():
+            num = sum(float((q - b).float().pow(2).sum()) for q, b in zip(model.parameters(), snap, strict=True))
+            den = sum(float(b.float().pow(2).sum()) for b in snap)
+        run.perturbation.append(num / max(den, 1e-30))
+        measuring += time.perf_counter() - m0
+    return loss, measuring
+
+
+def evaluate(model, loader, device, autocast):
+    """Accuracy and mean cross-entropy of the model over the loader (eval mode, no gradients)."""
+    model.eval()
+    correct = total = 0
+    loss_sum = 0.0
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        for x, y in loader:
+            out = model(x).float()
+            loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").item()
+            correct += (out.argmax(1) == y).sum().item()
+            total += y.numel()
+    model.train()
+    return correct / max(total, 1), loss_sum / max(total, 1)
+
+
+def record(run: Run, curves: dict, step: int, train_time: float, train_loss: float):
+    """Appends one evaluation to the curves: test accuracy and clean training loss at this step."""
+    acc, _ = evaluate(run.model, run.test_loader, run.device, run.gpu)
+    _, clean = evaluate(run.model, run.clean_loader, run.device, run.gpu)
+    curves["step"].append(step)
+    curves["time_s"].append(train_time)
+    curves["train_loss"].append(train_loss)
+    curves["clean_loss"].append(clean)
+    curves["test_acc"].append(acc)
+    curves["epoch"].append(step / len(run.loader))
+
+
+def train(data, cfg: RunConfig, progress=None) -> dict:
+    """Trains one model; returns the config, the curves (per evaluation: step, training seconds, swapped-batch
+    training loss, clean training loss, test accuracy) and summary numbers."""
+    run = setup(data, cfg)
+    loader, steps_per_epoch = run.loader, len(run.loader)
+    eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
+    sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
+    curves = {"step": [], "time_s": [], "train_loss": [], "clean_loss": [], "test_acc": [], "epoch": []}
+    step, train_time, running, count = 0, 0.0, 0.0, 0
+    record(run, curves, step, train_time, running / max(count, 1))
+    while step < run.total_steps:
+        order_epoch = loader.epoch
+        index_order = loader._order().clone() if run.control is not None else None
+        for i, (x, y) in enumerate(loader):
+            sync()
+            t0 = time.perf_counter()
+            index = index_order[i * cfg.batch_size : (i + 1) * cfg.batch_size] if index_order is not None else None
+            loss, measuring = train_step(run, x, y, index, step)
+            sync()
+            train_time += time.perf_counter() - t0 - measuring
+            running += loss.item()
+            count += 1
+            step += 1
+            if progress is not None:
+                progress.update(1)
+            if step % eval_every == 0 or step == run.total_steps:
+                record(run, curves, step, train_time, running / max(count, 1))
+                running, count = 0.0, 0
+            if step >= run.total_steps:
+                break
+        assert loader.epoch >= order_epoch
+    ws, perturbation = run.ws, run.perturbation
+    out = {
+        "config": asdict(cfg),
+        "arm": cfg.arm(),
+        "data": data.name,
+        "curves": curves,
+        "steps": step,
+        "steps_per_epoch": steps_per_epoch,
+        "train_seconds": train_time,
+        "final_acc": curves["test_acc"][-1],
+        "best_acc": max(curves["test_acc"]),
+        "final_clean_loss": curves["clean_loss"][-1],
+        "extra_forward_passes": ws.stats["closure_calls"] if ws is not None else 0,
+        "perturbation": sum(perturbation) / len(perturbation) if perturbation else None,
+        "commit": git_commit(),
+        "finite": all(math.isfinite(v) for v in curves["clean_loss"]),
+    }
+    if ws is not None:
+        out["weight_stats"] = dict(ws.stats)
+    return out
