@@ -6,15 +6,17 @@
 #include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
-#include <vector>
+#include <c10/util/SmallVector.h>
 
 namespace swapkern {
 namespace {
 
 // The tensors of the arguments the schema marks as written to (tensor lists expanded).
-std::vector<at::Tensor> mutated_args(const c10::OperatorHandle& op, const torch::jit::Stack* stack) {
+using Tensors = c10::SmallVector<at::Tensor, 4>;
+
+Tensors mutated_args(const c10::OperatorHandle& op, const torch::jit::Stack* stack) {
   const auto& args = op.schema().arguments();
-  std::vector<at::Tensor> out;
+  Tensors out;
   const size_t start = stack->size() - args.size();
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i].alias_info() == nullptr || !args[i].alias_info()->isWrite()) continue;
@@ -39,7 +41,7 @@ void autograd_boxed(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch
 }
 
 void inplace_or_view_boxed(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
-  const std::vector<at::Tensor> mutated = mutated_args(op, stack);
+  const Tensors mutated = mutated_args(op, stack);
   // Outside InferenceMode (the only time this kernel runs) an inference tensor cannot be updated in place: refuse
   // before the kernel moves anything, as PyTorch's own in-place ops do.
   for (const at::Tensor& t : mutated) {

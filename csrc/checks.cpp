@@ -69,7 +69,8 @@ namespace {
 // Per-thread scratch, reused across calls: no allocation once a thread has seen its largest K.
 struct Scratch {
   std::vector<int64_t> host[3];  // host copies of device indices
-  std::vector<uint64_t> table;   // open-addressing set of key + 1 (0: empty)
+  std::vector<uint64_t> table;   // open-addressing set: (generation << 48) | (key + 1); 0 or another gen: empty
+  uint64_t gen = 0;
 };
 thread_local Scratch scratch;
 
@@ -80,34 +81,44 @@ const int64_t* host_ptr(const at::Tensor& t, std::vector<int64_t>& buf) {
   return buf.data();
 }
 
-inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// A set of non-negative keys with room for `count` insertions; insert() returns false for a repeat.
+// A set of keys below 2^48 with room for `count` insertions; insert() returns false for a repeat. Each slot holds
+// the call's generation beside the key, so a call never clears the table (O(count) work, one random access per
+// key); the generation wraps after 65535 calls, and the table is cleared then.
 class KeySet {
  public:
-  explicit KeySet(int64_t count) : table_(scratch.table) {
-    size_t cap = 16;
-    while (cap < static_cast<size_t>(2 * count)) cap <<= 1;
-    table_.assign(cap, 0);
+  static constexpr uint64_t kKeyBits = 48, kKeyMask = (uint64_t{1} << kKeyBits) - 1;
+
+  explicit KeySet(int64_t count) : s_(scratch) {
+    size_t cap = 64;
+    while (cap < static_cast<size_t>(2 * count)) cap <<= 1;  // load factor <= 1/2
+    if (s_.table.size() < cap) s_.table.assign(cap, 0);
+    if (++s_.gen == (uint64_t{1} << (64 - kKeyBits))) {
+      std::fill(s_.table.begin(), s_.table.end(), 0);
+      s_.gen = 1;
+    }
+    tag_ = s_.gen << kKeyBits;
     mask_ = cap - 1;
+    shift_ = 64 - __builtin_ctzll(cap);
+    slots_ = s_.table.data();
   }
   bool insert(uint64_t key) {
-    for (size_t h = mix64(key) & mask_;; h = (h + 1) & mask_) {
-      if (table_[h] == 0) {
-        table_[h] = key + 1;
+    const uint64_t mine = tag_ | (key + 1);
+    for (size_t h = (key * 0x9E3779B97F4A7C15ull) >> shift_;; h = (h + 1) & mask_) {
+      const uint64_t v = slots_[h];
+      if ((v & ~kKeyMask) != tag_) {  // empty for this call
+        slots_[h] = mine;
         return true;
       }
-      if (table_[h] == key + 1) return false;
+      if (v == mine) return false;
     }
   }
 
  private:
-  std::vector<uint64_t>& table_;
+  Scratch& s_;
+  uint64_t tag_;
   size_t mask_;
+  int shift_;
+  uint64_t* slots_;
 };
 
 void check_range(const char* op, const int64_t* v, int64_t K, int64_t n, bool from_unsigned, const char* name,
@@ -138,7 +149,9 @@ void check_pairs(const char* op, const at::Tensor& a, const at::Tensor& b, const
   if (vs != nullptr) check_range(op, vs, K, ns, unsigned_s, "sample", "the sample dim");
   // Keys (scope * n + index) * 2 + side: one set serves both sides when x and y differ.
   const int64_t n = std::max(nx, ny);
-  TORCH_CHECK_VALUE(ns <= INT64_MAX / 4 / std::max<int64_t>(n, 1), op, ": too many samples times indices");
+  TORCH_CHECK_VALUE(ns <= INT64_MAX / 4 / std::max<int64_t>(n, 1) &&
+                        static_cast<uint64_t>(ns) * static_cast<uint64_t>(n) * 2 < KeySet::kKeyMask,
+                    op, ": too many samples times indices to check (2^47 or more positions)");
   KeySet seen(2 * K);
   for (int64_t k = 0; k < K; ++k) {
     const int64_t ia = wrapped(va[k], nx), ib = wrapped(vb[k], ny);

@@ -41,6 +41,7 @@ struct DrawParams {
   int64_t swaps = 1;
   uint64_t seed = 0, step = 0;
   int64_t* counter = nullptr;  // if set, the step is read from it (on the device) and it is incremented after
+  uint32_t key_pairs = 0, key_extent = 0;  // base_key(seed, step, stream) of the group draws: with_step() fills them
   int64_t threshold = 0;       // a step swaps when its coin word < threshold (p * 2^32)
   int32_t device_index = -1;
   // Offsets into buf.
@@ -59,14 +60,14 @@ C10_HOST_DEVICE inline void draw_group(const DrawParams& p, int64_t g) {
   const int64_t n = p.what == What::Channels ? p.C : p.HW;
   const int m = static_cast<int>(2 * p.swaps);
   int64_t flat[kMaxDraws];
-  distinct(flat, m, n, gkey, base_key(p.seed, p.step, kPairs));
+  distinct(flat, m, n, gkey, p.key_pairs);
   const bool active = buf[0] != 0;
   int64_t* pairs = buf + p.pairs + g * m;
   for (int j = 0; j < m; j += 2) {
     pairs[j] = flat[j];
     pairs[j + 1] = active ? flat[j + 1] : flat[j];  // an identity pair moves nothing
   }
-  const int64_t at = p.extent_all ? 0 : below(word32(gkey, base_key(p.seed, p.step, kExtent), 0), p.what == What::Channels ? p.HW : p.C);
+  const int64_t at = p.extent_all ? 0 : below(word32(gkey, p.key_extent, 0), p.what == What::Channels ? p.HW : p.C);
   buf[p.at + g] = at;
   if (p.extent_all) {
     for (int64_t j = 0; j < p.swaps; ++j) {
@@ -87,6 +88,15 @@ C10_HOST_DEVICE inline void draw_group(const DrawParams& p, int64_t g) {
       buf[p.b + slot + j] = base + (p.what == What::Channels ? v * p.HW + at : at * p.HW + v);
     }
   }
+}
+
+// The parameters with their step fixed (from the counter when there is one) and the step's stream keys computed.
+C10_HOST_DEVICE inline DrawParams with_step(const DrawParams& params, uint64_t step) {
+  DrawParams p = params;
+  p.step = step;
+  p.key_pairs = base_key(p.seed, step, kPairs);
+  p.key_extent = base_key(p.seed, step, kExtent);
+  return p;
 }
 
 DrawParams make_draw(const at::Tensor& buf, const std::optional<at::Tensor>& indices, int64_t B, int64_t C,

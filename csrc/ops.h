@@ -108,16 +108,18 @@ void feature_swap_op(at::Tensor x, at::Tensor buf, const std::optional<at::Tenso
   const DrawParams d =
       make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold, counter);
   // The plan (geometry and pointers into buf) is built, and so checked, before the draw writes buf or the counter.
-  const at::Tensor a = buf.narrow(0, d.a, d.K), b = buf.narrow(0, d.b, d.K);
-  const std::optional<at::Tensor> sample =
-      extent_all && static_cast<Which>(which) != Which::All ? std::optional<at::Tensor>(buf.narrow(0, d.sample, d.K))
-                                                            : std::nullopt;
+  const bool sampled = extent_all && static_cast<Which>(which) != Which::All;
   const DimGroup g = !extent_all ? DimGroup{0, 4} : (static_cast<What>(what) == What::Channels ? DimGroup{1, 2}
                                                                                                  : DimGroup{2, 4});
-  const OwnedPlan plan = make_plan(op, x, x, g, g, a, b, sample, 0, /*validate=*/false);
+  check_tensors(op, x, x);
+  Plan plan = plan_geometry(op, x, x, g, g, sampled, 0, d.K);
+  int64_t* slots = buf.data_ptr<int64_t>();
+  plan.x.idx = slots + d.a;
+  plan.y.idx = slots + d.b;
+  if (sampled) plan.x.sample = plan.y.sample = slots + d.sample;
   draw(d);
-  if (x.device().is_cpu() && buf.data_ptr<int64_t>()[0] == 0) return;  // the p-coin said no (a GPU runs identities)
-  run<launch>(plan);
+  if (x.device().is_cpu() && slots[0] == 0) return;  // the p-coin said no (a GPU runs identities)
+  if (plan.K > 0 && plan.slice_numel > 0) launch(plan);
 }
 
 }  // namespace swapkern

@@ -3,6 +3,7 @@
 #include "swapkern.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/SmallVector.h>
 
 #include <algorithm>
 #include <climits>
@@ -14,14 +15,14 @@ namespace swapkern {
 namespace {
 
 struct Dims {
-  std::vector<int64_t> sizes, sx, sy;
+  c10::SmallVector<int64_t, kMaxDims> sizes, sx, sy;
 };
 
 // Drops size-1 dims, orders dims by x's strides (outermost first) and merges dims that are contiguous in both
 // tensors, so a contiguous slice becomes one dim of stride 1. Iteration order is irrelevant to an exchange as
 // long as x and y use the same one.
 Dims coalesce_slice(const Dims& in) {
-  std::vector<size_t> order;
+  c10::SmallVector<size_t, kMaxDims> order;
   for (size_t d = 0; d < in.sizes.size(); ++d)
     if (in.sizes[d] != 1) order.push_back(d);
   std::stable_sort(order.begin(), order.end(), [&](size_t p, size_t q) { return in.sx[p] > in.sx[q]; });
@@ -46,7 +47,7 @@ Dims coalesce_slice(const Dims& in) {
 // Fills the index geometry of one side: the group [begin, end) of dims, flattened row-major.
 void fill_side(const char* op, Side& s, const at::Tensor& t, DimGroup g) {
   s.data = static_cast<char*>(t.data_ptr());
-  std::vector<int64_t> sizes, strides;
+  c10::SmallVector<int64_t, kMaxDims> sizes, strides;
   int64_t numel = 1;
   for (int64_t d = g.begin; d < g.end; ++d) {
     numel *= t.size(d);
@@ -77,33 +78,24 @@ int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim, const char* name) {
   return dim < 0 ? dim + ndim : dim;
 }
 
-OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, DimGroup gx, DimGroup gy,
-                    const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& sample,
-                    int64_t sample_dim, bool validate) {
-  const bool same = x.is_same(y);
-  const bool has_sample = sample.has_value();
+void check_tensors(const char* op, const at::Tensor& x, const at::Tensor& y) {
   TORCH_CHECK_TYPE(x.element_size() <= 16 && (x.element_size() & (x.element_size() - 1)) == 0 && !x.is_quantized(),
                    op, ": unsupported dtype ", x.scalar_type());
   TORCH_CHECK_VALUE(x.scalar_type() == y.scalar_type(), op, ": x has dtype ", x.scalar_type(), " but y has ",
                     y.scalar_type());
   TORCH_CHECK_VALUE(x.device() == y.device(), op, ": x is on ", x.device(), " but y is on ", y.device());
   check_swappable(op, x, "x");
-  if (!same) check_swappable(op, y, "y");
-  TORCH_CHECK_VALUE(same || !memory_intersects(x, y), op,
+  if (!x.is_same(y)) check_swappable(op, y, "y");
+  TORCH_CHECK_VALUE(x.is_same(y) || !memory_intersects(x, y), op,
                     ": x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_");
+}
 
-  OwnedPlan out;
-  out.a = prepare_index(op, a, "a", x, y);
-  out.b = prepare_index(op, b, "b", x, y);
-  if (has_sample) out.sample = prepare_index(op, *sample, "sample", x, y);
-  const int64_t K = out.a.numel();
-  TORCH_CHECK_VALUE(out.b.numel() == K, op, ": a has ", K, " indices but b has ", out.b.numel());
-  TORCH_CHECK_VALUE(!has_sample || out.sample.numel() == K, op, ": a has ", K, " indices but sample has ",
-                    out.sample.numel());
-
+Plan plan_geometry(const char* op, const at::Tensor& x, const at::Tensor& y, DimGroup gx, DimGroup gy, bool has_sample,
+                   int64_t sample_dim, int64_t K) {
+  const bool same = x.is_same(y);
   // The slice: every dim outside the index group (and the sample dim), in order; shapes must match.
   Dims slice;
-  std::vector<int64_t> ysizes;
+  c10::SmallVector<int64_t, kMaxDims> ysizes;
   for (int64_t d = 0; d < x.dim(); ++d) {
     if ((d >= gx.begin && d < gx.end) || (has_sample && d == sample_dim)) continue;
     slice.sizes.push_back(x.size(d));
@@ -119,8 +111,7 @@ OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, Di
   const Dims c = coalesce_slice(slice);
   TORCH_CHECK_VALUE(c.sizes.size() <= static_cast<size_t>(kMaxDims), op, ": slices of a tensor of shape ",
                     x.sizes(), " do not coalesce into ", kMaxDims, " dims or fewer; make it contiguous first");
-
-  Plan& p = out.plan;
+  Plan p;
   p.K = K;
   p.elem_size = static_cast<int32_t>(x.element_size());
   p.device_index = x.device().has_index() ? x.device().index() : -1;
@@ -134,19 +125,37 @@ OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, Di
   }
   fill_side(op, p.x, x, gx);
   fill_side(op, p.y, y, gy);
-  p.x.idx = out.a.data_ptr<int64_t>();
-  p.y.idx = out.b.data_ptr<int64_t>();
   if (has_sample) {
     for (Side* s : {&p.x, &p.y}) {
-      s->sample = out.sample.data_ptr<int64_t>();
       s->sample_size = x.size(sample_dim);
       s->sample_stride = x.stride(sample_dim);
     }
   }
-
   // Static, so checked even with validate=false: an empty index range has no valid index.
   TORCH_CHECK_INDEX(K == 0 || (p.x.idx_numel > 0 && p.y.idx_numel > 0), op, ": cannot index into a dim of size 0");
   if (has_sample) TORCH_CHECK_INDEX(K == 0 || x.size(sample_dim) > 0, op, ": cannot index into a sample dim of size 0");
+  return p;
+}
+
+OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, DimGroup gx, DimGroup gy,
+                    const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& sample,
+                    int64_t sample_dim, bool validate) {
+  const bool same = x.is_same(y);
+  const bool has_sample = sample.has_value();
+  check_tensors(op, x, y);
+  OwnedPlan out;
+  out.a = prepare_index(op, a, "a", x, y);
+  out.b = prepare_index(op, b, "b", x, y);
+  if (has_sample) out.sample = prepare_index(op, *sample, "sample", x, y);
+  const int64_t K = out.a.numel();
+  TORCH_CHECK_VALUE(out.b.numel() == K, op, ": a has ", K, " indices but b has ", out.b.numel());
+  TORCH_CHECK_VALUE(!has_sample || out.sample.numel() == K, op, ": a has ", K, " indices but sample has ",
+                    out.sample.numel());
+  out.plan = plan_geometry(op, x, y, gx, gy, has_sample, sample_dim, K);
+  Plan& p = out.plan;
+  p.x.idx = out.a.data_ptr<int64_t>();
+  p.y.idx = out.b.data_ptr<int64_t>();
+  if (has_sample) p.x.sample = p.y.sample = out.sample.data_ptr<int64_t>();
   if (!validate || K == 0) return out;
   const char* what = gx.end - gx.begin == 1 ? "dim" : (gx.begin == 0 && gx.end == x.dim() ? "the tensor" : "dims");
   const auto u64 = [](const at::Tensor& t) { return t.scalar_type() == at::kUInt64; };

@@ -91,6 +91,12 @@ OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, Di
                     const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& sample,
                     int64_t sample_dim, bool validate);
 
+// The rules on the tensors of a plan (dtype, device, layout, no overlap), and the geometry of K pairs between them
+// (slice shape, coalesced dims, index groups, sample dim) with no index values: the caller attaches the indices.
+void check_tensors(const char* op, const at::Tensor& x, const at::Tensor& y);
+Plan plan_geometry(const char* op, const at::Tensor& x, const at::Tensor& y, DimGroup gx, DimGroup gy, bool has_sample,
+                   int64_t sample_dim, int64_t K);
+
 // Normalises a user dim, raising ValueError when it is out of range.
 int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim, const char* name);
 

@@ -14,6 +14,9 @@ except ImportError:  # numpy is optional
 
 IndexLike = "int | list[int] | tuple[int, ...] | numpy.ndarray | torch.Tensor"
 _INT64 = (-(2**63), 2**63 - 1)
+# Short index lists seen before, as tensors: making a tensor from a list costs microseconds, a lookup much less.
+# The tensors are never written (every backend only reads indices), so sharing them is safe.
+_SMALL: dict = {}
 
 
 def _ints(values, name):
@@ -47,7 +50,16 @@ def as_index(v, name: str):
         raise TypeError(
             f"{name} must be an int, a list of ints, a NumPy integer array or an integer tensor, got {type(v).__name__}"
         )
-    return torch.tensor(_ints([v] if isinstance(v, numbers.Integral) else v, name), dtype=torch.int64)
+    key = (v,) if type(v) is int else (tuple(v) if len(v) <= 8 and all(type(e) is int for e in v) else None)
+    hit = _SMALL.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    out = torch.tensor(_ints([v] if isinstance(v, numbers.Integral) else v, name), dtype=torch.int64)
+    if key is not None:
+        if len(_SMALL) >= 4096:
+            _SMALL.clear()
+        _SMALL[key] = out
+    return out
 
 
 def as_int(v, name: str, op: str) -> int:

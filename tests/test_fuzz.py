@@ -346,7 +346,7 @@ def check_call(call: Call, seed: int = 0):
     for backend in usable_backends("cpu"):
         args, kw, bases = build(call, seed)
         before = {k: _raw(v) for k, v in bases.items()}
-        ids = {k: list(range(v.numel())) for k, v in bases.items()}
+        ids = {k: [(k, i) for i in range(v.numel())] for k, v in bases.items()}  # an element: (its base, where)
         elem = {k: v.element_size() for k, v in bases.items()}
         # The model sees the storage after the alias indices were written: build() did that already.
         kind, want = expect(call, ids, elem)
@@ -368,7 +368,7 @@ def check_call(call: Call, seed: int = 0):
         assert kind != "raise", f"{where}\nexpected one of {want}, nothing was raised"
         perm = want if kind == "ok" else want[0]
         for k, v in bases.items():
-            expected = _element_bytes(before[k].view(v.dtype))[torch.tensor(perm[k], dtype=torch.int64)]
+            expected = torch.stack([_element_bytes(before[b].view(bases[b].dtype))[i] for b, i in perm[k]])
             got_bytes = _element_bytes(v)
             assert torch.equal(got_bytes, expected), f"{where}\nstorage {k} differs from the model"
     assert len(set(results.values())) == 1, f"backends disagree on {call}: {results}"

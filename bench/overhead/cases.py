@@ -11,7 +11,8 @@ import torch
 import swapkern
 
 from ..common.timing import rotation
-from .rows import backends_for, timed_row
+from . import plain
+from .rows import backends_for, copy_row, timed_row
 
 
 @dataclass
@@ -152,7 +153,7 @@ def run_case(case, device, g):
     """The case's rows: its plans drawn once per rotated copy of the input, then timed on every backend (native and
     triton with and without validation, the reference without)."""
     probe = _make(case, device)
-    copies = [probe] + [_make(case, device) for _ in range(rotation(probe.nbytes) - 1)]
+    copies = [probe] + [_make(case, device) for _ in range(rotation(probe.nbytes, device=device) - 1)]
     planned = [case.plan(x, g) for x in copies]
     moved = 4 * planned[0][2] * probe.element_size()
     rows = []
@@ -163,4 +164,7 @@ def run_case(case, device, g):
                 op = getattr(swapkern, case.op)
                 calls = [lambda a=a, k=k: op(*a, **k, validate=validate) for a, k, _ in planned]
                 rows.append(timed_row(case.name, label, calls, device, moved=moved))
+    calls = [plain.op(case.op, a, k) for a, k, _ in planned]
+    rows.append(timed_row(case.name, "plain PyTorch", calls, device, moved=moved))
+    rows.append(copy_row(case.name, moved, device))
     return rows

@@ -20,9 +20,10 @@ import swapkern
 
 from ..common.provenance import machine_info
 from .cases import all_cases, run_case
-from .protocols import loader_rows, protocol_rows
-from .report import report
+from .protocols import loader_rows, part_names, protocol_rows
+from .report import annotate, header, print_rows
 from .rows import backends_for, copy_bandwidth
+from .sharded import sharded_rows
 from .weights import weight_rows
 
 
@@ -35,7 +36,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smaller tensors, one dtype on the CPU")
     ap.add_argument("--only", nargs="*", default=None, help="run cases whose name contains one of these")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/overhead-<timestamp>.json)")
-    ap.add_argument("--no-weights", action="store_true", help="skip the weight-swap rows (ResNet-18, MLP)")
+    ap.add_argument("--no-weights", action="store_true", help="skip the weight-swap rows (ResNets, MLPs)")
+    ap.add_argument("--jsonl", default=None, help="also append each row to this JSON-lines file as it is measured")
+    ap.add_argument("--sharded", action="store_true", help="add the 2-process gloo FSDP2 weight-swap rows (CPU)")
     ap.add_argument(
         "--images",
         type=int,
@@ -50,21 +53,33 @@ def main(argv=None):
     if args.device == "cuda" and not devices:
         raise SystemExit("--device cuda: no CUDA device here")
     result = {"machine": machine_info(), "backends": swapkern.backends(), "devices": {}}
+    wanted = lambda name: not args.only or any(s in name for s in args.only)  # noqa: E731
     for device in devices:
         g = torch.Generator().manual_seed(0)
         copy_gbs = copy_bandwidth(device, 256 << 20 if device.type == "cuda" else 64 << 20)
         rows = []
+        header(device, copy_gbs)
+
+        def emit(new):  # printed and saved as each case finishes: a cut run keeps what it measured
+            annotate(new, copy_gbs)
+            print_rows(new)
+            rows.extend(new)
+            if args.jsonl:
+                with open(args.jsonl, "a") as f:
+                    for r in new:
+                        f.write(json.dumps({"device": device.type, **r}) + "\n")
+
         for case in all_cases(device, args.quick):
-            if args.only and not any(s in case.name for s in args.only):
-                continue
-            rows += run_case(case, device, g)
+            if wanted(case.name):
+                emit(run_case(case, device, g))
         if not args.no_weights and (not args.only or any("weight" in s for s in args.only)):
-            rows += weight_rows(device, args.quick)
+            emit(weight_rows(device, args.quick))
         for n in args.images or ([512] if args.quick else [512, 4096]):
-            for row in protocol_rows(device, n, backends_for(device)) + loader_rows(device, n, backends_for(device)):
-                if not args.only or any(s in row["case"] for s in args.only):
-                    rows.append(row)
-        report(rows, copy_gbs, device)
+            for part in (protocol_rows, loader_rows):
+                if any(wanted(name) for name in part_names(part, n)):
+                    emit([r for r in part(device, n, backends_for(device)) if wanted(r["case"])])
+        if args.sharded and device.type == "cpu":
+            emit(sharded_rows())
         result["devices"][device.type] = {"copy_gbs": copy_gbs, "rows": rows}
     out = args.out or os.path.join("bench", "results", f"overhead-{time.strftime('%Y%m%d-%H%M%S')}.json")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)

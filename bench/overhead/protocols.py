@@ -9,7 +9,8 @@ import swapkern
 from swapkern.data import PROTOCOLS, FeatureSwap
 
 from ..common.timing import rotation
-from .rows import timed_row
+from . import plain
+from .rows import copy_row, timed_row
 
 MEAN, STD = [0.491, 0.482, 0.447], [0.247, 0.243, 0.262]
 
@@ -44,11 +45,18 @@ def _moved_elements(fs, x):
     return k * per_pair * images
 
 
+def part_names(part, n_images):
+    """The case names a part (protocol_rows or loader_rows) produces, to skip parts --only leaves out."""
+    if part is protocol_rows:
+        return [f"{proto} protocol (plan + swap), {n_images} images, float32" for proto in PROTOCOLS]
+    return [f"fused loader, {n_images} images, flip, swap {p}" for p in ("none", "ESA", "EPA", "1SA")]
+
+
 def protocol_rows(device, n_images, backends):
     rows = []
     shape = (n_images, 3, 32, 32)
     probe = torch.rand(shape, device=device)
-    copies = [probe] + [torch.rand(shape, device=device) for _ in range(rotation(probe.nbytes) - 1)]
+    copies = [probe] + [torch.rand(shape, device=device) for _ in range(rotation(probe.nbytes, device=device) - 1)]
     peers = _peers()
     for proto in PROTOCOLS:
         case = f"{proto} protocol (plan + swap), {n_images} images, float32"
@@ -61,6 +69,9 @@ def protocol_rows(device, n_images, backends):
             if matched == proto:
                 calls = [lambda x=x, peer=peer: peer(x) for x in copies]
                 rows.append(timed_row(case, name, calls, device, moved=moved))
+        by_hand = plain.protocol(proto, shape, device)
+        rows.append(timed_row(case, "plain PyTorch", [lambda x=x: by_hand(x) for x in copies], device, moved=moved))
+        rows.append(copy_row(case, moved, device))
     return rows
 
 

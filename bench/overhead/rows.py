@@ -7,7 +7,7 @@ import torch
 
 import swapkern
 
-from ..common.timing import allocated_bytes, measure
+from ..common.timing import allocated_bytes, measure, rotation
 
 
 def timed_row(case, backend, calls, device, *, moved=0, derived=None, **timing) -> dict:
@@ -20,6 +20,18 @@ def timed_row(case, backend, calls, device, *, moved=0, derived=None, **timing) 
     if derived is not None:
         row.update(derived(t))
     return row | t.as_dict()
+
+
+def copy_row(case, moved, device) -> dict:
+    """The copy floor of a case: copying a buffer whose read + write traffic equals the swap's moved bytes, timed the
+    same way in the same run (the swap's "%copy" is this time over its own)."""
+    n = max(1, moved // 2 // 4)
+    copies = [
+        (torch.empty(n, device=device).fill_(1), torch.empty(n, device=device))
+        for _ in range(rotation(4 * n, device=device))
+    ]
+    calls = [lambda s=s, d=d: d.copy_(s) for s, d in copies]
+    return timed_row(case, "copy of the moved bytes", calls, device, moved=moved)
 
 
 def backends_for(device) -> list[str]:

@@ -9,6 +9,7 @@ from torch import nn
 
 import swapkern
 
+from . import plain
 from .rows import timed_row
 
 
@@ -20,22 +21,38 @@ def _mlp(width, depth):
 
 
 def models(device, quick):
-    """(name, model, batch maker) of the two models timed."""
+    """(name, model, batch maker, protocols) of the models timed."""
     import torchvision
 
+    batch = lambda: (torch.randn(128, 3, 32, 32, device=device), torch.randint(0, 10, (128,), device=device))  # noqa
     out = [
         (
             "ResNet-18 (CIFAR input, batch 128)",
             torchvision.models.resnet18(num_classes=10),
-            lambda: (torch.randn(128, 3, 32, 32, device=device), torch.randint(0, 10, (128,), device=device)),
-        )
+            batch,
+            ("rows", "mixed", "neuron"),
+        ),
     ]
+    if not quick:
+        out.append(
+            ("ResNet-50 (CIFAR input, batch 128)", torchvision.models.resnet50(num_classes=10), batch, ("neuron",))
+        )
     width, depth = (1024, 8) if quick else (4096, 6)  # ~8M or ~100M parameters
     out.append(
         (
             f"MLP {depth}x{width} (~{(width * width * depth) / 1e6:.0f}M params, batch 256)",
             _mlp(width, depth),
             lambda: (torch.randn(256, width, device=device), torch.randint(0, 10, (256,), device=device)),
+            ("rows", "mixed"),
+        )
+    )
+    wide = nn.Sequential(*[m for _ in range(100) for m in (nn.Linear(64, 64), nn.ReLU())])  # 100 weights, host-bound
+    out.append(
+        (
+            "MLP 100x64 (100 weights, batch 256)",
+            wide,
+            lambda: (torch.randn(256, 64, device=device), torch.randint(0, 10, (256,), device=device)),
+            ("rows",),
         )
     )
     return out
@@ -45,7 +62,7 @@ def weight_rows(device, quick):
     """Per model: its training step (Adam), then each weight-swap protocol with and without the optimizer state, on
     swapkern and on the per-parameter loop, each as a share of that step."""
     rows = []
-    for name, model, batch in models(device, quick):
+    for name, model, batch, protocols in models(device, quick):
         model = model.to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         x, y = batch()
@@ -66,9 +83,12 @@ def weight_rows(device, quick):
             min_time_s=0.5,
         )
         rows.append(step_row)
-        for protocol in ("rows", "mixed"):
+        for protocol in protocols:
             for state in (False, True):
                 case = f"{name}: {protocol}, state={state}"
+                if protocol != "neuron":  # what a user writes: a loop over the weights, one pair of rows each
+                    loop = plain.weight_loop(model, protocol, opt if state else None)
+                    rows.append(timed_row(case, "plain PyTorch (per-parameter loop)", [loop], device, repeats=30))
                 for backend in ("native", "torch"):
                     if backend == "native" and not swapkern._backend.native_available(device.type):
                         continue

@@ -6,8 +6,7 @@
 namespace swapkern {
 
 void draw_cpu(const DrawParams& params) {
-  DrawParams p = params;
-  if (p.counter != nullptr) p.step = static_cast<uint64_t>(*p.counter);
+  const DrawParams p = with_step(params, params.counter != nullptr ? static_cast<uint64_t>(*params.counter) : params.step);
   uint32_t sum = 0, best = 0;
   int64_t pos = 0;
   const uint32_t image_base = base_key(p.seed, p.step, kImage);
@@ -22,9 +21,13 @@ void draw_cpu(const DrawParams& params) {
   p.buf[0] = static_cast<int64_t>(word32(bkey, base_key(p.seed, p.step, kCoin), 0)) < p.threshold;
   p.buf[1] = p.which == Which::One ? pos : 0;
   const int64_t G = p.which == Which::Every ? p.B : 1;
-  at::parallel_for(0, G, 512, [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) draw_group(p, g);
-  });
+  if (G < 1024) {
+    for (int64_t g = 0; g < G; ++g) draw_group(p, g);
+  } else {
+    at::parallel_for(0, G, 1024, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g) draw_group(p, g);
+    });
+  }
   if (p.counter != nullptr) ++*p.counter;
 }
 

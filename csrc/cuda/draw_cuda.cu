@@ -18,8 +18,7 @@ __global__ void __launch_bounds__(kThreads) draw_kernel(const DrawParams params)
   const int tid = threadIdx.x;
   if (tid == 0) s_step = params.counter != nullptr ? static_cast<uint64_t>(*params.counter) : params.step;
   __syncthreads();
-  DrawParams p = params;
-  p.step = s_step;
+  const DrawParams p = with_step(params, s_step);
   const uint32_t image_base = base_key(p.seed, p.step, kImage);
   uint32_t sum = 0, best = 0;
   int64_t pos = -1;
