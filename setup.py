@@ -62,7 +62,7 @@ setup(
     install_requires=["torch>=2.9"],
     extras_require={
         "test": ["pytest", "pytest-benchmark", "hypothesis", "numpy"],
-        "bench": ["torchvision", "matplotlib", "tqdm", "numpy", "nvtx"],
+        "bench": ["torchvision", "matplotlib", "tqdm", "numpy", "scipy", "nvtx"],
         "peers": ["kornia"],  # bench.overhead adds kornia's RandomChannelShuffle row when it is installed
     },
 )

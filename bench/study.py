@@ -1,18 +1,23 @@
 """The experiment suite on the poster's two claims: feature swaps speed training up (up to 2x); weight swaps slow
 learning in step with their intensity.
 
-    python -m bench.study --scale {quick,cpu,gpu} [--data ...] [--only NAME ...] --out DIR
+    python -m bench.study --scale {quick,cpu,gpu,gpu-short} [--data ...] [--only NAME ...] --out DIR [--dry-run]
 
 Each experiment is a declarative spec (arms, seeds, data, budget, metric) in bench/training/suite.py. Every
 (experiment, arm, seed) run is saved as it finishes under DIR/<experiment>/runs/; a rerun skips finished runs.
 DIR/REPORT.md has a table and a one-line verdict per experiment, beside plots and the raw per-run JSON.
 Scales: quick (built-in data, minutes), cpu (CIFAR-10 subsets on the CPU trainer, about two hours on 2 cores),
-gpu (the speed-run trainer on full CIFAR-10).
+gpu (the speed-run trainer on full CIFAR-10), gpu-short (the replication on the speed-run trainer, seeds added
+round by round while they fit in 5 minutes; the report rewritten after every run, so a cut loses only the run in
+flight). --dry-run: gpu-short's code on the CPU in seconds (tiny data, a narrow net).
+Each verdict counts its comparisons: raw intervals, the number chance alone predicts, and Holm-adjusted decisions
+per experiment and per claim; the confirmatory experiment (`confirm`) declares its test before it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -20,32 +25,67 @@ import torch
 
 from .common.provenance import machine_info
 from .training import datasets, experiment, report
-from .training.suite import SCALES, experiments
+from .training.suite import DRY_RUN, SCALES, experiments
 from .training.summary import add_details, summarise
 from .training.verdicts import verdict
 
 __all__ = ["SCALES", "experiments", "main"]
 
 
-def section(exp, sc, data, device, out):
+def section(exp, sc, data, device, out, rewrite=None):
     """Runs one experiment (resumably, under out/<name>/runs), summarises it, writes its figures and JSON, prints its
-    verdict; returns its REPORT.md section: (exp, rows, target in words, figure paths, provenance)."""
-    t0 = time.time()
+    verdict; returns its REPORT.md section: (exp, rows, target in words, figure paths, provenance).
 
-    def each(group, label, cfg, res, seconds):
-        if seconds > 0.5:  # trained now, not loaded
+    With a deadline (sc.minutes), the experiment grows one seed (a round of every arm) at a time while another
+    round is predicted to fit, up to sc.max_seeds. rewrite(section), if given, is called after each run trained
+    (without figures: they come at the end), so the report on disk holds every finished run."""
+    t0 = time.time()
+    done = {}
+
+    def each(group, label, cfg, res, seconds, trained):
+        done[(group, label, cfg.seed)] = res
+        if trained:
             print(
                 f"  {exp.name} | {group} | {label} | seed {cfg.seed}: final acc {100 * res['final_acc']:.1f}%, "
                 f"{res['train_seconds']:.1f} s",
                 flush=True,
             )
+            finished = _finished(done)
+            if rewrite is not None and finished:
+                rewrite(_summarised(exp, finished, out, t0, figures=False))
 
     quiet = lambda *_: None
-    results = experiment.run(exp, data, sc.defaults(device), os.path.join(out, exp.name), log=quiet, each=each)
+    run = lambda e: experiment.run(e, data, sc.defaults(device), os.path.join(out, exp.name), log=quiet, each=each)
+    if not sc.minutes:
+        results = run(exp)
+    else:
+        deadline, seeds, results = t0 + 60 * sc.minutes, 1, []
+        while True:
+            r0 = time.time()
+            results = run(dataclasses.replace(exp, seeds=seeds))
+            round_s = time.time() - r0
+            if seeds >= sc.max_seeds or time.time() + round_s > deadline:
+                break
+            seeds += 1
+        exp.seeds = seeds
+        if seeds < sc.seeds:
+            exp.skipped = f"the {sc.minutes:g}-minute deadline left room for {seeds} of the {sc.seeds} seeds planned"
+    sec = _summarised(exp, results, out, t0)
+    print(f"[{exp.name}] {len(results)} runs, {time.time() - t0:.0f} s: {verdict(exp, sec[1])}")
+    return sec
+
+
+def _finished(done):
+    """The runs finished so far, if every group that has one has its baseline too (else nothing to compare yet)."""
+    groups = {g for g, _, _ in done}
+    based = {g for g, label, _ in done if label == "none"}
+    return list(done.values()) if groups <= based else []
+
+
+def _summarised(exp, results, out, t0, figures=True):
     summary = summarise(exp, results)
     rows = add_details(summary.rows, results)
-    paths = report.write(exp, results, summary, out)
-    print(f"[{exp.name}] {len(results)} runs, {time.time() - t0:.0f} s: {verdict(exp, rows)}")
+    paths = report.write(exp, results, summary, out, figures=figures)
     return exp, rows, summary.desc, paths, report.provenance(results)
 
 
@@ -56,10 +96,19 @@ def main(argv=None):
     ap.add_argument("--only", nargs="+", default=None, metavar="NAME")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--minutes", type=float, default=None, help="the deadline of a gpu-short study (default 5)")
+    ap.add_argument("--dry-run", action="store_true", help="gpu-short's code on the CPU in seconds (tiny data, net)")
     ap.add_argument("--note", default="", help="a paragraph for the report's head (how the runs were made)")
     args = ap.parse_args(argv)
-    sc = SCALES[args.scale]
-    device = args.device or ("cuda" if sc.trainer == "gpu" and torch.cuda.is_available() else "cpu")
+    sc = DRY_RUN if args.dry_run else SCALES[args.scale]
+    if args.minutes is not None:
+        if not sc.minutes:
+            raise SystemExit("--minutes: only a scale with a deadline (gpu-short) takes one")
+        sc = dataclasses.replace(sc, minutes=args.minutes)
+    if args.dry_run:
+        device = "cpu"
+    else:
+        device = args.device or ("cuda" if sc.trainer == "gpu" and torch.cuda.is_available() else "cpu")
     data = datasets.load(args.data or sc.data)
     if sc.train or sc.test:
         data = data.subset(sc.train, sc.test)
@@ -78,9 +127,11 @@ def main(argv=None):
             e.arms = [(label, over) for label, over in e.arms if over.get("protocol", "none")[1:2] != "S"]
     os.makedirs(args.out, exist_ok=True)
     started, sections, machine = time.time(), [], machine_info()
+    write = lambda secs: report.report(args.out, sc, data, secs, started, machine, args.note)  # noqa: E731
     for exp in exps:
-        sections.append(section(exp, sc, data, device, args.out))
-        report.report(args.out, sc, data, sections, started, machine, args.note)
+        rewrite = (lambda sec: write([*sections, sec])) if sc.minutes else None  # as it goes, under a deadline
+        sections.append(section(exp, sc, data, device, args.out, rewrite=rewrite))
+        write(sections)
     print(f"wrote {os.path.join(args.out, 'REPORT.md')}")
     return sections
 

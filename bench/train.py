@@ -74,7 +74,7 @@ def settings(args):
         if skipped:
             print(f"notice: 1-channel data: skipping the channel-swap protocols {' '.join(skipped)}")
         protocols = [p for p in protocols if p[1:2] != "S"]
-    seeds = args.seeds or (2 if args.quick else 3)
+    seeds = args.seeds or 3
     epochs = args.epochs or (2 if args.quick else (10 if trainer == "gpu" else 4))
     batches = args.batch_size or ([1024] if trainer == "gpu" else [64])
     return device, trainer, data, protocols, seeds, epochs, batches

@@ -34,11 +34,15 @@ def test_quick_smoke_three_experiments(tmp_path):
     exp, rows, _, paths, made = sections[1]
     assert made.startswith(f"{exp.seeds * len(rows)} runs made at commit")
     assert exp.name == "symmetry-null" and all(os.path.exists(p) for p in paths)
-    null = next(r for r in rows if r["arm"] == "neuronx1+state")
-    assert null["max_dev"] < 1e-3, "neuron with state=True follows the baseline to float rounding"
-    ulp = next(r for r in rows if r["arm"] == "none+ulp")  # the yardstick: one rounding in every initial weight
-    assert null["max_dev"] <= max(1.5 * ulp["max_dev"], 1e-6)
-    assert next(r for r in rows if r["arm"] == "neuronx1")["max_dev"] > 100 * null["max_dev"]
+    assert {r["group"] for r in rows} == {"chain CNN", "residual"}
+    for group in ("chain CNN", "residual"):  # a chain and a residual network (its adds tie the blocks' units)
+        in_g = {r["arm"]: r for r in rows if r["group"] == group}
+        null = in_g["neuronx1+state"]
+        assert null["max_dev"] < 1e-3, "neuron with state=True follows the baseline to float rounding"
+        ulp = in_g["none+ulp"]  # the yardstick: one rounding in every initial weight
+        assert null["max_dev"] <= max(1.5 * ulp["max_dev"], 1e-6), group
+        assert in_g["neuronx1"]["max_dev"] > 100 * null["max_dev"], group
+    assert "residual: one ulp on every initial weight" in report
     glassy = sections[2][1]
     assert {r["arm"] for r in glassy} == {"none", "mixed", "T0.01", "T0.1"}
 
@@ -47,6 +51,72 @@ def test_quick_smoke_three_experiments(tmp_path):
 def test_quick_scale_all_experiments(tmp_path):
     sections = study.main(["--scale", "quick", "--data", "builtin-tiny", "--out", str(tmp_path)])
     assert len(sections) == len(study.experiments(study.SCALES["quick"], True))
+
+
+def test_confirmatory_experiment_declares_its_test_and_stands_apart(tmp_path):
+    sections = study.main(
+        ["--scale", "quick", "--data", "builtin-tiny", "--only", "glassy", "confirm", "--out", str(tmp_path)]
+    )
+    exp, rows, *_ = sections[1]
+    assert exp.name == "confirm" and exp.seed_list() == [100, 101, 102]  # fresh seeds, apart from 0, 1, 2
+    assert {(r["group"], r["arm"]) for r in rows} == {
+        (g, a)
+        for g, arms in (("long training", "1SA"), ("batch 8", "1SA"), ("batch 32", "1PA"))
+        for a in ("none", arms)
+    }
+    report = (tmp_path / "REPORT.md").read_text()
+    exploratory, confirmatory = report.split("# Confirmatory experiments")
+    assert "# Exploratory experiments" in exploratory and "## glassy" in exploratory
+    assert "## confirm" in confirmatory and "## confirm" not in exploratory
+    head = confirmatory.split("**Declared before the runs.**")[1].split("\n")[0]
+    assert "one-sided (arm < baseline)" in head and "alpha 0.05" in head and "Holm-adjusted over the 3" in head
+    assert "seeds 100..102" in head
+    verdict = confirmatory.split("**Verdict.**")[1].split("\n")[0]
+    assert verdict.count("confirmed") == 3  # each comparison: CONFIRMED or not confirmed
+    for r in rows:
+        if r["arm"] != "none":
+            q = r["steps_ratio"]
+            assert 0 <= q["p"] <= q["holm"]["experiment"] <= 1
+    # the claim family counts the exploratory swap arms only, with chance's count beside
+    assert "## Multiple comparisons" in report and "Weight swaps slow learning** (3 comparisons" in report
+    assert "where chance alone predicts 0.1" in report
+
+
+def test_gpu_short_dry_run_and_its_deadline(tmp_path):
+    # the gpu-short code on the CPU: the speed-run trainer, seeds added round by round, the report as it goes
+    out = tmp_path / "dry"
+    sections = study.main(["--dry-run", "--out", str(out)])
+    exp, rows, *_ = sections[0]
+    assert exp.name == "replication-gpu-short" and exp.seeds == 3
+    assert {r["arm"] for r in rows} == {"none", "1SA", "1PA", "ESA"}
+    runs = list((out / "replication-gpu-short" / "runs").glob("*.json"))
+    assert len(runs) == 12
+    report = (out / "REPORT.md").read_text()
+    assert "| all | ESA | 3 |" in report
+    # a deadline that one round overruns: the study stops after it, and the report says so
+    cut = tmp_path / "cut"
+    sections = study.main(["--dry-run", "--minutes", "0.001", "--out", str(cut)])
+    assert sections[0][0].seeds == 1
+    assert "deadline left room for 1 of the 3 seeds planned" in (cut / "REPORT.md").read_text()
+    with pytest.raises(SystemExit):
+        study.main(["--scale", "quick", "--minutes", "1", "--out", str(tmp_path / "no")])
+
+
+def test_report_is_rewritten_after_every_finished_seed(tmp_path):
+    # killed mid-study, the report on disk already holds every seed whose runs all finished
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "bench.study", "--dry-run", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = out / "replication-gpu-short" / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not runs.exists() or len(list(runs.glob("*.json"))) < 8):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    report = (out / "REPORT.md").read_text()
+    rows = [line.split("|") for line in report.splitlines() if line.startswith("| all | ")]
+    # every finished run is in it (but perhaps the 8th, killed between its file and the rewrite)
+    assert sum(int(r[3]) for r in rows) >= 7 and {r[2].strip() for r in rows} == {"none", "1SA", "1PA", "ESA"}
 
 
 def test_unknown_experiment_is_refused(tmp_path):
@@ -84,10 +154,10 @@ def test_resumes_after_a_killed_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = {p.name: p.stat().st_mtime for p in runs.glob("*.json")}
-    assert 3 <= len(done) < 24, "killed mid-way"
+    assert 3 <= len(done) < 36, "killed mid-way"
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     after = {p.name: p.stat().st_mtime for p in runs.glob("*.json")}
-    assert len(after) == 24  # 6 arms x 2 batch sizes x 2 seeds
+    assert len(after) == 36  # 6 arms x 2 batch sizes x 3 seeds
     assert all(after[name] == mtime for name, mtime in done.items()), "finished runs are not rerun"
     assert (out / "REPORT.md").exists()
 

@@ -27,7 +27,7 @@ class RunConfig:
     weight_noise: bool = False  # control: Gaussian weight noise of the weight swap's norm instead of the swap
     init_ulp: bool = False  # control: every initial weight moved by one ulp, the size of one float rounding
     trainer: str = "cpu"  # cpu | gpu
-    model: str = "cnn"  # cnn | cnn-nobn | mlp-narrow
+    model: str = "cnn"  # cnn | cnn-nobn | resnet-mini | mlp-narrow
     width: int = 16
     batch_size: int = 64
     epochs: float = 2.0
@@ -37,6 +37,9 @@ class RunConfig:
     evals_per_epoch: int = 4
     clean_subset: int = 2048
     label_smoothing: float = 0.0
+    flip: bool = True  # random horizontal flips in the loader
+    optimizer: str = "sgd-nesterov"  # sgd-nesterov: momentum 0.9, Nesterov, weight decay 5e-4 | sgd: plain, neither
+    schedule: str = "warmup-linear"  # warmup-linear: 10% warm-up then linear decay to 0 | constant
     extra: dict = field(default_factory=dict)
 
     def arm(self) -> str:

@@ -25,9 +25,35 @@ def default_lr(trainer: str, batch_size: int) -> float:
 
 
 @dataclass
+class Declared:
+    """A confirmatory experiment's plan, fixed in code before its runs and printed at the head of its report section:
+    the hypothesis, the primary metric (a row's ratio key), the test on it (a paired t-test on the log ratios,
+    one-sided: the arm takes less than the baseline), its level, and the correction over the comparisons."""
+
+    hypothesis: str
+    metric: str = "steps_ratio"
+    alternative: str = "less"
+    alpha: float = 0.05
+    correction: str = "Holm"
+
+    def text(self, comparisons: int, seeds) -> str:
+        metric = {"steps_ratio": "steps to the target (machine load cannot touch it)", "time_ratio": "time to target"}
+        side = "one-sided (arm < baseline)" if self.alternative == "less" else "two-sided"
+        return (
+            f"Hypothesis: {self.hypothesis} Primary metric: the ratio arm / baseline of {metric[self.metric]}, paired "
+            f"by seed (seeds {seeds}). Test: paired t-test on the log ratios, {side}, alpha {self.alpha:g}, "
+            f"{self.correction}-adjusted over the {comparisons} comparisons of this experiment. Every other column "
+            "is secondary."
+        )
+
+
+@dataclass
 class Experiment:
-    """arms: (label, RunConfig overrides) pairs; group: which runs share a baseline (key, label) -> group name;
-    metric: "accuracy" (time to a target test accuracy) or "clean_loss" (to a clean training-loss threshold)."""
+    """arms: (label, RunConfig overrides) pairs; groups: which runs share a baseline, as (group name, overrides for
+    every arm of the group) or (name, overrides, the labels of the arms run in that group); metric: "accuracy"
+    (time to a target test accuracy) or "clean_loss" (to a clean training-loss threshold); seeds: how many, from
+    seed0 (a confirmatory experiment takes fresh seeds); claim: "feature" or "weight", the poster's claim whose
+    family of comparisons the experiment's rows join, or None; declared: the plan of a confirmatory experiment."""
 
     name: str
     question: str
@@ -35,9 +61,15 @@ class Experiment:
     seeds: int
     base: dict = field(default_factory=dict)  # RunConfig overrides; extra["fraction"]: share of the training set
     metric: str = "accuracy"
-    groups: list | None = None  # [(group name, overrides for every arm of the group)]
+    groups: list | None = None
     target: float | None = None  # fixed target; None: auto from the baseline
     skipped: str = ""  # what this data could not run, and why (said in the report)
+    seed0: int = 0
+    claim: str | None = None
+    declared: Declared | None = None
+
+    def seed_list(self) -> list:
+        return list(range(self.seed0, self.seed0 + self.seeds))
 
 
 def configs(exp: Experiment, defaults: dict) -> list:
@@ -45,22 +77,36 @@ def configs(exp: Experiment, defaults: dict) -> list:
     defaults (the fields every run shares), then exp.base, the group's and the arm's overrides (a later part
     wins; "extra" dicts are merged)."""
     out = []
-    for gname, gover in exp.groups or [("all", {})]:
-        for label, over in exp.arms:
-            for seed in range(exp.seeds):
-                fields = dict(defaults, seed=seed)
-                for part in (exp.base, gover, over):
-                    for k, v in part.items():
-                        fields[k] = {**fields.get(k, {}), **v} if k == "extra" else v
-                out.append((gname, label, RunConfig(**fields)))
+    for gname, gover, label, over in _cells(exp):
+        for seed in exp.seed_list():
+            fields = dict(defaults, seed=seed)
+            for part in (exp.base, gover, over):
+                for k, v in part.items():
+                    fields[k] = {**fields.get(k, {}), **v} if k == "extra" else v
+            out.append((gname, label, RunConfig(**fields)))
     return out
+
+
+def _cells(exp: Experiment) -> list:
+    """(group name, group overrides, arm label, arm overrides) of every arm that runs in every group."""
+    return [
+        (gname, gover, label, over)
+        for gname, gover, *only in exp.groups or [("all", {})]
+        for label, over in exp.arms
+        if not only or label in only[0]
+    ]
+
+
+def cells(exp: Experiment) -> set:
+    """The (group, arm label) pairs the experiment runs, each once per seed."""
+    return {(g, label) for g, _, label, _ in _cells(exp)}
 
 
 def run(exp: Experiment, data, defaults: dict, out_dir: str, *, progress=False, log=print, each=None) -> list:
     """Runs (or loads) every run of the experiment under out_dir/runs with runner.run_all, in run order by group
     and seed; a run with extra["fraction"] trains on that share of the training set (at least 100 images). Returns
     the results in config order, each labelled with its "arm" and "group". each(group, label, config, result,
-    seconds): called after each run is loaded or trained."""
+    seconds, trained): called after each run is loaded (trained False) or trained."""
     triples = configs(exp, defaults)
     subsets = {}
 
@@ -70,11 +116,11 @@ def run(exp: Experiment, data, defaults: dict, out_dir: str, *, progress=False, 
             subsets[frac] = data if frac == 1.0 else data.subset(max(100, int(len(data.train_y) * frac)))
         return subsets[frac]
 
-    def labelled(i, res, seconds):
+    def labelled(i, res, seconds, trained):
         gname, label, cfg = triples[i]
         res["arm"], res["group"] = label, gname
         if each is not None:
-            each(gname, label, cfg, res, seconds)
+            each(gname, label, cfg, res, seconds, trained)
 
     return runner.run_all(
         data_for,

@@ -3,7 +3,9 @@ GPU."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def small_cnn(channels: int, classes: int, width: int = 16, batchnorm: bool = True) -> nn.Sequential:
@@ -28,6 +30,43 @@ def small_cnn(channels: int, classes: int, width: int = 16, batchnorm: bool = Tr
 def tiny_mlp(channels: int, size: int, classes: int, hidden: int = 8) -> nn.Sequential:
     """A very narrow network (the under-parameterised, "glassy" regime of the study)."""
     return nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+
+
+class Block(nn.Module):
+    """A ResNet basic block: two 3x3 conv-BN with a ReLU between, plus the shortcut (a 1x1 conv-BN where the shape
+    changes), then a ReLU of the sum."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNetMini(nn.Module):
+    """A small residual network (stem, three basic blocks at width w, 2w, 4w, average pool, linear head): the
+    symmetry-null's non-chain architecture, whose adds tie the units of the blocks they join."""
+
+    def __init__(self, channels: int, classes: int, width: int = 16):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.blocks = nn.Sequential(Block(w, w), Block(w, 2 * w, 2), Block(2 * w, 4 * w, 2))
+        self.head = nn.Linear(4 * w, classes)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 class Scale(nn.Module):

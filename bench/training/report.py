@@ -17,17 +17,18 @@ from .verdicts import _intensity_arm, _intensity_kind, verdict
 SUMMARY, STUDY = "summary", "study"  # the two layouts: bench.train's output folder, one experiment of a study
 
 _SUMMARY_CSV = (
-    "batch arm seeds reached steps_to_target steps_ratio steps_lo steps_hi time_ratio time_lo time_hi censored "
-    "final_acc final_acc_ci clean_loss"
+    "batch arm seeds reached steps_to_target steps_ratio steps_lo steps_hi steps_p steps_p_holm time_ratio time_lo "
+    "time_hi time_p time_p_holm wall_ratio censored final_acc final_acc_ci clean_loss"
 ).split()
 _CURVES_CSV = "batch arm seed step epoch time_s train_loss clean_loss test_acc".split()
 
 
-def write(exp, results, summary, out_dir, *, layout=STUDY, meta=None) -> list:
+def write(exp, results, summary, out_dir, *, layout=STUDY, meta=None, figures=True) -> list:
     """Writes the experiment's figures and files into out_dir; returns the figures' paths.
     layout SUMMARY (bench.train): summary.json (with meta), summary.csv, curves.csv and summary.md; STUDY: the
-    experiment's <name>.json (its spec, rows and target); the study's REPORT.md comes from report() after each."""
-    paths = figures(exp, results, summary.rows, out_dir, layout=layout)
+    experiment's <name>.json (its spec, rows and target); the study's REPORT.md comes from report() after each.
+    figures=False: no figures drawn (a report rewritten as the runs finish)."""
+    paths = draw(exp, results, summary.rows, out_dir, layout=layout) if figures else []
     if layout == SUMMARY:
         _summary_files(out_dir, exp, results, summary, meta)
     else:
@@ -37,21 +38,33 @@ def write(exp, results, summary, out_dir, *, layout=STUDY, meta=None) -> list:
     return paths
 
 
+def _p(q, family="experiment") -> str:
+    """'0.031 (0.19)': a ratio's raw p-value and, in brackets, its Holm-adjusted one; '-' where untested."""
+    if math.isnan(q.get("p", float("nan"))):
+        return "-"
+    adj = q.get("holm", {}).get(family, float("nan"))
+    return f"{q['p']:.2g} ({adj:.2g})"
+
+
 def table(rows, group_name="batch") -> str:
+    """The markdown table of an experiment's rows, with a line under it saying why an interval reads n/a."""
     head = (
         f"| {group_name} | arm | seeds | reached | steps to target | steps ratio [95% CI] | time ratio [95% CI] "
-        f"| final acc | vs baseline (pts) | clean loss | s/step |"
+        f"| p steps (Holm) | final acc | vs baseline (pts) | clean loss | s/step |"
     )
-    lines = [head, "|" + "|".join(["---"] * 11) + "|"]
+    lines = [head, "|" + "|".join(["---"] * 12) + "|"]
     for r in rows:
         steps = f"{r['steps_to_target']:.0f}" if r["reached"] else "-"
         lines.append(
             f"| {r['group']} | {r['arm']} | {r['seeds']} | {r['reached']}/{r['seeds']} | {steps} "
             f"| {stats.fmt_ratio(r['steps_ratio'])} | {stats.fmt_ratio(r['time_ratio'])} "
-            f"| {100 * r['final_acc']:.1f} ± {100 * r['final_acc_ci']:.1f} "
-            f"| {100 * r['delta_acc']:+.1f} ± {100 * r['delta_acc_ci']:.1f} "
+            f"| {_p(r['steps_ratio']) if r['arm'] != 'none' else '-'} "
+            f"| {stats.fmt_mean(r['final_acc'], r['final_acc_ci'], 100)} "
+            f"| {stats.fmt_mean(r['delta_acc'], r['delta_acc_ci'], 100, sign=True)} "
             f"| {r['final_clean_loss']:.3f} | {r['seconds_per_step'] * 1e3:.1f} ms |"
         )
+    if any(r["seeds"] < stats.MIN_SEEDS for r in rows):
+        lines += ["", f"[n/a]: {stats.NO_INTERVAL} (and no test is made)."]
     return "\n".join(lines)
 
 
@@ -62,7 +75,7 @@ def _by_arm(runs):
     return out
 
 
-def figures(exp, results, rows, out_dir, *, layout=STUDY) -> list:
+def draw(exp, results, rows, out_dir, *, layout=STUDY) -> list:
     """Per group, the curves beside the baseline and the bars of the time-to-target ratios; then the sweeps.
     STUDY: <name>-<group>-curves.png (every arm, if no more than 12) and -ratios.png; for weight-intensity, the
     accuracy lost against the injected perturbation. SUMMARY (groups are batch sizes): curves_bs<batch>.png of the
@@ -139,10 +152,12 @@ def _summary_files(out, exp, results, summary, meta):
         w.writerow(_SUMMARY_CSV)
         for r in rows:
             s, t = r["steps_ratio"], r["time_ratio"]
+            holm = lambda q: q.get("holm", {}).get("experiment", float("nan"))  # noqa: E731
             w.writerow(
                 [r["group"], r["arm"], r["seeds"], r["reached"], r["steps_to_target"]]
-                + [s["ratio"], s["lo"], s["hi"], t["ratio"], t["lo"], t["hi"], t["censored_arm"]]
-                + [r["final_acc"], r["final_acc_ci"], r["final_clean_loss"]]
+                + [s["ratio"], s["lo"], s["hi"], s["p"], holm(s), t["ratio"], t["lo"], t["hi"], t["p"], holm(t)]
+                + [r["wall_ratio"]["ratio"], t["censored_arm"], r["final_acc"], r["final_acc_ci"]]
+                + [r["final_clean_loss"]]
             )
     with open(os.path.join(out, "curves.csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -170,9 +185,10 @@ def provenance(results) -> str:
 
 
 def report(out, sc, data, sections, started, machine, note=""):
-    """Writes the study's REPORT.md: a head (data, trainer, commit, machine, how ratios are read), then per
-    experiment of sections (exp, rows, target in words, figure paths, provenance) its question, verdict, target,
-    table, details table and figures."""
+    """Writes the study's REPORT.md: a head (data, trainer, commit, machine, how ratios and tests are read), the
+    multiple-comparison count per claim, then per experiment of sections (exp, rows, target in words, figure paths,
+    provenance) its question, verdict, target, table, details table and figures: the exploratory experiments
+    first, the confirmatory ones (declared before their runs, fresh seeds) apart after them."""
     lines = [
         f"# bench.study report: scale {sc.name}",
         "",
@@ -181,36 +197,71 @@ def report(out, sc, data, sections, started, machine, note=""):
         f"{(time.time() - started) / 60:.0f} min for the runs made in this invocation.",
         "",
         *([note, ""] if note else []),
-        "Ratios are arm / baseline of the time (or steps) to the target, paired by seed, geometric mean with a "
-        "bootstrap 95% interval; `>=` marks a lower bound where some runs never reached the target (censored, "
-        "counted at their budget). Wall-clock includes each arm's own overhead (swap kernels, extra forward "
-        "passes of Metropolis arms).",
+        "Ratios are arm / baseline of the steps (or time) to the target, paired by seed, geometric mean with a "
+        f"bootstrap 95% interval (none from fewer than {stats.MIN_SEEDS} seeds); `>=` marks a lower bound where some "
+        "runs never reached the target (censored, counted at their budget). Time to target is the steps to it times "
+        "the run's median step time (batch building with its swap, the training step, the weight swap, extra "
+        "forward passes of Metropolis arms), so that a stall of the shared machine inside one run cannot pass for a "
+        "speed-up; the raw wall-clock ratio is kept in each experiment's JSON (`wall_ratio`). Runs saved before "
+        "steps were timed one by one (timing `step`) use their mean step time, without the batch building. "
+        "p: paired t-test on the log ratios (two-sided unless declared), in brackets Holm-adjusted over the "
+        "experiment's comparisons.",
         "",
     ]
-    for exp, rows, target_desc, paths, made in sections:
+    from .verdicts import claim_families
+
+    families = claim_families(sections)
+    if families:
         lines += [
-            f"## {exp.name}",
+            "## Multiple comparisons",
             "",
-            f"**Question.** {exp.question}",
+            "Each claim is one family: every swap arm compared with its baseline in the exploratory experiments "
+            "of that claim, at a family-wise 5% (Holm). With no effect anywhere, chance alone puts 2.5% of "
+            "two-sided 95% comparisons on each side of 1.",
             "",
-            f"**Verdict.** {verdict(exp, rows)}.",
+            *families,
             "",
-            f"Target: {target_desc}; {exp.seeds} seeds per arm; {made}."
-            + (f" Note: {exp.skipped}." if exp.skipped else ""),
-            "",
-            table(rows, "group"),
         ]
-        extra = [r for r in rows if r["perturbation"] or r["acceptance"] is not None or r["extra_forward_passes"]]
-        if extra:
-            lines += [
-                "",
-                "| group | arm | injected ||dw||^2/||w||^2 per step | acceptance | extra forwards/run |",
-                "|---|---|---|---|---|",
-            ]
-            for r in extra:
-                pert = f"{r['perturbation']:.2e}" if r["perturbation"] else "-"
-                acc = f"{100 * r['acceptance']:.0f}%" if r["acceptance"] is not None else "-"
-                lines.append(f"| {r['group']} | {r['arm']} | {pert} | {acc} | {r['extra_forward_passes']:.0f} |")
-        lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in paths] + [""]
+    exploratory = [s for s in sections if not getattr(s[0], "declared", None)]
+    confirmatory = [s for s in sections if getattr(s[0], "declared", None)]
+    for title, part in (("Exploratory experiments", exploratory), ("Confirmatory experiments", confirmatory)):
+        if not part:
+            continue
+        if confirmatory:
+            lines += [f"# {title}", ""]
+        for exp, rows, target_desc, paths, made in part:
+            lines += _section(exp, rows, target_desc, paths, made)
     with open(os.path.join(out, "REPORT.md"), "w") as f:
         f.write("\n".join(lines))
+
+
+def _section(exp, rows, target_desc, paths, made) -> list:
+    lines = [f"## {exp.name}", "", f"**Question.** {exp.question}", ""]
+    if getattr(exp, "declared", None):
+        comparisons = sum(r["arm"] != "none" for r in rows)
+        lines += [f"**Declared before the runs.** {exp.declared.text(comparisons, _seeds(exp))}", ""]
+    lines += [
+        f"**Verdict.** {verdict(exp, rows)}.",
+        "",
+        f"Target: {target_desc}; {exp.seeds} seeds per arm; {made}."
+        + (f" Note: {exp.skipped}." if exp.skipped else ""),
+        "",
+        table(rows, "group"),
+    ]
+    extra = [r for r in rows if r["perturbation"] or r["acceptance"] is not None or r["extra_forward_passes"]]
+    if extra:
+        lines += [
+            "",
+            "| group | arm | injected ||dw||^2/||w||^2 per step | acceptance | extra forwards/run |",
+            "|---|---|---|---|---|",
+        ]
+        for r in extra:
+            pert = f"{r['perturbation']:.2e}" if r["perturbation"] else "-"
+            acc = f"{100 * r['acceptance']:.0f}%" if r["acceptance"] is not None else "-"
+            lines.append(f"| {r['group']} | {r['arm']} | {pert} | {acc} | {r['extra_forward_passes']:.0f} |")
+    return lines + [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in paths] + [""]
+
+
+def _seeds(exp) -> str:
+    seeds = exp.seed_list()
+    return f"{seeds[0]}..{seeds[-1]}" if len(seeds) > 2 else ", ".join(map(str, seeds))

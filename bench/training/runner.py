@@ -15,7 +15,7 @@ from .trainer import train
 
 # RunConfig fields added after results were committed, with their defaults: left out of the key while at the
 # default, so every run saved before a field existed keeps its key and is found, not retrained.
-_KEY_ADDED_LATER = {"init_ulp": False}
+_KEY_ADDED_LATER = {"init_ulp": False, "flip": True, "optimizer": "sgd-nesterov", "schedule": "warmup-linear"}
 
 
 def run_key(cfg: RunConfig, data_name: str) -> str:
@@ -51,8 +51,8 @@ def run_all(data, configs, out_dir, *, blocks=None, progress=True, log=print, ea
     loses at most the run in progress), in run_order by block (default: the batch size) and seed. Returns the
     results in config order.
 
-    data: the Data, or a function config -> Data (a run on a subset). each(i, result, seconds): called after config
-    i is loaded or trained, with the seconds that took."""
+    data: the Data, or a function config -> Data (a run on a subset). each(i, result, seconds, trained): called
+    after config i is loaded (trained False) or trained, with the seconds that took."""
     data_for = data if callable(data) else (lambda cfg: data)
     runs_dir = os.path.join(out_dir, "runs")
     os.makedirs(runs_dir, exist_ok=True)
@@ -70,7 +70,8 @@ def run_all(data, configs, out_dir, *, blocks=None, progress=True, log=print, ea
     blocks = blocks if blocks is not None else [c.batch_size for c in configs]
     for i in run_order(blocks, [c.seed for c in configs]):
         cfg, path, t0 = configs[i], paths[i], time.time()
-        if os.path.exists(path):
+        trained = not os.path.exists(path)
+        if not trained:
             with open(path) as f:
                 results[i] = json.load(f)
         else:
@@ -82,7 +83,7 @@ def run_all(data, configs, out_dir, *, blocks=None, progress=True, log=print, ea
             os.replace(path + ".tmp", path)
             results[i] = res
         if each is not None:
-            each(i, results[i], time.time() - t0)
+            each(i, results[i], time.time() - t0, trained)
     if bar is not None:
         bar.close()
     return results

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .experiment import BASE_BATCH, GPU_LR, Experiment, default_lr, scaled_lr
+from .experiment import BASE_BATCH, GPU_LR, Declared, Experiment, default_lr, scaled_lr
 
 POSTER = ["none", "1SA", "1PA", "ESA", "ASA", "EPA"]
+GPU_SHORT = ["none", "1SA", "1PA", "ESA"]
+CONFIRM_SEED0 = 100  # the confirmatory runs' fresh seeds: 100, 101, ... (the exploratory ones are 0, 1, 2)
+# Plain SGD's learning rate at the base batch: momentum 0.9 multiplies the step by about 10, so plain SGD needs
+# a larger rate; 0.2 was the best of 0.05, 0.1, 0.2, 0.4 for the baseline in a one-seed pilot (bench/RESULTS.md).
+PLAIN_SGD_LR = 0.2
 WEIGHT = ["rows", "cols", "in-row", "in-col", "mixed", "bias", "inter-layer"]
 
 
@@ -26,6 +31,9 @@ class Scale:
     width: int = 16
     fast_seeds: int = 5
     weight_protocols: tuple = tuple(WEIGHT)  # the weight-intensity sweep's protocols
+    minutes: float | None = None  # a deadline: seeds are added one round (every arm) at a time while they fit
+    max_seeds: int | None = None  # with minutes: the most seeds to run
+    extra: dict | None = None  # RunConfig extra fields every run shares (the dry run's small speed-run net)
 
     def defaults(self, device) -> dict:
         """The RunConfig fields every run shares at this scale (experiments override them), with the trainer's
@@ -37,17 +45,38 @@ class Scale:
             epochs=self.epochs,
             width=self.width,
             lr=default_lr(self.trainer, BASE_BATCH),
+            **({"extra": dict(self.extra)} if self.extra else {}),
         )
 
 
 SCALES = {
     "quick": Scale(
-        "quick", "builtin", 1500, 500, 2, 1.0, batch=32, width=8, fast_seeds=2, weight_protocols=("rows", "mixed")
+        "quick", "builtin", 1500, 500, 3, 1.0, batch=32, width=8, fast_seeds=3, weight_protocols=("rows", "mixed")
     ),
     # cpu: 3 hours on 2 cores. The intensity sweep covers rows (the poster's), cols and mixed there; all 7 at gpu scale.
     "cpu": Scale("cpu", "auto", 10000, 2000, 3, 4.0, weight_protocols=("rows", "cols", "mixed")),
     "gpu": Scale("gpu", "auto", None, None, 5, 10.0, trainer="gpu", batch=1024, fast_seeds=25),
+    # gpu-short: the replication on the speed-run trainer in 5 minutes of an H200, seeds added while they fit (a
+    # round of the 4 arms at 4 epochs is meant to take well under 40 s there, so at least 8 seeds fit: unmeasured
+    # until a GPU is lent; the report says how many fitted).
+    "gpu-short": Scale("gpu-short", "auto", None, None, 8, 4.0, trainer="gpu", batch=1024, minutes=5.0, max_seeds=32),
 }
+
+# --dry-run: the same code (the speed-run trainer, the deadline, the report written as it goes) on the CPU in
+# seconds: tiny built-in data, a narrow speed-run net, half an epoch.
+DRY_RUN = Scale(
+    "gpu-short (dry run)",
+    "builtin",
+    512,
+    128,
+    3,
+    2.0,
+    trainer="gpu",
+    batch=64,
+    minutes=1.0,
+    max_seeds=3,
+    extra={"speed_widths": [8, 16, 16]},
+)
 
 
 def _metropolis_grid(sc: Scale):
@@ -61,7 +90,19 @@ def _metropolis_grid(sc: Scale):
 
 
 def experiments(sc: Scale, quick: bool) -> list:
-    """The eight experiments at a scale (quick: fewer batch sizes and intensities)."""
+    """The experiments at a scale (quick: fewer batch sizes and intensities): the eight exploratory ones, the
+    poster's regime and the confirmatory one; at gpu-short scale only the replication on the speed-run trainer."""
+    if sc.minutes:
+        return [
+            Experiment(
+                "replication-gpu-short",
+                "On the speed-run trainer, do the poster's protocols reach a target accuracy sooner than no swap?",
+                [(p, {"protocol": p}) for p in GPU_SHORT],
+                sc.seeds,
+                base={"label_smoothing": 0.2},
+                claim="feature",
+            )
+        ]
     ep = sc.epochs
     bs_list = [8, 32, 128] if not quick else [16, 64]
     intensities = [1, 4, 16, 64] if not quick else [1, 16]
@@ -73,6 +114,7 @@ def experiments(sc: Scale, quick: bool) -> list:
             [(p, {"protocol": p}) for p in POSTER],
             sc.seeds,
             groups=[(f"batch {b}", {"batch_size": b, "lr": scaled_lr(b)}) for b in bs_list],
+            claim="feature",
         ),
         Experiment(
             "fast-baseline",
@@ -87,6 +129,7 @@ def experiments(sc: Scale, quick: bool) -> list:
                 "width": sc.width,
             },
             target=0.94 if sc.trainer == "gpu" else None,
+            claim="feature",
         ),
         Experiment(
             "controls",
@@ -99,6 +142,7 @@ def experiments(sc: Scale, quick: bool) -> list:
                 for c in (None, "gauss", "erase", "rcp", "sham")
             ],
             sc.seeds,
+            claim="feature",
         ),
         Experiment(
             "regimes",
@@ -111,6 +155,7 @@ def experiments(sc: Scale, quick: bool) -> list:
                 ("no BatchNorm", {"model": "cnn-nobn", "lr": 0.02}),
                 ("long training", {"epochs": 3 * ep, "evals_per_epoch": 2}),
             ],
+            claim="feature",
         ),
         Experiment(
             "weight-intensity",
@@ -129,6 +174,7 @@ def experiments(sc: Scale, quick: bool) -> list:
                 "epochs": 0.75 * ep,
                 "evals_per_epoch": 2,
             },
+            claim="weight",
         ),
         Experiment(
             "symmetry-null",
@@ -146,6 +192,8 @@ def experiments(sc: Scale, quick: bool) -> list:
                 for s in (True, False)
             ],
             sc.seeds,
+            # the chain CNN, and a small residual network (its adds tie the units of the blocks they join)
+            groups=[("chain CNN", {}), ("residual", {"model": "resnet-mini"})],
         ),
         Experiment(
             "metropolis",
@@ -160,6 +208,7 @@ def experiments(sc: Scale, quick: bool) -> list:
                 for t, p, g in _metropolis_grid(sc)
             ],
             max(2, sc.seeds - 1),
+            claim="weight",
         ),
         Experiment(
             "glassy",
@@ -174,6 +223,35 @@ def experiments(sc: Scale, quick: bool) -> list:
             sc.seeds,
             base={"model": "mlp-narrow", "width": 8, "epochs": 5 * ep, "lr": 0.05, "evals_per_epoch": 1},
             metric="clean_loss",
+            claim="weight",
+        ),
+        Experiment(
+            "poster-regime",
+            "In the poster's plainer setup (normalised images, no flips, plain SGD without momentum or weight decay, a "
+            "constant learning rate), where added noise is most likely to help: does any protocol reach the target "
+            "sooner?",
+            [(p, {"protocol": p}) for p in POSTER],
+            sc.seeds,
+            base={"flip": False, "optimizer": "sgd", "schedule": "constant"},
+            groups=[(f"batch {b}", {"batch_size": b, "lr": PLAIN_SGD_LR * (b / BASE_BATCH) ** 0.5}) for b in bs_list],
+            claim="feature",
+        ),
+        Experiment(
+            "confirm",
+            "Confirmatory: do the exploratory study's three leads (1SA in long training, steps 0.96 [0.92, 0.99]; "
+            "1SA at batch 8 and 1PA at batch 32, about 1% fewer steps) hold on fresh seeds?",
+            [(p, {"protocol": p}) for p in ("none", "1SA", "1PA")],
+            3 if quick else 10,
+            groups=[
+                ("long training", {"epochs": 3 * ep, "evals_per_epoch": 2}, ["none", "1SA"]),
+                ("batch 8", {"batch_size": 8, "lr": scaled_lr(8)}, ["none", "1SA"]),
+                ("batch 32", {"batch_size": 32, "lr": scaled_lr(32)}, ["none", "1PA"]),
+            ],
+            seed0=CONFIRM_SEED0,
+            declared=Declared(
+                "the swap arm reaches the target accuracy in fewer steps than the baseline (ratio < 1), in each of "
+                "the three settings where the exploratory study saw it."
+            ),
         ),
     ]
     return exps

@@ -15,12 +15,19 @@ class Summary(NamedTuple):
     desc: str  # the target in words
 
 
-def time_to_target(result: dict, target: float):
-    """(steps, seconds) at which test accuracy first reaches target, interpolated linearly between the two
+def step_time(result: dict) -> float:
+    """The run's typical step time: the median of its steps (runs saved before steps were timed one by one: the
+    mean, their total over their steps)."""
+    med = result.get("step_seconds_median")
+    return med if med is not None else result["train_seconds"] / max(result["steps"], 1)
+
+
+def _crossing(result: dict, target: float, key: str):
+    """(steps, curve[key]) where test accuracy first reaches target, interpolated linearly between the two
     evaluations around the crossing; None if it never does (a censored run)."""
     c = result["curves"]
     prev = None
-    for s, t, a in zip(c["step"], c["time_s"], c["test_acc"], strict=True):
+    for s, t, a in zip(c["step"], c[key], c["test_acc"], strict=True):
         if a >= target:
             if prev is None or prev[2] >= a:
                 return float(s), float(t)
@@ -28,6 +35,19 @@ def time_to_target(result: dict, target: float):
             return prev[0] + f * (s - prev[0]), prev[1] + f * (t - prev[1])
         prev = (s, t, a)
     return None
+
+
+def time_to_target(result: dict, target: float):
+    """(steps, seconds) to the target test accuracy: the steps interpolated between evaluations, the seconds those
+    steps at the run's typical (median) step time, so that a stall of the machine inside one run (a few seconds
+    of a shared core) cannot pass for a speed-up of the other arm; None if it is never reached (censored)."""
+    hit = _crossing(result, target, "step")
+    return None if hit is None else (hit[0], hit[0] * step_time(result))
+
+
+def wall_to_target(result: dict, target: float):
+    """(steps, seconds) to the target on the raw wall-clock of the run's steps, stalls included (kept beside)."""
+    return _crossing(result, target, "time_s")
 
 
 def auto_target(baselines, margin=0.98):
@@ -52,12 +72,15 @@ def _group(r):
 
 
 def summarise(exp, results, *, one_target=False) -> Summary:
-    """The Summary of an experiment's labelled results (bench.training.experiment.run): rows per (group, arm).
+    """The Summary of an experiment's labelled results (bench.training.experiment.run): rows per (group, arm), their
+    p-values Holm-adjusted over the experiment's comparisons (ratio["holm"]["experiment"]).
 
     metric "accuracy": time to a test accuracy, exp.target if given, else auto_target of the baseline: one per
     group (the study), or with one_target one for every group from all the baselines (bench.train), the rows then
     in the order of the groups as text. metric "clean_loss": time to a clean training loss of 1.05 x the highest
-    baseline minimum, expressed through the accuracy machinery (a curve that steps from 0 to 1 at the crossing)."""
+    baseline minimum, expressed through the accuracy machinery (a curve that steps from 0 to 1 at the crossing).
+    A declared (confirmatory) experiment tests its declared alternative; the others are two-sided."""
+    alt = exp.declared.alternative if getattr(exp, "declared", None) else "two-sided"
     if exp.metric == "clean_loss":
         threshold = _clean_target(results)
         for r in results:  # express the metric through the accuracy machinery: a curve that crosses at the threshold
@@ -66,23 +89,37 @@ def summarise(exp, results, *, one_target=False) -> Summary:
             if hit:
                 i = r["curves"]["step"].index(hit[0])
                 r["curves"]["test_acc"] = [0.0] * i + [1.0] * (len(r["curves"]["step"]) - i)
-        return Summary(arm_rows(results, 1.0), None, f"clean training loss <= {threshold:.3f}")
+        rows = add_holm(arm_rows(results, 1.0, alternative=alt))
+        return Summary(rows, None, f"clean training loss <= {threshold:.3f}")
     if one_target:
         base = [r for r in results if r["arm"] == "none"]
         target = exp.target if exp.target is not None else auto_target(base)
-        return Summary(arm_rows(results, target), target, f"test accuracy >= {100 * target:.1f}%")
+        return Summary(
+            add_holm(arm_rows(results, target, alternative=alt)), target, f"test accuracy >= {100 * target:.1f}%"
+        )
     rows, descs = [], []
     for g in dict.fromkeys(r["group"] for r in results):  # each group (batch size, regime) its own target
         in_g = [r for r in results if r["group"] == g]
         target = exp.target if exp.target is not None else auto_target([r for r in in_g if r["arm"] == "none"])
-        rows += arm_rows(in_g, target)
+        rows += arm_rows(in_g, target, alternative=alt)
         descs.append(f"{100 * target:.1f}%" + (f" ({g})" if g != "all" else ""))
-    return Summary(rows, None, "test accuracy >= " + ", ".join(descs))
+    return Summary(add_holm(rows), None, "test accuracy >= " + ", ".join(descs))
 
 
-def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none"):
+def _kind(cfg: dict):
+    """What a run tests: "feature" (a feature swap), "weight" (a weight swap), "control" (a matched perturbation
+    or the rounding yardstick in place of a swap), or None (the baseline)."""
+    if cfg.get("control") or cfg.get("weight_noise") or cfg.get("init_ulp"):
+        return "control"
+    if cfg.get("weight_protocol"):
+        return "weight"
+    return "feature" if cfg.get("protocol", "none") != "none" else None
+
+
+def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none", alternative="two-sided"):
     """One row per (group, arm): time and steps to target as ratios to the baseline of the same group, paired by
-    seed, with bootstrap 95% intervals; censored runs counted; final accuracy and clean loss with t-intervals."""
+    seed, with bootstrap 95% intervals and paired t-test p-values (alternative: "two-sided" or "less");
+    censored runs counted; the raw wall-clock ratio beside; final accuracy and clean loss with t-intervals."""
     rows = []
     groups = sorted({group(r) for r in results}, key=str)
     for gval in groups:
@@ -91,11 +128,16 @@ def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none
         arms = list(dict.fromkeys(r["arm"] for r in members))
         for arm in arms:
             runs = [r for r in members if r["arm"] == arm]
-            by_seed = lambda rs, i: {r["config"]["seed"]: (time_to_target(r, target) or (None, None))[i] for r in rs}  # noqa: E731
+
+            def ratio(hit, i, budget):
+                a = {r["config"]["seed"]: (hit(r, target) or (None, None))[i] for r in runs}
+                b = {r["config"]["seed"]: (hit(r, target) or (None, None))[i] for r in base}
+                return stats.paired_ratio(a, b, budget, budget, alternative=alternative)
+
             budget_steps = max(r["steps"] for r in runs)
-            budget_time = max(r["train_seconds"] for r in runs)
-            steps_ratio = stats.paired_ratio(by_seed(runs, 0), by_seed(base, 0), budget_steps, budget_steps)
-            time_ratio = stats.paired_ratio(by_seed(runs, 1), by_seed(base, 1), budget_time, budget_time)
+            steps_ratio = ratio(time_to_target, 0, budget_steps)
+            time_ratio = ratio(time_to_target, 1, max(r["steps"] * step_time(r) for r in runs))
+            wall_ratio = ratio(wall_to_target, 1, max(r["train_seconds"] for r in runs))
             acc, acc_ci = stats.mean_ci([r["final_acc"] for r in runs])
             clean, clean_ci = stats.mean_ci([r["final_clean_loss"] for r in runs])
             base_acc = {r["config"]["seed"]: r["final_acc"] for r in base}
@@ -107,6 +149,7 @@ def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none
                 {
                     "group": gval,
                     "arm": arm,
+                    "kind": _kind(runs[0]["config"]),
                     "seeds": len(runs),
                     "target": target,
                     "reached": sum(x is not None for x in reached),
@@ -114,15 +157,28 @@ def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none
                     "seconds_to_target": stats.mean_ci([x[1] for x in reached if x])[0],
                     "steps_ratio": steps_ratio,
                     "time_ratio": time_ratio,
+                    "wall_ratio": wall_ratio,
                     "final_acc": acc,
                     "final_acc_ci": acc_ci,
                     "delta_acc": dacc,
                     "delta_acc_ci": dacc_ci,
                     "final_clean_loss": clean,
                     "final_clean_loss_ci": clean_ci,
-                    "seconds_per_step": sum(r["train_seconds"] / max(r["steps"], 1) for r in runs) / len(runs),
+                    "seconds_per_step": sum(step_time(r) for r in runs) / len(runs),
+                    "timing": sorted({r.get("timing", "step") for r in runs}),
                 }
             )
+    return rows
+
+
+def add_holm(rows, family="experiment", keys=("steps_ratio", "time_ratio")):
+    """Holm-adjusts, over the rows given (one family of comparisons), the p-values of each ratio in keys: stored
+    as ratio["holm"][family]. The baseline's rows are not comparisons and are skipped."""
+    comps = [r for r in rows if r["arm"] != "none"]
+    for key in keys:
+        adjusted = stats.holm([r[key]["p"] for r in comps])
+        for r, q in zip(comps, adjusted, strict=True):
+            r[key].setdefault("holm", {})[family] = q
     return rows
 
 

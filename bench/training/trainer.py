@@ -12,6 +12,7 @@ p = 0) repeats the baseline bit for bit.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -23,13 +24,22 @@ import swapkern
 from ..common.provenance import git_commit
 from .config import RunConfig, stream_seed
 from .controls import Control, weight_noise_
-from .models import small_cnn, speed_net, tiny_mlp
+from .models import ResNetMini, small_cnn, speed_net, tiny_mlp
+
+# What a step's time covers. Runs saved before this key existed timed the training step only, not the building of
+# its batch (so not the feature swap, done in the loader), and have no per-step median (their mean is used).
+TIMING = "batch+step"
 
 
 def build_model(cfg: RunConfig, channels: int, classes: int, size: int) -> nn.Module:
-    """The run's network: the speed-run net on the GPU trainer, else cfg.model at cfg.width."""
+    """The run's network: the speed-run net on the GPU trainer (extra["speed_widths"]: its widths), else cfg.model
+    (cnn, cnn-nobn, resnet-mini, mlp-narrow) at cfg.width."""
     if cfg.trainer == "gpu":
-        return speed_net(channels, classes)
+        return speed_net(
+            channels, classes, **({"widths": cfg.extra["speed_widths"]} if "speed_widths" in cfg.extra else {})
+        )
+    if cfg.model == "resnet-mini":
+        return ResNetMini(channels, classes, width=cfg.width)
     if cfg.model == "mlp-narrow":
         return tiny_mlp(channels, size, classes, hidden=cfg.width)
     return small_cnn(channels, classes, width=cfg.width, batchnorm=cfg.model != "cnn-nobn")
@@ -84,7 +94,7 @@ def setup(data, cfg: RunConfig) -> Run:
         else:
             fs_loader = fs
     loader = _device_loader(
-        train_x, train_y, cfg.batch_size, mean, std, gpu, feature_swap=fs_loader, flip=True, seed=cfg.seed
+        train_x, train_y, cfg.batch_size, mean, std, gpu, feature_swap=fs_loader, flip=cfg.flip, seed=cfg.seed
     )
     test_loader = _device_loader(test_x, test_y, min(1000, len(test_y)), mean, std, gpu, shuffle=False, drop_last=False)
     n_clean = min(cfg.clean_subset, len(train_y))
@@ -92,11 +102,7 @@ def setup(data, cfg: RunConfig) -> Run:
         train_x[:n_clean], train_y[:n_clean], min(1000, n_clean), mean, std, gpu, shuffle=False, drop_last=False
     )
     total_steps = max(1, int(round(cfg.epochs * len(loader))))
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    warm = max(1, total_steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total_steps - s) / max(1, total_steps - warm)))
-    )
+    opt, sched = optimizer(model, cfg, total_steps)
     ws = None
     if cfg.weight_protocol:
         head = [n for n, p in model.named_parameters() if p.dim() >= 2][-1].rsplit(".", 1)[0]
@@ -116,6 +122,25 @@ def setup(data, cfg: RunConfig) -> Run:
     noise_g = torch.Generator().manual_seed(stream_seed(cfg.seed, "noise") & (2**63 - 1))
     return Run(
         cfg, device, gpu, model, loader, test_loader, clean_loader, opt, sched, total_steps, control, ws, noise_g
+    )
+
+
+def optimizer(model, cfg: RunConfig, total_steps: int):
+    """The run's optimizer and learning-rate schedule: SGD with Nesterov momentum 0.9 and weight decay 5e-4, or
+    plain SGD (cfg.optimizer "sgd"); a 10% linear warm-up then a linear decay to zero, or a constant rate."""
+    if cfg.optimizer == "sgd-nesterov":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    elif cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    else:
+        raise ValueError(f"optimizer: {cfg.optimizer!r} is not sgd-nesterov or sgd")
+    if cfg.schedule == "constant":
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    if cfg.schedule != "warmup-linear":
+        raise ValueError(f"schedule: {cfg.schedule!r} is not warmup-linear or constant")
+    warm = max(1, total_steps // 10)
+    return opt, torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total_steps - s) / max(1, total_steps - warm)))
     )
 
 
@@ -184,24 +209,28 @@ def record(run: Run, curves: dict, step: int, train_time: float, train_loss: flo
 
 def train(data, cfg: RunConfig, progress=None) -> dict:
     """Trains one model; returns the config, the curves (per evaluation: step, training seconds, swapped-batch
-    training loss, clean training loss, test accuracy) and summary numbers."""
+    training loss, clean training loss, test accuracy) and summary numbers, the median step time among them. A
+    step's time runs from the request of its batch to the end of its weight swap (evaluations are not timed)."""
     run = setup(data, cfg)
     loader, steps_per_epoch = run.loader, len(run.loader)
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
     sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
     curves = {"step": [], "time_s": [], "train_loss": [], "clean_loss": [], "test_acc": [], "epoch": []}
     step, train_time, running, count = 0, 0.0, 0.0, 0
+    step_seconds = []  # each step's time: its batch built (gather, normalise, swap, flip), trained, swapped
     record(run, curves, step, train_time, running / max(count, 1))
     while step < run.total_steps:
         order_epoch = loader.epoch
         index_order = loader._order().clone() if run.control is not None else None
+        sync()
+        t0 = time.perf_counter()  # a step's clock starts when its batch is asked for
         for i, (x, y) in enumerate(loader):
-            sync()
-            t0 = time.perf_counter()
             index = index_order[i * cfg.batch_size : (i + 1) * cfg.batch_size] if index_order is not None else None
             loss, measuring = train_step(run, x, y, index, step)
             sync()
-            train_time += time.perf_counter() - t0 - measuring
+            seconds = time.perf_counter() - t0 - measuring
+            step_seconds.append(seconds)
+            train_time += seconds
             running += loss.item()
             count += 1
             step += 1
@@ -212,6 +241,7 @@ def train(data, cfg: RunConfig, progress=None) -> dict:
                 running, count = 0.0, 0
             if step >= run.total_steps:
                 break
+            t0 = time.perf_counter()
         assert loader.epoch >= order_epoch
     ws, perturbation = run.ws, run.perturbation
     out = {
@@ -221,7 +251,11 @@ def train(data, cfg: RunConfig, progress=None) -> dict:
         "curves": curves,
         "steps": step,
         "steps_per_epoch": steps_per_epoch,
-        "train_seconds": train_time,
+        "train_seconds": train_time,  # raw wall-clock of the training steps, a stall of the machine included
+        # the typical step: time to target is steps x this, so one stall cannot pass for a speed-up (or a slowdown)
+        "step_seconds_median": statistics.median(step_seconds),
+        "step_seconds_p90": statistics.quantiles(step_seconds, n=10)[-1] if len(step_seconds) > 1 else step_seconds[0],
+        "timing": TIMING,
         "final_acc": curves["test_acc"][-1],
         "best_acc": max(curves["test_acc"]),
         "final_clean_loss": curves["clean_loss"][-1],

@@ -7,29 +7,81 @@ import re
 
 from ..common import stats
 
+ALPHA = 0.05  # the family-wise level of every Holm decision
+
 
 def verdict(exp, rows) -> str:
-    """One line: the question answered from the intervals (ratios < 1 are faster than the baseline)."""
+    """One line: the question answered from the intervals (ratios < 1 are faster than the baseline), with the
+    count chance alone predicts and what survives Holm's correction over the experiment's comparisons."""
     arms = [r for r in rows if r["arm"] != "none" and r["time_ratio"]["pairs"]]
     if not arms:
         return "no comparison possible (no baseline reached the target)"
+    if getattr(exp, "declared", None):
+        return _confirmatory_verdict(exp, rows)
     if exp.name == "symmetry-null":
         return _symmetry_verdict(rows)
     if exp.name == "weight-intensity":
-        return _intensity_verdict(rows)
+        return _intensity_verdict(rows) + ". " + _holm_line(arms, "experiment")
     faster, slower = _significant(arms, "time_ratio")
     steps_faster, steps_slower = _significant(arms, "steps_ratio")
     best = min(arms, key=lambda r: r["time_ratio"]["ratio"])
     head = (
-        f"{len(faster)} of {len(arms)} arms significantly faster than the baseline, {len(slower)} slower; "
+        f"{len(faster)} of {len(arms)} arms faster than the baseline by their raw 95% interval, {len(slower)} slower; "
         f"best {best['arm']} ({best['group']}) at {stats.fmt_ratio(best['time_ratio'])}x the baseline's time "
         f"(steps {stats.fmt_ratio(best['steps_ratio'])}x). In steps to target, which machine load does not "
-        f"touch: {len(steps_faster)} faster, {len(steps_slower)} slower"
+        f"touch: {len(steps_faster)} faster, {len(steps_slower)} slower. " + _holm_line(arms, "experiment")
     )
-    if exp.name in ("replication", "fast-baseline", "regimes"):
+    if exp.name in ("replication", "fast-baseline", "regimes", "poster-regime", "replication-gpu-short"):
         two_x = any(r["time_ratio"]["hi"] <= 0.5 for r in faster)
         head += ". The 2x speed-up claim " + ("holds for some arm" if two_x else "is not reproduced")
     return head
+
+
+def chance(m: int) -> float:
+    """How many of m two-sided 95% comparisons chance alone puts below 1 when no arm differs (as many above)."""
+    return 0.025 * m
+
+
+def survivors(arms, family, key="steps_ratio"):
+    """(faster, slower): the arms whose ratio `key` differs from 1 at family-wise ALPHA after Holm over family."""
+    hit = [r for r in arms if r[key].get("holm", {}).get(family, float("nan")) <= ALPHA]
+    return [r for r in hit if r[key]["ratio"] < 1], [r for r in hit if r[key]["ratio"] > 1]
+
+
+def _names(rows):
+    return ", ".join(f"{r['arm']} ({r['group']})" if r["group"] != "all" else r["arm"] for r in rows) or "none"
+
+
+def _holm_line(arms, family):
+    """What survives Holm over the family's m comparisons, in steps and in time, beside chance's count."""
+    tested = [r for r in arms if not math.isnan(r["steps_ratio"]["p"])]
+    if not tested:
+        return f"No test: fewer than {stats.MIN_SEEDS} seeds per arm"
+    m = len(tested)
+    sf, ss = survivors(tested, family, "steps_ratio")
+    tf, ts = survivors(tested, family, "time_ratio")
+    return (
+        f"Chance alone puts {chance(m):.1f} of these {m} comparisons below 1 (and as many above) at 95%; after "
+        f"Holm over the {m} (paired t-tests, family-wise {ALPHA:g}): faster in steps {_names(sf)}, slower in steps "
+        f"{_names(ss)}; faster in time {_names(tf)}, slower in time {_names(ts)}"
+    )
+
+
+def _confirmatory_verdict(exp, rows):
+    """Each declared comparison: its primary ratio, one-sided p, Holm-adjusted p, and confirmed or not."""
+    d = exp.declared
+    parts = []
+    for r in rows:
+        if r["arm"] == "none":
+            continue
+        q = r[d.metric]
+        adj = q.get("holm", {}).get("experiment", float("nan"))
+        ok = adj <= d.alpha
+        parts.append(
+            f"{r['arm']} ({r['group']}): {d.metric.replace('_', ' ')} {stats.fmt_ratio(q)}, p {q['p']:.3g}, "
+            f"Holm p {adj:.3g}: {'CONFIRMED' if ok else 'not confirmed'}"
+        )
+    return "; ".join(parts)
 
 
 def _significant(arms, key):
@@ -39,30 +91,70 @@ def _significant(arms, key):
     return faster, slower
 
 
+def claim_families(sections) -> list:
+    """The study's families, one per claim: every swap arm of every experiment of the claim (feature: the feature
+    swaps of replication, fast-baseline, controls, regimes, poster-regime; weight: the weight swaps of
+    weight-intensity, metropolis, glassy), Holm-adjusted together (ratio["holm"]["claim"]). Returns lines for the
+    report's head: per claim the comparisons, the raw count beside chance's, and what survives."""
+    from .summary import add_holm
+
+    lines = []
+    for claim, word, direction in (("feature", "faster", 0), ("weight", "slower", 1)):
+        rows = [
+            r
+            for exp, rows, *_ in sections
+            if exp.claim == claim and not getattr(exp, "declared", None)
+            for r in rows
+            if r["kind"] == claim and r["steps_ratio"]["pairs"]
+        ]
+        tested = [r for r in rows if not math.isnan(r["steps_ratio"]["p"])]
+        if not tested:
+            continue
+        add_holm(tested, "claim")
+        m = len(tested)
+        raw = [r for r in tested if r["steps_ratio"]["p"] <= ALPHA and (r["steps_ratio"]["ratio"] < 1) != direction]
+        held = survivors(tested, "claim", "steps_ratio")[direction]
+        held_t = survivors(tested, "claim", "time_ratio")[direction]
+        lines.append(
+            f"- **{'Feature swaps speed training up' if claim == 'feature' else 'Weight swaps slow learning'}** "
+            f"({m} comparisons of a swap arm with its baseline, in steps to target): {len(raw)} {word} at the raw 5% "
+            f"level of a paired t-test, where chance alone predicts {chance(m):.1f}; after Holm over all {m}: "
+            f"{len(held)} {word} in steps ({_names(held)}), {len(held_t)} in time ({_names(held_t)})."
+        )
+    return lines
+
+
 # An arm whose clean loss leaves its seed's baseline by no more than this many times the one-ulp yardstick's
 # deviation follows the baseline to float rounding.
 _ROUNDING_FACTOR = 1.5
 
 
 def _symmetry_verdict(rows):
-    """Each arm's largest clean-loss deviation from its seed's baseline, judged against the one-ulp yardstick
-    (`none+ulp`): training amplifies any rounding difference to the same chaotic size, so the yardstick, not
-    zero, is the null."""
-    dev = [r for r in rows if r["arm"] not in ("none", "none+ulp")]
-    parts = [
-        f"{r['arm']}: max |d clean loss| {r.get('max_dev', float('nan')):.2e}, time {stats.fmt_ratio(r['time_ratio'])}"
-        for r in dev
-    ]
-    ulp = next((r.get("max_dev", float("nan")) for r in rows if r["arm"] == "none+ulp"), None)
-    if ulp is None or math.isnan(ulp):
-        return "; ".join(parts)
-    bound = _ROUNDING_FACTOR * max(ulp, 1e-12)
-    within = [r["arm"] for r in dev if r.get("max_dev", float("inf")) <= bound]
-    return (
-        f"one ulp on every initial weight moves the baseline's clean loss by up to {ulp:.2e}; "
-        f"no more than {_ROUNDING_FACTOR:g}x that, i.e. float rounding: {', '.join(within) or 'no arm'}. "
-        + "; ".join(parts)
-    )
+    """Per group (architecture), each arm's largest clean-loss deviation from its seed's baseline, judged against
+    the one-ulp yardstick (`none+ulp`) of the same group: training amplifies any rounding difference to the same
+    chaotic size, so the yardstick, not zero, is the null."""
+    out = []
+    for g in dict.fromkeys(r["group"] for r in rows):
+        in_g = [r for r in rows if r["group"] == g]
+        dev = [r for r in in_g if r["arm"] not in ("none", "none+ulp")]
+        parts = [
+            f"{r['arm']}: max |d clean loss| {r.get('max_dev', float('nan')):.2e}, "
+            f"time {stats.fmt_ratio(r['time_ratio'])}"
+            for r in dev
+        ]
+        ulp = next((r.get("max_dev", float("nan")) for r in in_g if r["arm"] == "none+ulp"), None)
+        where = "" if g == "all" else f"{g}: "
+        if ulp is None or math.isnan(ulp):
+            out.append(where + "; ".join(parts))
+            continue
+        bound = _ROUNDING_FACTOR * max(ulp, 1e-12)
+        within = [r["arm"] for r in dev if r.get("max_dev", float("inf")) <= bound]
+        out.append(
+            f"{where}one ulp on every initial weight moves the baseline's clean loss by up to {ulp:.2e}; "
+            f"no more than {_ROUNDING_FACTOR:g}x that, i.e. float rounding: {', '.join(within) or 'no arm'}. "
+            + "; ".join(parts)
+        )
+    return ". ".join(out)
 
 
 def _intensity_verdict(rows):
