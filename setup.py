@@ -61,7 +61,7 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.9"],
     extras_require={
-        "test": ["pytest", "pytest-benchmark", "hypothesis", "numpy"],
+        "test": ["pytest", "pytest-timeout", "pytest-benchmark", "hypothesis", "numpy"],
         "bench": ["torchvision", "matplotlib", "tqdm", "numpy", "scipy", "nvtx"],
         "peers": ["kornia"],  # bench.overhead adds kornia's RandomChannelShuffle row when it is installed
     },

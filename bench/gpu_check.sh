@@ -1,48 +1,192 @@
 #!/usr/bin/env bash
-# One prepared call for a lent GPU (the device tool): build in place, GPU tests, compute-sanitizer
-# (memcheck + racecheck on the native CUDA kernels), the GPU overhead benchmark. Logs and a short table go
-# under $OUT (default bench/results/gpu). Budget: well inside 10 minutes on an H100/H200.
-#   device run:  bash bench/gpu_check.sh
+# GPU first light: one device call of at most 9 minutes (GPU_CHECK_SECONDS, default 540), build included.
+#
+#   device run (timeout_s 600):  bash bench/gpu_check.sh
+#   on the CPU, to prove the script: SWAPKERN_GPU_CHECK_DRY=1 OUT=/tmp/out bash bench/gpu_check.sh   (< 3 min)
+#
+# Stages, in order of value, each given min(its budget, what is left of the deadline); a stage that finds too
+# little time left is skipped with a line saying so:
+#   a. build (sm_90 only, 16 jobs) and assert swapkern._backend.native_available("cuda")
+#   b. smoke: one op per backend on the GPU, versions (10 s)
+#   c. the overhead benchmark, limited to the cases that decide the performance goals (one JSON line per row)
+#   d. the GPU tests (-m gpu), without -x, a per-test timeout, a junit XML
+#   e. compute-sanitizer memcheck without the caching allocator, over bench.gpu.sanitize (every native kernel:
+#      ops, FeatureSwap draw/plan/fused, a DeviceLoader epoch, WeightSwap steps incl. neuron with state)
+#   f. the rest: racecheck, the weight-step rows of the benchmark, the gpu-short study in what time is left
+# What comes back ($OUT, at most 8 files, none in a folder): summary.txt (every stage's line and key results),
+# overhead.jsonl + overhead.txt, junit.xml, sanitize.txt, study.md, logs.tgz (every log, packed after each stage).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-bench/results/gpu}
+ROOT=$PWD
+DRY=${SWAPKERN_GPU_CHECK_DRY:-0}
+OUT=${OUT:-$ROOT/bench/results/gpu}
+TOTAL=${GPU_CHECK_SECONDS:-$([ "$DRY" = 1 ] && echo 170 || echo 540)}
+RESERVE=10 # seconds kept for the last packing
+START=$(date +%s)
+DEADLINE=$((START + TOTAL))
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+SUMMARY=$OUT/summary.txt
+: >"$SUMMARY"
 PY=${PYTHON:-python3}
-status=0
-step() { echo "== $1 ($(date +%T))" | tee -a "$OUT/summary.txt"; }
-
-step "versions"
-{ nvidia-smi -L; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, \
-  torch.cuda.get_device_name())"; } 2>&1 | tee -a "$OUT/summary.txt"
-
-step "build"
-if ! (time $PY -m pip install --no-build-isolation --no-deps -e .) > "$OUT/build.log" 2>&1; then
-  tail -40 "$OUT/build.log"; echo "BUILD FAILED" | tee -a "$OUT/summary.txt"; exit 1
+export PYTHONUNBUFFERED=1 PY DRY OUT WORK ROOT
+if NVCC=$(command -v nvcc); then
+  CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$NVCC")")")
+  export CUDA_HOME
 fi
-$PY -c "import swapkern; print('backends', swapkern.backends())" 2>&1 | tee -a "$OUT/summary.txt"
+if [ "$DRY" = 1 ]; then
+  DEV=cpu
+  export TRITON_INTERPRET=1
+else
+  DEV=cuda
+fi
+export DEV
+STATUS=0
 
-step "tests (whole suite on the GPU machine, slow GPU tests included)"
-timeout 300 $PY -m pytest -q -x -n 8 -m "not cmake and not slow" -p no:cacheprovider tests > "$OUT/tests.log" 2>&1 \
-  || status=1
-timeout 60 $PY -m pytest -q -m "slow and gpu" -p no:cacheprovider tests/test_gpu.py >> "$OUT/tests.log" 2>&1 || status=1
-tail -5 "$OUT/tests.log" | tee -a "$OUT/summary.txt"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+pack() { tar czf "$OUT/logs.tgz.tmp" -C "$WORK" . 2>/dev/null && mv "$OUT/logs.tgz.tmp" "$OUT/logs.tgz"; }
 
-for tool in memcheck racecheck; do
-  step "compute-sanitizer $tool"
-  timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 $PY -m bench.gpu.sanitize \
-    > "$OUT/sanitize-$tool.log" 2>&1 || status=1
-  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks passed|Error" "$OUT/sanitize-$tool.log" | tail -3 \
-    | tee -a "$OUT/summary.txt"
-done
+# stage NAME BUDGET FUNCTION: runs FUNCTION (exported) under min(BUDGET, time left), logs to $WORK/NAME.log
+stage() {
+  local name=$1 budget=$2 fn=$3 now left t s0 rc
+  now=$(date +%s)
+  left=$((DEADLINE - RESERVE - now))
+  t=$((budget < left ? budget : left))
+  if [ "$t" -lt 5 ]; then
+    say "== $name: SKIPPED, ${left}s left before the deadline"
+    return 0
+  fi
+  say "== $name: budget ${t}s ($((now - START))s elapsed)"
+  s0=$(date +%s)
+  STAGE_SECONDS=$t timeout -k 5 "$t" bash -c "$fn" >"$WORK/$name.log" 2>&1
+  rc=$?
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && say "$name: CUT at its ${t}s budget"
+  say "$name: rc $rc in $(($(date +%s) - s0))s"
+  tail -n "${TAIL:-6}" "$WORK/$name.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+  [ "$rc" -ne 0 ] && STATUS=1
+  pack
+  return 0
+}
 
-step "GPU speed-run trainer smoke run (built-in data; ../shared does not travel to the device machine)"
-timeout 120 $PY -m bench.train --device cuda --data builtin --protocols ESA EPA --seeds 1 --epochs 2 \
-  --batch-size 512 --out "$OUT/train" --no-progress > "$OUT/train.log" 2>&1 || status=1
-tail -8 "$OUT/train.log" | tee -a "$OUT/summary.txt"
+build() {
+  "$PY" -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
+  if [ "$DRY" = 1 ]; then
+    echo "dry run: the build is the one installed here (CI built it); checking it"
+  else
+    nvidia-smi -L
+    echo "CUDA_HOME=${CUDA_HOME:-unset}"
+    TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} \
+      "$PY" setup.py build_ext --inplace || exit 1
+  fi
+  "$PY" -c "
+import swapkern, swapkern._backend as b
+assert b.native_available('$DEV'), 'the native backend has no $DEV kernels: the build did not take'
+print('backends', swapkern.backends(), 'native $DEV: yes')"
+}
 
-step "overhead benchmark (GPU)"
-timeout 240 $PY -m bench.overhead --device cuda --out "$OUT/overhead.json" > "$OUT/overhead.txt" 2>&1 || status=1
-cat "$OUT/overhead.txt" | tee -a "$OUT/summary.txt" | tail -60
-step "done, status $status"
-exit $status
+smoke() {
+  "$PY" - <<'EOF'
+import os, time, torch, swapkern
+from swapkern import reference as ref
+dev = os.environ["DEV"]
+t0 = time.time()
+try:
+    import triton
+    tv = triton.__version__
+except Exception as e:
+    tv = f"none ({type(e).__name__})"
+print("torch", torch.__version__, "triton", tv, "device", torch.cuda.get_device_name() if dev == "cuda" else "cpu")
+for backend in swapkern.backends():
+    x = torch.randn(64, 3, 32, 32, device=dev)
+    want = x.clone()
+    with swapkern.use_backend(backend):
+        swapkern.swap_channels_(x, [0], [2])
+        swapkern.FeatureSwap("EPA", seed=0)(x)
+    ref.swap_channels_(want, [0], [2])
+    with swapkern.use_backend("torch"):
+        swapkern.FeatureSwap("EPA", seed=0)(want)
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    print(f"smoke {backend}: {'ok' if torch.equal(x, want) else 'MISMATCH'}")
+    assert torch.equal(x, want), backend
+print(f"smoke passed in {time.time() - t0:.1f} s")
+EOF
+}
+
+overhead() {
+  if [ "$DRY" = 1 ]; then
+    set -- --device cpu --quick --images 64 --only "ASA channels 0<->2" "mixed: 4096" "EPA protocol" "1PA protocol"
+  else
+    # the goals: ASA over 4096 images and half the rows of 16384^2 (fp32, bf16) against the copy; 4096 small pairs
+    # (EPA, mixed) against the reference; Triton against CUDA (every case runs on every backend)
+    set -- --device cuda --images 4096 --only "ASA channels 0<->2" "ASA channels_last" "rows: half" "cols: half" \
+      "mixed: 4096" "EPA a pixel pair" "1PA protocol" "EPA protocol" "fused loader"
+  fi
+  "$PY" -m bench.overhead "$@" --no-weights --jsonl "$OUT/overhead.jsonl" --out "$WORK/overhead.json" \
+    | tee "$OUT/overhead.txt"
+}
+
+gpu_tests() {
+  local timeout=60 files=(tests)
+  if [ "$DRY" = 1 ]; then
+    # on the CPU the GPU tests skip: the stage is proved on the backend matrix's tests instead
+    files=(tests/test_gpu.py tests/test_backend.py)
+    set -- -m "not slow and not gpu_bench"
+  else
+    set -- -m "gpu and not gpu_bench" -n 8
+  fi
+  "$PY" -m pytest -q -p no:cacheprovider --timeout "$timeout" --junitxml "$OUT/junit.xml" "$@" "${files[@]}"
+}
+
+memcheck() {
+  if [ "$DRY" = 1 ]; then
+    echo "compute-sanitizer: SKIPPED (dry run, no GPU); the workload runs alone on the CPU" | tee "$OUT/sanitize.txt"
+    "$PY" -m bench.gpu.sanitize | tee -a "$OUT/sanitize.txt"
+  else
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 50 \
+      "$PY" -m bench.gpu.sanitize 2>&1 | tee "$OUT/sanitize.txt"
+    return "${PIPESTATUS[0]}"
+  fi
+}
+
+rest() {
+  if [ "$DRY" = 1 ]; then
+    echo "racecheck: SKIPPED (dry run, no GPU)"
+  else
+    echo "== racecheck (shared memory of the tiled kernels)"
+    timeout 90 compute-sanitizer --tool racecheck --error-exitcode 9 "$PY" -m bench.gpu.sanitize 2>&1 | tail -5
+    echo "== weight-step rows"
+    timeout 60 "$PY" -m bench.overhead --device cuda --only weight --jsonl "$OUT/overhead.jsonl" \
+      --out "$WORK/overhead-weights.json" | tee -a "$OUT/overhead.txt" | tail -20
+  fi
+  local left=$((STAGE_SECONDS - ($(date +%s) - ${REST_T0})))
+  echo "== gpu-short study: ${left}s left"
+  if [ "$DRY" = 1 ]; then
+    "$PY" -m bench.study --dry-run --out "$WORK/study"
+  elif [ "$left" -gt 90 ]; then
+    "$PY" -m bench.study --scale gpu-short --minutes "$(((left - 30) / 60)).$((((left - 30) % 60) * 10 / 60))" \
+      --out "$WORK/study" --note "run by bench/gpu_check.sh in what was left of its deadline"
+  else
+    echo "gpu-short study: SKIPPED, too little time left"
+  fi
+  [ -f "$WORK/study/REPORT.md" ] && cp "$WORK/study/REPORT.md" "$OUT/study.md"
+  return 0
+}
+
+export -f build smoke overhead gpu_tests memcheck rest
+say "gpu_check: $( [ "$DRY" = 1 ] && echo "DRY RUN on the CPU" || echo "on $(nvidia-smi -L 2>/dev/null | head -1)"), deadline ${TOTAL}s, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+TAIL=4 stage build 240 build
+if [ "$STATUS" -ne 0 ]; then
+  say "the build failed: the native stages cannot run; the Triton and torch backends are still tested"
+fi
+stage smoke 30 smoke
+TAIL=12 stage overhead 150 overhead
+stage gpu_tests 120 gpu_tests
+stage memcheck 90 memcheck
+REST_T0=$(date +%s)
+export REST_T0
+stage rest 600 rest
+say "== done: status $STATUS in $(($(date +%s) - START))s; files: $(ls "$OUT" | tr '\n' ' ')"
+pack
+rm -rf "$WORK"
+exit "$STATUS"
