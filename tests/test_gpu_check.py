@@ -36,7 +36,15 @@ def test_dry_run_goes_through_every_stage(tmp_path):
     assert seconds < 180
     files = _files(out)
     assert len(files) <= 8
-    assert files == {"summary.txt", "overhead.jsonl", "overhead.txt", "junit.xml", "sanitize.txt", "study.md", "logs.tgz"}
+    assert files == {
+        "summary.txt",
+        "overhead.jsonl",
+        "overhead.txt",
+        "junit.xml",
+        "sanitize.txt",
+        "study.md",
+        "logs.tgz",
+    }
     summary = (out / "summary.txt").read_text()
     for stage in ("build", "smoke", "overhead", "gpu_tests", "memcheck", "rest"):
         assert f"== {stage}: budget" in summary and f"{stage}: rc 0 in" in summary, stage
