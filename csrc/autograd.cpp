@@ -3,6 +3,7 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
@@ -42,15 +43,19 @@ void autograd_boxed(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch
 
 void inplace_or_view_boxed(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
   const Tensors mutated = mutated_args(op, stack);
-  // Outside InferenceMode (the only time this kernel runs) an inference tensor cannot be updated in place: refuse
-  // before the kernel moves anything, as PyTorch's own in-place ops do.
+  // Outside InferenceMode an inference tensor cannot be updated in place: refuse before the kernel moves anything,
+  // as PyTorch's own in-place ops do. (This kernel also runs inside InferenceMode when another argument, an index
+  // tensor made outside it, carries the key; there the update is allowed.)
+  const bool inference_mode = c10::InferenceMode::is_enabled();
   for (const at::Tensor& t : mutated) {
-    TORCH_CHECK(!t.is_inference(), op.schema().name(),
+    TORCH_CHECK(inference_mode || !t.is_inference(), op.schema().name(),
                 ": Inplace update to inference tensor outside InferenceMode is not allowed; swap a clone, or call it "
                 "inside torch.inference_mode()");
   }
   op.redispatchBoxed(ks & c10::after_ADInplaceOrView_keyset, stack);
-  for (const at::Tensor& t : mutated) torch::autograd::impl::bump_version(t);
+  for (const at::Tensor& t : mutated) {
+    if (!t.is_inference()) torch::autograd::impl::bump_version(t);  // inference tensors have no version counter
+  }
 }
 
 // Meta: a meta x is a no-op (what mutating a tensor without data means); a real x with a meta argument (indices on

@@ -101,9 +101,12 @@ class KeySet {
     shift_ = 64 - __builtin_ctzll(cap);
     slots_ = s_.table.data();
   }
+  size_t slot(uint64_t key) const { return (key * 0x9E3779B97F4A7C15ull) >> shift_; }
+  // Brings a key's slot into the cache ahead of its insert: the table is cold after a swap has streamed the data.
+  void prefetch(uint64_t key) const { __builtin_prefetch(slots_ + slot(key), 1, 1); }
   bool insert(uint64_t key) {
     const uint64_t mine = tag_ | (key + 1);
-    for (size_t h = (key * 0x9E3779B97F4A7C15ull) >> shift_;; h = (h + 1) & mask_) {
+    for (size_t h = slot(key);; h = (h + 1) & mask_) {
       const uint64_t v = slots_[h];
       if ((v & ~kKeyMask) != tag_) {  // empty for this call
         slots_[h] = mine;
@@ -153,7 +156,15 @@ void check_pairs(const char* op, const at::Tensor& a, const at::Tensor& b, const
                         static_cast<uint64_t>(ns) * static_cast<uint64_t>(n) * 2 < KeySet::kKeyMask,
                     op, ": too many samples times indices to check (2^47 or more positions)");
   KeySet seen(2 * K);
+  auto key_of = [&](int64_t k, int side) {
+    const int64_t i = side == 0 ? wrapped(va[k], nx) : wrapped(vb[k], ny);
+    const int64_t scope = vs != nullptr ? wrapped(vs[k], ns) : 0;
+    return static_cast<uint64_t>((scope * n + i) * 2 + (same ? 0 : side));
+  };
+  constexpr int64_t kAhead = 8;  // pairs prefetched ahead of the one inserted
+  for (int64_t k = 0; k < std::min(K, kAhead); ++k) seen.prefetch(key_of(k, 0)), seen.prefetch(key_of(k, 1));
   for (int64_t k = 0; k < K; ++k) {
+    if (k + kAhead < K) seen.prefetch(key_of(k + kAhead, 0)), seen.prefetch(key_of(k + kAhead, 1));
     const int64_t ia = wrapped(va[k], nx), ib = wrapped(vb[k], ny);
     const int64_t scope = vs != nullptr ? wrapped(vs[k], ns) : 0;
     if (same) {
@@ -161,7 +172,7 @@ void check_pairs(const char* op, const at::Tensor& a, const at::Tensor& b, const
     }
     for (int side = 0; side < 2; ++side) {
       const int64_t i = side == 0 ? ia : ib;
-      const uint64_t key = static_cast<uint64_t>((scope * n + i) * 2 + (same ? 0 : side));
+      const uint64_t key = key_of(k, side);
       if (seen.insert(key)) continue;
       const char* where = same ? (vs != nullptr ? "one sample" : "the tensor") : (side == 0 ? "x" : "y");
       TORCH_CHECK_VALUE(false, op, ": index ", i, " appears more than once in ", where,

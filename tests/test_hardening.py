@@ -224,6 +224,17 @@ def test_inference_tensor_outside_inference_mode_is_refused_untouched(any_backen
     assert x.tolist() == [[2, 3], [0, 1], [4, 5]]
 
 
+def test_inference_tensor_inside_inference_mode_with_indices_made_outside(any_backend):
+    # index tensors made outside inference mode carry the autograd keys, so the in-place kernel runs in inference
+    # mode too: it must allow the update there (and leave the inference tensor's missing version counter alone)
+    a, b = torch.tensor([0, 2]), torch.tensor([1, 3])
+    with torch.inference_mode():
+        x = torch.arange(8.0).view(4, 2)
+        swapkern.swap_rows_(x, a, b)
+        swapkern.swap_elements_(x, a, b)
+    assert x.tolist() == [[3, 2], [1, 0], [6, 7], [4, 5]]
+
+
 def test_swap_between_with_a_leaf_requiring_grad_leaves_both_untouched(any_backend):
     x = torch.zeros(3, 2)
     y = torch.ones(3, 2, requires_grad=True)
