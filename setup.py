@@ -1,9 +1,16 @@
 """Builds swapkern._C from csrc/: CUDA + CPU kernels when a CUDA toolkit and a CUDA build of torch are present,
 CPU kernels otherwise.
 
+By default the extension is built on the LibTorch stable ABI (TORCH_TARGET_VERSION = 2.10) and the Python limited
+API (3.10): swapkern/_C.abi3.so, one binary for torch >= 2.10 and CPython >= 3.10 (a wheel tagged cp310-abi3). A
+CUDA build links the CUDA runtime of its toolkit (libcudart.so.<major>) and libtorch_cuda, so it needs a CUDA
+build of torch for that CUDA major version.
+
 Environment:
   SWAPKERN_CPU_ONLY=1       build the C++ CPU kernels only, even where CUDA is available
   SWAPKERN_NO_EXTENSION=1   install the pure-Python package (torch and triton backends only)
+  SWAPKERN_LEGACY_ABI=1     build the same sources for this torch and this Python only (no TORCH_TARGET_VERSION,
+                            no limited API, a cpython-3XY suffix): the import refuses it under any other torch
   TORCH_CUDA_ARCH_LIST      CUDA archs to compile for (default "8.0;9.0+PTX": A100, H100/H200, newer via PTX)
   CUDA_HOME                 CUDA toolkit; defaults to /usr/local/cuda when nvcc is there
 """
@@ -19,10 +26,17 @@ if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")) and os.path.
 os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The oldest torch the stable build runs on, as TORCH_TARGET_VERSION encodes it: [major][minor][patch][abi tag].
+TORCH_TARGET = (2, 10)
+TARGET_VERSION = f"0x{TORCH_TARGET[0]:02x}{TORCH_TARGET[1]:02x}000000000000"
+PY_LIMITED = "cp310"  # the oldest CPython of the abi3 build (Py_LIMITED_API 0x030A0000)
 
 
 def _flag(name):
     return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+LEGACY = _flag("SWAPKERN_LEGACY_ABI")
 
 
 def extensions():
@@ -33,18 +47,35 @@ def extensions():
 
     use_cuda = not _flag("SWAPKERN_CPU_ONLY") and torch.version.cuda is not None and CUDA_HOME is not None
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-std=c++20", "-fvisibility=hidden"]
+    # The torch version goes in as bare tokens; csrc/python_module.cpp stringizes it (no quoting through ninja).
+    common = [f"-DSWAPKERN_TORCH_VERSION={torch.__version__}"]
+    if not LEGACY:
+        common.append(f"-DTORCH_TARGET_VERSION={TARGET_VERSION}")  # any non-stable torch header: a compile error
+    cxx = ["-O3", "-std=c++20", "-fvisibility=hidden", "-fvisibility-inlines-hidden", *common]
     macros = []
     kind = CppExtension
     extra = {"cxx": cxx}
     if use_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         macros.append(("SWAPKERN_WITH_CUDA", None))
-        extra["nvcc"] = ["-O3", "-lineinfo", "-std=c++20"]
+        # USE_CUDA declares the CUDA shims of the stable ABI (the current stream) in the CUDA sources.
+        extra["nvcc"] = ["-O3", "-lineinfo", "-std=c++20", "-DUSE_CUDA", *common]
         kind = CUDAExtension
-    print(f"swapkern: building {'CUDA + CPU' if use_cuda else 'CPU-only'} extension")
-    ext = kind("swapkern._C", sources, define_macros=macros, extra_compile_args=extra)
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    abi = "legacy (this torch only)" if LEGACY else f"stable ABI, torch >= {TORCH_TARGET[0]}.{TORCH_TARGET[1]}, abi3"
+    print(f"swapkern: building {'CUDA + CPU' if use_cuda else 'CPU-only'} extension, {abi}")
+    ext = kind("swapkern._C", sources, define_macros=macros, extra_compile_args=extra, py_limited_api=not LEGACY)
+
+    class Build(BuildExtension.with_options(use_ninja=True)):
+        def run(self):
+            super().run()
+            if self.inplace:  # a stale build of the other kind would shadow this one (.cpython-3XY beats .abi3)
+                built = os.path.abspath(self.get_ext_fullpath("swapkern._C"))
+                for old in glob.glob(os.path.join(HERE, "swapkern", "_C.*.so")):
+                    if os.path.abspath(old) != built:
+                        print(f"swapkern: removing {os.path.relpath(old, HERE)}, a build of another kind")
+                        os.remove(old)
+
+    return [ext], {"build_ext": Build}
 
 
 ext_modules, cmdclass = extensions()
@@ -59,10 +90,11 @@ setup(
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     python_requires=">=3.10",
-    install_requires=["torch>=2.9"],
+    install_requires=["torch>=2.10"],
     extras_require={
         "test": ["pytest", "pytest-timeout", "pytest-benchmark", "hypothesis", "numpy"],
         "bench": ["torchvision", "matplotlib", "tqdm", "numpy", "scipy", "nvtx"],
         "peers": ["kornia"],  # bench.overhead adds kornia's RandomChannelShuffle row when it is installed
     },
+    options={} if LEGACY or not ext_modules else {"bdist_wheel": {"py_limited_api": PY_LIMITED}},
 )

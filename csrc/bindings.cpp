@@ -1,17 +1,21 @@
-// Every schema of torch.ops.swapkern and every per-device implementation line, in one place. Mutating ops return
-// nothing (the Python layer, swapkern/ops.py, returns the tensors); validate=false skips the data-dependent checks.
-#include "autograd.h"
+// Every schema of torch.ops.swapkern and every per-device implementation line, in one place, on the stable ABI
+// (STABLE_TORCH_LIBRARY; kernels boxed by TORCH_BOX). Mutating ops return nothing (the Python layer,
+// swapkern/ops.py, returns the tensors); validate=false skips the data-dependent checks.
+//
+// What the stable ABI cannot express lives in Python, once (swapkern/_native.py): the autograd rules of the
+// mutating ops (no differentiation through a swap, inference tensors only inside inference mode, one version bump
+// per mutated tensor) and their fake/meta kernels (torch.library.register_fake).
 #include "cpu/launchers.h"
 #include "engine.h"
 #include "ops.h"
 
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
 
 #ifdef SWAPKERN_WITH_CUDA
 #include "cuda/launchers.h"
 #endif
 
-TORCH_LIBRARY(swapkern, m) {
+STABLE_TORCH_LIBRARY(swapkern, m) {
   // Exchange x.select(dim, a[k]) with x.select(dim, b[k]), inside x.select(sample_dim, sample[k]) if given.
   m.def("swap_(Tensor(a!) x, int dim, Tensor a, Tensor b, Tensor? sample=None, int sample_dim=0, "
         "bool validate=True) -> ()");
@@ -38,50 +42,46 @@ TORCH_LIBRARY(swapkern, m) {
   // The multi-tensor engine (csrc/engine.h): register a weight-swap step's jobs once; then each step draws every
   // group's pairs into index and applies them (mode 1 draw, 2 apply, 3 both); 1 means "stale, pack again".
   m.def("engine_new(Tensor index, Tensor[] xs, Tensor[] ys, int[] dim_x, int[] dim_y, int[] group, int[] job, "
-        "int[] wave, Tensor table, int groups, Tensor[] watched) -> int",
-        &swapkern::engine_new);
+        "int[] wave, Tensor table, int groups, Tensor[] watched) -> int");
   m.def("engine_step_(Tensor(a!) index, int handle, int seed, int step, int mode) -> int");
-  m.def("engine_free(int handle) -> ()", &swapkern::engine_free);
+  m.def("engine_free(int handle) -> ()");
+}
+
+// The engine's registry calls: one kernel for every device (engine_free has no tensor to dispatch on).
+STABLE_TORCH_LIBRARY_IMPL(swapkern, CompositeExplicitAutograd, m) {
+  m.impl("engine_new", TORCH_BOX(&swapkern::engine_new));
+  m.impl("engine_free", TORCH_BOX(&swapkern::engine_free));
 }
 
 namespace swapkern {
 
+// The boxed form of a kernel (TORCH_BOX of a template instance, without its commas inside the macro).
+template <auto kernel>
+constexpr auto boxed = TORCH_BOX(kernel);
+
 template <Launcher exchange, void (*load)(const LoadParams&), void (*draw)(const DrawParams&),
           void (*engine_draw)(const Engine&, uint64_t, uint64_t), void (*engine_apply)(const Engine&, const Wave&)>
-void register_device(torch::Library& m) {
-  m.impl("swap_", &swap_op<exchange>);
-  m.impl("swap_pixels_", &swap_pixels_op<exchange>);
-  m.impl("swap_elements_", &swap_elements_op<exchange>);
-  m.impl("swap_between_", &swap_between_op<exchange>);
-  m.impl("load_batch_", &load_batch_op<load>);
-  m.impl("draw_feature_plan_", &draw_op<draw>);
-  m.impl("feature_swap_", &feature_swap_op<exchange, draw>);
-  m.impl("engine_step_", &engine_step<engine_draw, engine_apply>);
+void register_device(torch::stable::detail::StableLibrary& m) {
+  m.impl("swap_", boxed<&swap_op<exchange>>);
+  m.impl("swap_pixels_", boxed<&swap_pixels_op<exchange>>);
+  m.impl("swap_elements_", boxed<&swap_elements_op<exchange>>);
+  m.impl("swap_between_", boxed<&swap_between_op<exchange>>);
+  m.impl("load_batch_", boxed<&load_batch_op<load>>);
+  m.impl("draw_feature_plan_", boxed<&draw_op<draw>>);
+  m.impl("feature_swap_", boxed<&feature_swap_op<exchange, draw>>);
+  m.impl("engine_step_", boxed<&engine_step<engine_draw, engine_apply>>);
 }
 
 }  // namespace swapkern
 
-TORCH_LIBRARY_IMPL(swapkern, CPU, m) {
+STABLE_TORCH_LIBRARY_IMPL(swapkern, CPU, m) {
   swapkern::register_device<swapkern::exchange_cpu, swapkern::load_cpu, swapkern::draw_cpu, swapkern::engine_draw_cpu,
                             swapkern::engine_apply_cpu>(m);
 }
 
 #ifdef SWAPKERN_WITH_CUDA
-TORCH_LIBRARY_IMPL(swapkern, CUDA, m) {
+STABLE_TORCH_LIBRARY_IMPL(swapkern, CUDA, m) {
   swapkern::register_device<swapkern::exchange_cuda, swapkern::load_cuda, swapkern::draw_cuda,
                             swapkern::engine_draw_cuda, swapkern::engine_apply_cuda>(m);
 }
 #endif
-
-// Autograd behaviour and meta tensors, for every mutating op (csrc/autograd.h).
-TORCH_LIBRARY_IMPL(swapkern, Autograd, m) {
-  for (const char* name : swapkern::kMutatingOps) m.impl(name, swapkern::autograd_kernel());
-}
-TORCH_LIBRARY_IMPL(swapkern, ADInplaceOrView, m) {
-  for (const char* name : swapkern::kMutatingOps) m.impl(name, swapkern::inplace_or_view_kernel());
-}
-TORCH_LIBRARY_IMPL(swapkern, Meta, m) {
-  for (const char* name : swapkern::kMutatingOps) {
-    if (std::string_view(name) != "engine_step_") m.impl(name, swapkern::meta_kernel());
-  }
-}

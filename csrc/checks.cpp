@@ -1,6 +1,6 @@
 #include "checks.h"
 
-#include <ATen/ATen.h>
+#include <torch/csrc/stable/ops.h>
 
 #include <algorithm>
 #include <utility>
@@ -8,7 +8,7 @@
 
 namespace swapkern {
 
-bool provably_disjoint(at::IntArrayRef sizes, at::IntArrayRef strides) {
+bool provably_disjoint(IntArrayRef sizes, IntArrayRef strides) {
   std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of dims that have more than one position
   for (size_t d = 0; d < sizes.size(); ++d) {
     if (sizes[d] == 0) return true;
@@ -25,43 +25,61 @@ bool provably_disjoint(at::IntArrayRef sizes, at::IntArrayRef strides) {
 
 namespace {
 
-std::pair<uintptr_t, uintptr_t> byte_range(const at::Tensor& t) {
+std::pair<uintptr_t, uintptr_t> byte_range(const Tensor& t) {
   const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const IntArrayRef sizes = t.sizes(), strides = t.strides();
   int64_t span = 1;
-  for (int64_t d = 0; d < t.dim(); ++d) span += (t.size(d) - 1) * t.stride(d);
-  return {lo, lo + static_cast<uintptr_t>(span * t.element_size())};
+  for (size_t d = 0; d < sizes.size(); ++d) span += (sizes[d] - 1) * strides[d];
+  return {lo, lo + static_cast<uintptr_t>(span * static_cast<int64_t>(t.element_size()))};
 }
 
 }  // namespace
 
-bool memory_intersects(const at::Tensor& a, const at::Tensor& b) {
-  if (a.numel() == 0 || b.numel() == 0 || !a.has_storage() || !b.has_storage()) return false;
-  if (a.device() != b.device()) return false;
+bool memory_intersects(const Tensor& a, const Tensor& b) {
+  using torch::headeronly::Layout;
+  if (a.numel() == 0 || b.numel() == 0 || a.layout() != Layout::Strided || b.layout() != Layout::Strided) return false;
+  const Device da = a.device();
+  if (da != b.device() || da.type() == DeviceType::Meta) return false;
   const auto ra = byte_range(a), rb = byte_range(b);
   return ra.first < rb.second && rb.first < ra.second;
 }
 
-void check_swappable(const char* op, const at::Tensor& t, const char* name) {
-  TORCH_CHECK_VALUE(t.layout() == at::kStrided, op, ": ", name, " must be a strided tensor, got layout ", t.layout());
-  TORCH_CHECK_VALUE(!t.is_meta(), op, ": ", name, " is on the meta device, which holds no data to swap");
-  TORCH_CHECK_VALUE(provably_disjoint(t.sizes(), t.strides()), op, ": ", name, " (shape ", t.sizes(), ", strides ",
-                    t.strides(),
-                    ") has elements that overlap in memory, or cannot be shown not to (expand, unfold, as_strided); "
-                    "swap a .contiguous() copy");
+void check_swappable(const char* op, const Tensor& t, const char* name) {
+  SK_CHECK_VALUE(t.layout() == torch::headeronly::Layout::Strided, op, ": ", name,
+                 " must be a strided tensor, got layout ", t.layout());
+  SK_CHECK_VALUE(!is_meta(t), op, ": ", name, " is on the meta device, which holds no data to swap");
+  SK_CHECK_VALUE(provably_disjoint(t.sizes(), t.strides()), op, ": ", name, " (shape ", t.sizes(), ", strides ",
+                 t.strides(),
+                 ") has elements that overlap in memory, or cannot be shown not to (expand, unfold, as_strided); "
+                 "swap a .contiguous() copy");
 }
 
-at::Tensor prepare_index(const char* op, const at::Tensor& t, const char* name, const at::Tensor& x,
-                         const at::Tensor& y) {
-  TORCH_CHECK_TYPE(at::isIntegralType(t.scalar_type(), /*includeBool=*/false), op, ": ", name,
-                   " must hold integers, got a tensor of dtype ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() <= 1, op, ": ", name, " must have shape [K], got ", t.sizes());
-  TORCH_CHECK_VALUE(t.device().is_cpu() || t.device() == x.device(), op, ": ", name, " is on ", t.device(),
-                    " but the tensor is on ", x.device(), "; indices must be on the CPU or on the tensor's device");
-  at::Tensor v = t.reshape({-1});
-  if (v.scalar_type() == at::kUInt64) v = v.view(at::kLong);
-  v = v.to(x.device(), at::kLong).contiguous();
-  if (memory_intersects(v, x) || (!y.is_same(x) && memory_intersects(v, y))) v = v.clone();
+Tensor prepare_index(const char* op, const Tensor& t, const char* name, const Tensor& x, const Tensor& y) {
+  const ScalarType dtype = dtype_of(t);
+  SK_CHECK_TYPE(is_integral(dtype, /*include_bool=*/false), op, ": ", name,
+                " must hold integers, got a tensor of dtype ", dtype);
+  SK_CHECK_VALUE(t.dim() <= 1, op, ": ", name, " must have shape [K], got ", t.sizes());
+  const Device device = t.device(), x_device = x.device();
+  SK_CHECK_VALUE(device.type() == DeviceType::CPU || device == x_device, op, ": ", name, " is on ", device,
+                 " but the tensor is on ", x_device, "; indices must be on the CPU or on the tensor's device");
+  const bool int64 = dtype == ScalarType::Long || dtype == ScalarType::UInt64;
+  Tensor v = t;
+  if (!int64 || device != x_device || !t.is_contiguous()) {
+    if (dtype == ScalarType::UInt64) v = torch::stable::view(v, ScalarType::Long);
+    v = torch::stable::contiguous(torch::stable::to(v, ScalarType::Long, std::nullopt, x_device));
+  }
+  if (memory_intersects(v, x) || (!same_tensor(x, y) && memory_intersects(v, y))) v = torch::stable::clone(v);
   return v;
+}
+
+const int64_t* host_values(const Tensor& t, std::vector<int64_t>& buf) {
+  if (t.is_cpu()) return data_of<const int64_t>(t);
+  const int64_t n = t.numel(), one = 1;
+  buf.resize(static_cast<size_t>(n));
+  Tensor host = torch::stable::from_blob(buf.data(), IntArrayRef(&n, 1), IntArrayRef(&one, 1),
+                                         Device(DeviceType::CPU), ScalarType::Long);
+  torch::stable::copy_(host, t);  // a device-to-host copy, so a sync
+  return buf.data();
 }
 
 namespace {
@@ -73,13 +91,6 @@ struct Scratch {
   uint64_t gen = 0;
 };
 thread_local Scratch scratch;
-
-const int64_t* host_ptr(const at::Tensor& t, std::vector<int64_t>& buf) {
-  if (t.is_cpu()) return t.data_ptr<int64_t>();
-  buf.resize(static_cast<size_t>(t.numel()));
-  at::from_blob(buf.data(), {t.numel()}, at::kLong).copy_(t);  // a device-to-host copy, so a sync
-  return buf.data();
-}
 
 // A set of keys below 2^48 with room for `count` insertions; insert() returns false for a repeat. Each slot holds
 // the call's generation beside the key, so a call never clears the table (O(count) work, one random access per
@@ -128,11 +139,11 @@ void check_range(const char* op, const int64_t* v, int64_t K, int64_t n, bool fr
                  const char* what) {
   for (int64_t k = 0; k < K; ++k) {
     if (from_unsigned && v[k] < 0) {
-      TORCH_CHECK_INDEX(false, op, ": ", name, " index ", static_cast<uint64_t>(v[k]), " is out of range for ", what,
-                        " of size ", n);
+      SK_CHECK_INDEX(false, op, ": ", name, " index ", static_cast<uint64_t>(v[k]), " is out of range for ", what,
+                     " of size ", n);
     }
-    TORCH_CHECK_INDEX(v[k] >= -n && v[k] < n, op, ": ", name, " index ", v[k], " is out of range for ", what,
-                      " of size ", n);
+    SK_CHECK_INDEX(v[k] >= -n && v[k] < n, op, ": ", name, " index ", v[k], " is out of range for ", what,
+                   " of size ", n);
   }
 }
 
@@ -140,21 +151,21 @@ inline int64_t wrapped(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
 
 }  // namespace
 
-void check_pairs(const char* op, const at::Tensor& a, const at::Tensor& b, const at::Tensor* sample, int64_t nx,
+void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor* sample, int64_t nx,
                  int64_t ny, int64_t ns, bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s,
                  const char* what) {
   const int64_t K = a.numel();
-  const int64_t* va = host_ptr(a, scratch.host[0]);
-  const int64_t* vb = host_ptr(b, scratch.host[1]);
-  const int64_t* vs = sample != nullptr ? host_ptr(*sample, scratch.host[2]) : nullptr;
+  const int64_t* va = host_values(a, scratch.host[0]);
+  const int64_t* vb = host_values(b, scratch.host[1]);
+  const int64_t* vs = sample != nullptr ? host_values(*sample, scratch.host[2]) : nullptr;
   check_range(op, va, K, nx, unsigned_a, "a", what);
   check_range(op, vb, K, ny, unsigned_b, "b", what);
   if (vs != nullptr) check_range(op, vs, K, ns, unsigned_s, "sample", "the sample dim");
   // Keys (scope * n + index) * 2 + side: one set serves both sides when x and y differ.
   const int64_t n = std::max(nx, ny);
-  TORCH_CHECK_VALUE(ns <= INT64_MAX / 4 / std::max<int64_t>(n, 1) &&
-                        static_cast<uint64_t>(ns) * static_cast<uint64_t>(n) * 2 < KeySet::kKeyMask,
-                    op, ": too many samples times indices to check (2^47 or more positions)");
+  SK_CHECK_VALUE(ns <= INT64_MAX / 4 / std::max<int64_t>(n, 1) &&
+                     static_cast<uint64_t>(ns) * static_cast<uint64_t>(n) * 2 < KeySet::kKeyMask,
+                 op, ": too many samples times indices to check (2^47 or more positions)");
   KeySet seen(2 * K);
   auto key_of = [&](int64_t k, int side) {
     const int64_t i = side == 0 ? wrapped(va[k], nx) : wrapped(vb[k], ny);
@@ -168,16 +179,16 @@ void check_pairs(const char* op, const at::Tensor& a, const at::Tensor& b, const
     const int64_t ia = wrapped(va[k], nx), ib = wrapped(vb[k], ny);
     const int64_t scope = vs != nullptr ? wrapped(vs[k], ns) : 0;
     if (same) {
-      TORCH_CHECK_VALUE(ia != ib, op, ": pair ", k, " exchanges index ", ia, " with itself; a[k] must differ from b[k]");
+      SK_CHECK_VALUE(ia != ib, op, ": pair ", k, " exchanges index ", ia, " with itself; a[k] must differ from b[k]");
     }
     for (int side = 0; side < 2; ++side) {
       const int64_t i = side == 0 ? ia : ib;
       const uint64_t key = key_of(k, side);
       if (seen.insert(key)) continue;
       const char* where = same ? (vs != nullptr ? "one sample" : "the tensor") : (side == 0 ? "x" : "y");
-      TORCH_CHECK_VALUE(false, op, ": index ", i, " appears more than once in ", where,
-                        vs != nullptr ? " (sample " : "", vs != nullptr ? std::to_string(scope) : std::string(),
-                        vs != nullptr ? ")" : "", "; the exchanges of one call must be disjoint");
+      SK_CHECK_VALUE(false, op, ": index ", i, " appears more than once in ", where,
+                     vs != nullptr ? " (sample " : "", vs != nullptr ? std::to_string(scope) : std::string(),
+                     vs != nullptr ? ")" : "", "; the exchanges of one call must be disjoint");
     }
   }
 }

@@ -4,8 +4,9 @@
 #include "codes.h"
 #include "hash.h"
 
-#include <ATen/core/Tensor.h>
-#include <c10/macros/Macros.h>
+#include "tensor.h"
+
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cstdint>
 #include <optional>
@@ -99,8 +100,8 @@ C10_HOST_DEVICE inline DrawParams with_step(const DrawParams& params, uint64_t s
   return p;
 }
 
-DrawParams make_draw(const at::Tensor& buf, const std::optional<at::Tensor>& indices, int64_t B, int64_t C,
-                     int64_t HW, int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed,
-                     int64_t step, int64_t threshold, const std::optional<at::Tensor>& counter);
+DrawParams make_draw(const Tensor& buf, const std::optional<Tensor>& indices, int64_t B, int64_t C, int64_t HW,
+                     int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step,
+                     int64_t threshold, const std::optional<Tensor>& counter);
 
 }  // namespace swapkern

@@ -1,8 +1,9 @@
 // Kernels move bits, so only an element's width matters: one type per width, and the one switch over widths.
 #pragma once
 
-#include <c10/macros/Macros.h>
-#include <c10/util/Exception.h>
+#include "check.h"
+
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cstdint>
 
@@ -23,7 +24,7 @@ decltype(auto) by_width(int64_t size, F&& f) {
     case 4: return f(uint32_t{});
     case 8: return f(uint64_t{});
     case 16: return f(Bytes16{});
-    default: TORCH_CHECK_TYPE(false, "swapkern: unsupported element size ", size);
+    default: SK_CHECK_TYPE(false, "swapkern: unsupported element size ", size);
   }
 }
 

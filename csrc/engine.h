@@ -12,9 +12,11 @@
 #include "swapkern.h"
 #include "weights.h"
 
-#include <ATen/core/Tensor.h>
+#include "tensor.h"
 
 #include <cstdint>
+#include <optional>
+#include <utility>
 #include <vector>
 
 namespace swapkern {
@@ -22,43 +24,55 @@ namespace swapkern {
 // One packed wave: its plans (on the host, and for CUDA a device copy) and their work prefix.
 struct Wave {
   std::vector<Plan> plans;
-  std::vector<int64_t> prefix;  // prefix[j] = work (pairs x slice elements) of plans before j
-  at::Tensor device_meta;       // CUDA: [n][Plans][prefix] as swapkern.packed_bytes lays it out; else undefined
+  std::vector<int64_t> prefix;       // prefix[j] = work (pairs x slice elements) of plans before j
+  std::optional<Tensor> device_meta;  // CUDA: [n][Plans][prefix] as swapkern.packed_bytes lays it out
 };
 
 struct Engine {
-  at::Tensor index;                 // int64 [slots] on the device: per group a, b, keep, pick, scratch
-  at::Tensor table_cpu, table;      // the draw table (WeightDraw rows, then kInter candidates), host and device
+  Engine(Tensor index_, Tensor table_cpu_, Tensor table_)
+      : index(std::move(index_)), table_cpu(std::move(table_cpu_)), table(std::move(table_)) {}
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  ~Engine();  // CUDA: first waits for the kernels that read the buffers below (csrc/cuda/engine_cuda.cu)
+
+  Tensor index;                  // int64 [slots] on the device: per group a, b, keep, pick, scratch
+  Tensor table_cpu, table;       // the draw table (WeightDraw rows, then kInter candidates), host and device
   int64_t groups = 0;
   std::vector<Wave> waves;
-  std::vector<at::Tensor> watched;  // the tensors the plans point into, held, with their layout at pack time
+  std::vector<Tensor> watched;   // the tensors the plans point into, held, with their layout at pack time
   std::vector<void*> data;
   std::vector<std::vector<int64_t>> shape;
-  std::vector<at::ScalarType> dtype;
+  std::vector<ScalarType> dtype;
+  // CUDA: (stream, event) per stream the engine's kernels ran on, the event recorded after the latest of them. The
+  // stable ABI has no record_stream, so instead of telling the caching allocator which streams use index, table
+  // and device_meta, the engine waits for those events before it lets go of the buffers (engine_free, or a repack
+  // that replaces it): no buffer goes back to the allocator while a kernel on any stream may still read it.
+  mutable std::vector<std::pair<void*, void*>> launched;
 };
 
 // Op bodies (csrc/bindings.cpp registers them).
-int64_t engine_new(const at::Tensor& index, at::TensorList xs, at::TensorList ys, at::IntArrayRef dim_x,
-                   at::IntArrayRef dim_y, at::IntArrayRef group, at::IntArrayRef job, at::IntArrayRef wave,
-                   const at::Tensor& table, int64_t groups, at::TensorList watched);
+int64_t engine_new(const Tensor& index, const std::vector<Tensor>& xs, const std::vector<Tensor>& ys,
+                   const std::vector<int64_t>& dim_x, const std::vector<int64_t>& dim_y,
+                   const std::vector<int64_t>& group, const std::vector<int64_t>& job,
+                   const std::vector<int64_t>& wave, const Tensor& table, int64_t groups,
+                   const std::vector<Tensor>& watched);
 void engine_free(int64_t handle);
 // mode: 1 draw, 2 apply, 3 both. Returns 0 when done, 1 when a registered tensor changed (nothing was done).
+// The version counters of index and of the watched tensors are bumped in Python (swapkern/_native.py).
 template <void (*draw)(const Engine&, uint64_t, uint64_t), void (*apply)(const Engine&, const Wave&)>
-int64_t engine_step(const at::Tensor& index, int64_t handle, int64_t seed, int64_t step, int64_t mode);
+int64_t engine_step(const Tensor& index, int64_t handle, int64_t seed, int64_t step, int64_t mode);
 
 // The registry, for the op bodies.
-Engine& engine_at(int64_t handle, const at::Tensor& index);
+Engine& engine_at(int64_t handle, const Tensor& index);
 bool engine_fresh(const Engine& e);
-void engine_bump_versions(const Engine& e);
 
 template <void (*draw)(const Engine&, uint64_t, uint64_t), void (*apply)(const Engine&, const Wave&)>
-int64_t engine_step(const at::Tensor& index, int64_t handle, int64_t seed, int64_t step, int64_t mode) {
+int64_t engine_step(const Tensor& index, int64_t handle, int64_t seed, int64_t step, int64_t mode) {
   Engine& e = engine_at(handle, index);
   if (!engine_fresh(e)) return 1;
   if (mode & 1) draw(e, static_cast<uint64_t>(seed), static_cast<uint64_t>(step));
   if (mode & 2) {
     for (const Wave& w : e.waves) apply(e, w);
-    engine_bump_versions(e);
   }
   return 0;
 }

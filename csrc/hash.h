@@ -3,7 +3,7 @@
 // exactly as the Python version's masked integer arithmetic does).
 #pragma once
 
-#include <c10/macros/Macros.h>
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cstdint>
 

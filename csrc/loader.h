@@ -6,8 +6,9 @@
 
 #include "codes.h"
 
-#include <ATen/core/Tensor.h>
-#include <c10/macros/Macros.h>
+#include "tensor.h"
+
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cstdint>
 #include <optional>
@@ -97,13 +98,13 @@ C10_HOST_DEVICE inline int64_t source_offset(const LoadParams& p, I n, I& c, I h
 // Validates (ValueError / IndexError / TypeError before anything is written) and fills LoadParams.
 struct OwnedLoad {
   LoadParams params;
-  at::Tensor index, scale, shift, pairs, at, image, active, flip;
+  std::optional<Tensor> index, scale, shift, pairs, at, image, active, flip;
 };
-OwnedLoad make_load(const at::Tensor& out, const at::Tensor& data, const at::Tensor& index, const at::Tensor& scale,
-                    const at::Tensor& shift, const std::optional<at::Tensor>& pairs,
-                    const std::optional<at::Tensor>& fixed, const std::optional<at::Tensor>& image,
-                    const std::optional<at::Tensor>& active, const std::optional<at::Tensor>& flip, int64_t which,
-                    int64_t what, bool extent_all, bool nhwc, bool validate);
+OwnedLoad make_load(const Tensor& out, const Tensor& data, const Tensor& index, const Tensor& scale,
+                    const Tensor& shift, const std::optional<Tensor>& pairs, const std::optional<Tensor>& fixed,
+                    const std::optional<Tensor>& image, const std::optional<Tensor>& active,
+                    const std::optional<Tensor>& flip, int64_t which, int64_t what, bool extent_all, bool nhwc,
+                    bool validate);
 
 
 }  // namespace swapkern

@@ -1,5 +1,6 @@
 // Device-generic op bodies: validate and build a Plan (or the loader's and the draw's parameters), then run it with
-// the device's launcher. csrc/bindings.cpp instantiates them once per device.
+// the device's launcher. csrc/bindings.cpp instantiates them once per device. Arguments are stable-ABI tensors
+// (csrc/tensor.h); a mutated tensor is a const Tensor& like the rest (the handle is const, not the data).
 #pragma once
 
 #include "checks.h"
@@ -8,7 +9,7 @@
 #include "loader.h"
 #include "swapkern.h"
 
-#include <ATen/ATen.h>
+#include <torch/csrc/stable/ops.h>
 
 namespace swapkern {
 
@@ -20,41 +21,42 @@ void run(const OwnedPlan& owned) {
 }
 
 template <Launcher launch>
-void swap_op(at::Tensor x, int64_t dim, const at::Tensor& a, const at::Tensor& b,
-             const std::optional<at::Tensor>& sample, int64_t sample_dim, bool validate) {
+void swap_op(const Tensor& x, int64_t dim, const Tensor& a, const Tensor& b, const std::optional<Tensor>& sample,
+             int64_t sample_dim, bool validate) {
   constexpr const char* op = "swapkern.swap_";
-  dim = wrap_dim(op, dim, x.dim(), "dim");
+  const int64_t ndim = x.dim();
+  dim = wrap_dim(op, dim, ndim, "dim");
   if (sample.has_value()) {
-    sample_dim = wrap_dim(op, sample_dim, x.dim(), "sample_dim");
-    TORCH_CHECK_VALUE(sample_dim != dim, op, ": sample_dim and dim are both ", dim);
+    sample_dim = wrap_dim(op, sample_dim, ndim, "sample_dim");
+    SK_CHECK_VALUE(sample_dim != dim, op, ": sample_dim and dim are both ", dim);
   }
   run<launch>(make_plan(op, x, x, {dim, dim + 1}, {dim, dim + 1}, a, b, sample, sample_dim, validate));
 }
 
 template <Launcher launch>
-void swap_pixels_op(at::Tensor x, const at::Tensor& p, const at::Tensor& q, const std::optional<at::Tensor>& sample,
+void swap_pixels_op(const Tensor& x, const Tensor& p, const Tensor& q, const std::optional<Tensor>& sample,
                     bool validate) {
   constexpr const char* op = "swapkern.swap_pixels_";
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": expected an (N, C, H, W) batch, got shape ", x.sizes());
+  SK_CHECK_VALUE(x.dim() == 4, op, ": expected an (N, C, H, W) batch, got shape ", x.sizes());
   run<launch>(make_plan(op, x, x, {2, 4}, {2, 4}, p, q, sample, 0, validate));
 }
 
 template <Launcher launch>
-void swap_elements_op(at::Tensor x, const at::Tensor& i, const at::Tensor& j, bool validate) {
+void swap_elements_op(const Tensor& x, const Tensor& i, const Tensor& j, bool validate) {
   const DimGroup all{0, x.dim()};
   run<launch>(make_plan("swapkern.swap_elements_", x, x, all, all, i, j, std::nullopt, 0, validate));
 }
 
 template <Launcher launch>
-void swap_between_op(at::Tensor x, at::Tensor y, const at::Tensor& i, const at::Tensor& j,
+void swap_between_op(const Tensor& x, const Tensor& y, const Tensor& i, const Tensor& j,
                      std::optional<int64_t> dim_x, std::optional<int64_t> dim_y, bool validate) {
   constexpr const char* op = "swapkern.swap_between_";
-  TORCH_CHECK_VALUE(dim_x.has_value() == dim_y.has_value(), op,
-                    ": give both dim_x and dim_y (slices) or neither (elements)");
+  SK_CHECK_VALUE(dim_x.has_value() == dim_y.has_value(), op,
+                 ": give both dim_x and dim_y (slices) or neither (elements)");
   DimGroup gx{0, x.dim()}, gy{0, y.dim()};
   if (dim_x.has_value()) {
-    const int64_t dx = wrap_dim(op, *dim_x, x.dim(), "dim_x"), dy = wrap_dim(op, *dim_y, y.dim(), "dim_y");
-    TORCH_CHECK_VALUE(!x.is_same(y) || dx == dy, op, ": x is y, so dim_x and dim_y must be equal");
+    const int64_t dx = wrap_dim(op, *dim_x, gx.end, "dim_x"), dy = wrap_dim(op, *dim_y, gy.end, "dim_y");
+    SK_CHECK_VALUE(dx == dy || !same_tensor(x, y), op, ": x is y, so dim_x and dim_y must be equal");
     gx = {dx, dx + 1};
     gy = {dy, dy + 1};
   }
@@ -62,27 +64,29 @@ void swap_between_op(at::Tensor x, at::Tensor y, const at::Tensor& i, const at::
 }
 
 template <void (*launch)(const LoadParams&)>
-void load_batch_op(at::Tensor out, const at::Tensor& data, const at::Tensor& index, const at::Tensor& scale,
-                   const at::Tensor& shift, const std::optional<at::Tensor>& pairs,
-                   const std::optional<at::Tensor>& fixed, const std::optional<at::Tensor>& image,
-                   const std::optional<at::Tensor>& active, const std::optional<at::Tensor>& flip, int64_t which,
-                   int64_t what, bool extent_all, bool nhwc, bool validate) {
+void load_batch_op(const Tensor& out, const Tensor& data, const Tensor& index, const Tensor& scale,
+                   const Tensor& shift, const std::optional<Tensor>& pairs, const std::optional<Tensor>& fixed,
+                   const std::optional<Tensor>& image, const std::optional<Tensor>& active,
+                   const std::optional<Tensor>& flip, int64_t which, int64_t what, bool extent_all, bool nhwc,
+                   bool validate) {
   const OwnedLoad o = make_load(out, data, index, scale, shift, pairs, fixed, image, active, flip, which, what,
                                 extent_all, nhwc, validate);
   if (out.numel() > 0) launch(o.params);
 }
 
 template <void (*launch)(const DrawParams&)>
-void draw_op(at::Tensor buf, const std::optional<at::Tensor>& indices, int64_t B, int64_t C, int64_t HW,
+void draw_op(const Tensor& buf, const std::optional<Tensor>& indices, int64_t B, int64_t C, int64_t HW,
              int64_t which, int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step,
-             int64_t threshold, const std::optional<at::Tensor>& counter) {
+             int64_t threshold, const std::optional<Tensor>& counter) {
   if (B == 0) {  // an empty batch: an inactive plan, nothing to draw
-    TORCH_CHECK_VALUE(buf.dim() == 1 && buf.scalar_type() == at::kLong, "swapkern.draw_feature_plan_: buf must be int64");
-    TORCH_CHECK_VALUE(!counter.has_value() || (counter->scalar_type() == at::kLong && counter->numel() == 1 &&
-                                                counter->device() == buf.device()),
-                      "swapkern.draw_feature_plan_: counter must be one int64 on buf's device");
-    buf.zero_();
-    if (counter.has_value()) counter->add_(1);
+    SK_CHECK_VALUE(buf.dim() == 1 && dtype_of(buf) == ScalarType::Long,
+                   "swapkern.draw_feature_plan_: buf must be int64");
+    SK_CHECK_VALUE(!counter.has_value() || (dtype_of(*counter) == ScalarType::Long && counter->numel() == 1 &&
+                                            counter->device() == buf.device()),
+                   "swapkern.draw_feature_plan_: counter must be one int64 on buf's device");
+    Tensor zeroed = buf;
+    torch::stable::zero_(zeroed);
+    if (counter.has_value()) increment_(*counter);
     return;
   }
   launch(make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold, counter));
@@ -90,21 +94,23 @@ void draw_op(at::Tensor buf, const std::optional<at::Tensor>& indices, int64_t B
 
 // Draws a FeaturePlan into buf and applies it to the (B, C, H, W) batch x: one op call per protocol step.
 template <Launcher launch, void (*draw)(const DrawParams&)>
-void feature_swap_op(at::Tensor x, at::Tensor buf, const std::optional<at::Tensor>& indices, int64_t which,
+void feature_swap_op(const Tensor& x, const Tensor& buf, const std::optional<Tensor>& indices, int64_t which,
                      int64_t what, bool extent_all, int64_t swaps, int64_t seed, int64_t step, int64_t threshold,
-                     const std::optional<at::Tensor>& counter) {
+                     const std::optional<Tensor>& counter) {
   constexpr const char* op = "swapkern.feature_swap_";
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": expected an (N, C, H, W) batch, got shape ", x.sizes());
-  TORCH_CHECK_VALUE(buf.device() == x.device(), op, ": buf is on ", buf.device(), " but x is on ", x.device());
-  TORCH_CHECK_VALUE(!memory_intersects(buf, x) && !(indices.has_value() && memory_intersects(*indices, buf)), op,
-                    ": buf must not share memory with x or indices");
-  const int64_t B = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
+  const IntArrayRef sizes = x.sizes();
+  SK_CHECK_VALUE(sizes.size() == 4, op, ": expected an (N, C, H, W) batch, got shape ", sizes);
+  const Device buf_device = buf.device(), x_device = x.device();
+  SK_CHECK_VALUE(buf_device == x_device, op, ": buf is on ", buf_device, " but x is on ", x_device);
+  SK_CHECK_VALUE(!memory_intersects(buf, x) && !(indices.has_value() && memory_intersects(*indices, buf)), op,
+                 ": buf must not share memory with x or indices");
+  const int64_t B = sizes[0], C = sizes[1], HW = sizes[2] * sizes[3];
   check_swappable(op, x, "x");
   if (B == 0) {
     draw_op<draw>(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold, counter);
     return;
   }
-  TORCH_CHECK_VALUE(!(counter.has_value() && memory_intersects(*counter, x)), op, ": counter must not be inside x");
+  SK_CHECK_VALUE(!(counter.has_value() && memory_intersects(*counter, x)), op, ": counter must not be inside x");
   const DrawParams d =
       make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold, counter);
   // The plan (geometry and pointers into buf) is built, and so checked, before the draw writes buf or the counter.
@@ -113,12 +119,12 @@ void feature_swap_op(at::Tensor x, at::Tensor buf, const std::optional<at::Tenso
                                                                                                  : DimGroup{2, 4});
   check_tensors(op, x, x);
   Plan plan = plan_geometry(op, x, x, g, g, sampled, 0, d.K);
-  int64_t* slots = buf.data_ptr<int64_t>();
+  const int64_t* slots = d.buf;
   plan.x.idx = slots + d.a;
   plan.y.idx = slots + d.b;
   if (sampled) plan.x.sample = plan.y.sample = slots + d.sample;
   draw(d);
-  if (x.device().is_cpu() && slots[0] == 0) return;  // the p-coin said no (a GPU runs identities)
+  if (x_device.type() == DeviceType::CPU && slots[0] == 0) return;  // the p-coin said no (a GPU runs identities)
   if (plan.K > 0 && plan.slice_numel > 0) launch(plan);
 }
 

@@ -4,7 +4,7 @@
 
 #include "swapkern.h"
 
-#include <c10/macros/Macros.h>
+#include <torch/headeronly/macros/Macros.h>
 
 namespace swapkern {
 

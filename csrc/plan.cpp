@@ -2,9 +2,6 @@
 #include "checks.h"
 #include "swapkern.h"
 
-#include <ATen/ATen.h>
-#include <c10/util/SmallVector.h>
-
 #include <algorithm>
 #include <climits>
 #include <numeric>
@@ -14,15 +11,48 @@
 namespace swapkern {
 namespace {
 
+// A list of per-dim values held on the stack up to kInline entries (a tensor may have more dims: then on the heap),
+// so that building a plan allocates nothing.
+template <typename T>
+class DimVec {
+ public:
+  size_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+  T* begin() { return heap_.empty() ? inline_ : heap_.data(); }
+  const T* begin() const { return heap_.empty() ? inline_ : heap_.data(); }
+  T* end() { return begin() + n_; }
+  const T* end() const { return begin() + n_; }
+  T& operator[](size_t i) { return begin()[i]; }
+  const T& operator[](size_t i) const { return begin()[i]; }
+  T& back() { return begin()[n_ - 1]; }
+  void push_back(T v) {
+    if (heap_.empty() && n_ == kInline) heap_.assign(inline_, inline_ + n_);
+    if (heap_.empty()) {
+      inline_[n_] = v;
+    } else {
+      heap_.push_back(v);
+    }
+    ++n_;
+  }
+  bool operator==(const DimVec& o) const { return std::equal(begin(), end(), o.begin(), o.end()); }
+  IntArrayRef ref() const { return IntArrayRef(begin(), n_); }
+
+ private:
+  static constexpr size_t kInline = 2 * kMaxDims;
+  T inline_[kInline] = {};
+  std::vector<T> heap_;
+  size_t n_ = 0;
+};
+
 struct Dims {
-  c10::SmallVector<int64_t, kMaxDims> sizes, sx, sy;
+  DimVec<int64_t> sizes, sx, sy;
 };
 
 // Drops size-1 dims, orders dims by x's strides (outermost first) and merges dims that are contiguous in both
 // tensors, so a contiguous slice becomes one dim of stride 1. Iteration order is irrelevant to an exchange as
 // long as x and y use the same one.
 Dims coalesce_slice(const Dims& in) {
-  c10::SmallVector<size_t, kMaxDims> order;
+  DimVec<size_t> order;
   for (size_t d = 0; d < in.sizes.size(); ++d)
     if (in.sizes[d] != 1) order.push_back(d);
   std::stable_sort(order.begin(), order.end(), [&](size_t p, size_t q) { return in.sx[p] > in.sx[q]; });
@@ -45,23 +75,24 @@ Dims coalesce_slice(const Dims& in) {
 }
 
 // Fills the index geometry of one side: the group [begin, end) of dims, flattened row-major.
-void fill_side(const char* op, Side& s, const at::Tensor& t, DimGroup g) {
+void fill_side(const char* op, Side& s, const Tensor& t, DimGroup g) {
   s.data = static_cast<char*>(t.data_ptr());
-  c10::SmallVector<int64_t, kMaxDims> sizes, strides;
+  const IntArrayRef t_sizes = t.sizes(), t_strides = t.strides();
+  DimVec<int64_t> sizes, strides;
   int64_t numel = 1;
   for (int64_t d = g.begin; d < g.end; ++d) {
-    numel *= t.size(d);
-    if (t.size(d) == 1) continue;  // contributes coordinate 0 only
-    if (!sizes.empty() && strides.back() == t.stride(d) * t.size(d)) {
-      sizes.back() *= t.size(d);
-      strides.back() = t.stride(d);
+    numel *= t_sizes[d];
+    if (t_sizes[d] == 1) continue;  // contributes coordinate 0 only
+    if (!sizes.empty() && strides.back() == t_strides[d] * t_sizes[d]) {
+      sizes.back() *= t_sizes[d];
+      strides.back() = t_strides[d];
       continue;
     }
-    sizes.push_back(t.size(d));
-    strides.push_back(t.stride(d));
+    sizes.push_back(t_sizes[d]);
+    strides.push_back(t_strides[d]);
   }
-  TORCH_CHECK_VALUE(sizes.size() <= static_cast<size_t>(kMaxDims), op, ": the indexed dims of a tensor of shape ",
-                    t.sizes(), " do not coalesce into ", kMaxDims, " dims or fewer; make it contiguous first");
+  SK_CHECK_VALUE(sizes.size() <= static_cast<size_t>(kMaxDims), op, ": the indexed dims of a tensor of shape ",
+                 t_sizes, " do not coalesce into ", kMaxDims, " dims or fewer; make it contiguous first");
   s.idx_numel = numel;
   s.idx_ndim = static_cast<int32_t>(sizes.size());
   for (size_t d = 0; d < sizes.size(); ++d) {
@@ -73,48 +104,53 @@ void fill_side(const char* op, Side& s, const at::Tensor& t, DimGroup g) {
 }  // namespace
 
 int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim, const char* name) {
-  TORCH_CHECK_VALUE(dim >= -ndim && dim < ndim, op, ": ", name, "=", dim, " is out of range for a tensor with ",
-                    ndim, " dims");
+  SK_CHECK_VALUE(dim >= -ndim && dim < ndim, op, ": ", name, "=", dim, " is out of range for a tensor with ", ndim,
+                 " dims");
   return dim < 0 ? dim + ndim : dim;
 }
 
-void check_tensors(const char* op, const at::Tensor& x, const at::Tensor& y) {
-  TORCH_CHECK_TYPE(x.element_size() <= 16 && (x.element_size() & (x.element_size() - 1)) == 0 && !x.is_quantized(),
-                   op, ": unsupported dtype ", x.scalar_type());
-  TORCH_CHECK_VALUE(x.scalar_type() == y.scalar_type(), op, ": x has dtype ", x.scalar_type(), " but y has ",
-                    y.scalar_type());
-  TORCH_CHECK_VALUE(x.device() == y.device(), op, ": x is on ", x.device(), " but y is on ", y.device());
+void check_tensors(const char* op, const Tensor& x, const Tensor& y) {
+  const ScalarType dtype = dtype_of(x), y_dtype = dtype_of(y);
+  const size_t elem = x.element_size();
+  SK_CHECK_TYPE(elem <= 16 && (elem & (elem - 1)) == 0 && !torch::headeronly::isQIntType(dtype), op,
+                ": unsupported dtype ", dtype);
+  SK_CHECK_VALUE(dtype == y_dtype, op, ": x has dtype ", dtype, " but y has ", y_dtype);
+  const Device x_device = x.device(), y_device = y.device();
+  SK_CHECK_VALUE(x_device == y_device, op, ": x is on ", x_device, " but y is on ", y_device);
+  const bool same = same_tensor(x, y);
   check_swappable(op, x, "x");
-  if (!x.is_same(y)) check_swappable(op, y, "y");
-  TORCH_CHECK_VALUE(x.is_same(y) || !memory_intersects(x, y), op,
-                    ": x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_");
+  if (!same) check_swappable(op, y, "y");
+  SK_CHECK_VALUE(same || !memory_intersects(x, y), op,
+                 ": x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_");
 }
 
-Plan plan_geometry(const char* op, const at::Tensor& x, const at::Tensor& y, DimGroup gx, DimGroup gy, bool has_sample,
+Plan plan_geometry(const char* op, const Tensor& x, const Tensor& y, DimGroup gx, DimGroup gy, bool has_sample,
                    int64_t sample_dim, int64_t K) {
-  const bool same = x.is_same(y);
+  const bool same = same_tensor(x, y);
+  const IntArrayRef x_sizes = x.sizes(), x_strides = x.strides(), y_sizes = y.sizes(), y_strides = y.strides();
+  const int64_t x_dim = static_cast<int64_t>(x_sizes.size()), y_dim = static_cast<int64_t>(y_sizes.size());
   // The slice: every dim outside the index group (and the sample dim), in order; shapes must match.
   Dims slice;
-  c10::SmallVector<int64_t, kMaxDims> ysizes;
-  for (int64_t d = 0; d < x.dim(); ++d) {
+  DimVec<int64_t> ysizes;
+  for (int64_t d = 0; d < x_dim; ++d) {
     if ((d >= gx.begin && d < gx.end) || (has_sample && d == sample_dim)) continue;
-    slice.sizes.push_back(x.size(d));
-    slice.sx.push_back(x.stride(d));
+    slice.sizes.push_back(x_sizes[d]);
+    slice.sx.push_back(x_strides[d]);
   }
-  for (int64_t d = 0; d < y.dim(); ++d) {
+  for (int64_t d = 0; d < y_dim; ++d) {
     if ((d >= gy.begin && d < gy.end) || (has_sample && same && d == sample_dim)) continue;
-    ysizes.push_back(y.size(d));
-    slice.sy.push_back(y.stride(d));
+    ysizes.push_back(y_sizes[d]);
+    slice.sy.push_back(y_strides[d]);
   }
-  TORCH_CHECK_VALUE(ysizes == slice.sizes, op, ": the slices of x have shape ", at::IntArrayRef(slice.sizes),
-                    " but those of y have shape ", at::IntArrayRef(ysizes));
+  SK_CHECK_VALUE(ysizes == slice.sizes, op, ": the slices of x have shape ", slice.sizes.ref(),
+                 " but those of y have shape ", ysizes.ref());
   const Dims c = coalesce_slice(slice);
-  TORCH_CHECK_VALUE(c.sizes.size() <= static_cast<size_t>(kMaxDims), op, ": slices of a tensor of shape ",
-                    x.sizes(), " do not coalesce into ", kMaxDims, " dims or fewer; make it contiguous first");
+  SK_CHECK_VALUE(c.sizes.size() <= static_cast<size_t>(kMaxDims), op, ": slices of a tensor of shape ", x_sizes,
+                 " do not coalesce into ", kMaxDims, " dims or fewer; make it contiguous first");
   Plan p;
   p.K = K;
   p.elem_size = static_cast<int32_t>(x.element_size());
-  p.device_index = x.device().has_index() ? x.device().index() : -1;
+  p.device_index = x.get_device_index();
   p.ndim = static_cast<int32_t>(c.sizes.size());
   p.slice_numel = 1;
   for (size_t d = 0; d < c.sizes.size(); ++d) {
@@ -127,40 +163,40 @@ Plan plan_geometry(const char* op, const at::Tensor& x, const at::Tensor& y, Dim
   fill_side(op, p.y, y, gy);
   if (has_sample) {
     for (Side* s : {&p.x, &p.y}) {
-      s->sample_size = x.size(sample_dim);
-      s->sample_stride = x.stride(sample_dim);
+      s->sample_size = x_sizes[sample_dim];
+      s->sample_stride = x_strides[sample_dim];
     }
   }
   // Static, so checked even with validate=false: an empty index range has no valid index.
-  TORCH_CHECK_INDEX(K == 0 || (p.x.idx_numel > 0 && p.y.idx_numel > 0), op, ": cannot index into a dim of size 0");
-  if (has_sample) TORCH_CHECK_INDEX(K == 0 || x.size(sample_dim) > 0, op, ": cannot index into a sample dim of size 0");
+  SK_CHECK_INDEX(K == 0 || (p.x.idx_numel > 0 && p.y.idx_numel > 0), op, ": cannot index into a dim of size 0");
+  if (has_sample) SK_CHECK_INDEX(K == 0 || x_sizes[sample_dim] > 0, op, ": cannot index into a sample dim of size 0");
   return p;
 }
 
-OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, DimGroup gx, DimGroup gy,
-                    const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& sample,
-                    int64_t sample_dim, bool validate) {
-  const bool same = x.is_same(y);
+OwnedPlan make_plan(const char* op, const Tensor& x, const Tensor& y, DimGroup gx, DimGroup gy, const Tensor& a,
+                    const Tensor& b, const std::optional<Tensor>& sample, int64_t sample_dim, bool validate) {
   const bool has_sample = sample.has_value();
   check_tensors(op, x, y);
   OwnedPlan out;
-  out.a = prepare_index(op, a, "a", x, y);
-  out.b = prepare_index(op, b, "b", x, y);
-  if (has_sample) out.sample = prepare_index(op, *sample, "sample", x, y);
-  const int64_t K = out.a.numel();
-  TORCH_CHECK_VALUE(out.b.numel() == K, op, ": a has ", K, " indices but b has ", out.b.numel());
-  TORCH_CHECK_VALUE(!has_sample || out.sample.numel() == K, op, ": a has ", K, " indices but sample has ",
-                    out.sample.numel());
+  const Tensor& ia = out.a.emplace(prepare_index(op, a, "a", x, y));
+  const Tensor& ib = out.b.emplace(prepare_index(op, b, "b", x, y));
+  const Tensor* is = has_sample ? &out.sample.emplace(prepare_index(op, *sample, "sample", x, y)) : nullptr;
+  const int64_t K = ia.numel(), Kb = ib.numel();
+  SK_CHECK_VALUE(Kb == K, op, ": a has ", K, " indices but b has ", Kb);
+  if (has_sample) {
+    const int64_t Ks = is->numel();
+    SK_CHECK_VALUE(Ks == K, op, ": a has ", K, " indices but sample has ", Ks);
+  }
   out.plan = plan_geometry(op, x, y, gx, gy, has_sample, sample_dim, K);
   Plan& p = out.plan;
-  p.x.idx = out.a.data_ptr<int64_t>();
-  p.y.idx = out.b.data_ptr<int64_t>();
-  if (has_sample) p.x.sample = p.y.sample = out.sample.data_ptr<int64_t>();
+  p.x.idx = data_of<const int64_t>(ia);
+  p.y.idx = data_of<const int64_t>(ib);
+  if (has_sample) p.x.sample = p.y.sample = data_of<const int64_t>(*is);
   if (!validate || K == 0) return out;
   const char* what = gx.end - gx.begin == 1 ? "dim" : (gx.begin == 0 && gx.end == x.dim() ? "the tensor" : "dims");
-  const auto u64 = [](const at::Tensor& t) { return t.scalar_type() == at::kUInt64; };
-  check_pairs(op, out.a, out.b, has_sample ? &out.sample : nullptr, p.x.idx_numel, p.y.idx_numel,
-              has_sample ? x.size(sample_dim) : 1, same, u64(a), u64(b), has_sample && u64(*sample), what);
+  const auto u64 = [](const Tensor& t) { return dtype_of(t) == ScalarType::UInt64; };
+  check_pairs(op, ia, ib, is, p.x.idx_numel, p.y.idx_numel, has_sample ? x.size(sample_dim) : 1, same_tensor(x, y),
+              u64(a), u64(b), has_sample && u64(*sample), what);
   return out;
 }
 

@@ -2,8 +2,9 @@
 // Every public op is index arithmetic that fills a Plan; each backend runs a Plan in one launch.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-#include <c10/macros/Macros.h>
+#include "tensor.h"
+
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cstdint>
 #include <optional>
@@ -75,7 +76,7 @@ inline bool interleaved(const Plan& p) {
 // The index tensors a Plan points into; keep this alive while the Plan runs.
 struct OwnedPlan {
   Plan plan;
-  at::Tensor a, b, sample;
+  std::optional<Tensor> a, b, sample;
 };
 
 // Which dims of a tensor the pair indices address: [begin, end), flattened row-major.
@@ -87,14 +88,13 @@ struct DimGroup {
 // Validates every argument (raising ValueError / IndexError / TypeError before anything moves) and builds
 // the Plan. With validate=false the data-dependent checks (range, duplicates, a[k] != b[k]) are skipped:
 // they are what needs a host copy of the indices when the indices live on a GPU.
-OwnedPlan make_plan(const char* op, const at::Tensor& x, const at::Tensor& y, DimGroup gx, DimGroup gy,
-                    const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& sample,
-                    int64_t sample_dim, bool validate);
+OwnedPlan make_plan(const char* op, const Tensor& x, const Tensor& y, DimGroup gx, DimGroup gy, const Tensor& a,
+                    const Tensor& b, const std::optional<Tensor>& sample, int64_t sample_dim, bool validate);
 
 // The rules on the tensors of a plan (dtype, device, layout, no overlap), and the geometry of K pairs between them
 // (slice shape, coalesced dims, index groups, sample dim) with no index values: the caller attaches the indices.
-void check_tensors(const char* op, const at::Tensor& x, const at::Tensor& y);
-Plan plan_geometry(const char* op, const at::Tensor& x, const at::Tensor& y, DimGroup gx, DimGroup gy, bool has_sample,
+void check_tensors(const char* op, const Tensor& x, const Tensor& y);
+Plan plan_geometry(const char* op, const Tensor& x, const Tensor& y, DimGroup gx, DimGroup gy, bool has_sample,
                    int64_t sample_dim, int64_t K);
 
 // Normalises a user dim, raising ValueError when it is out of range.

@@ -4,7 +4,7 @@
 
 #include "hash.h"
 
-#include <c10/macros/Macros.h>
+#include <torch/headeronly/macros/Macros.h>
 
 #include <cstdint>
 

@@ -26,6 +26,11 @@ except (ImportError, OSError) as e:  # not built, or built against another torch
     if os.environ.get("SWAPKERN_NO_EXTENSION", "0") != "1":
         warnings.warn(f"swapkern: compiled ops unavailable ({e}); using the triton/torch backends", stacklevel=2)
 
+if _native_error is None:
+    from . import _native
+
+    _native.register_fakes()  # the fake kernels of the ops (the stable ABI has no Meta kernels to register)
+
 _current = "auto"
 
 # Fixed for the life of the process, and read as constants so torch.compile can trace the backend choice.

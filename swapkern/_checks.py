@@ -56,7 +56,9 @@ def check_swappable(op: str, t: torch.Tensor, name: str) -> None:
 
 
 def check_mutable(op: str, tensors) -> None:
-    """What the compiled ops' Autograd and ADInplaceOrView kernels (csrc/autograd.cpp) refuse, in their order."""
+    """What a mutating op refuses before anything moves, in this order (every backend; the native one calls it from
+    swapkern/_native.py): with grad mode on, a tensor that requires grad; outside inference mode, an inference
+    tensor (inside it, updating one is allowed)."""
     if torch.is_grad_enabled():
         for t in tensors:
             if t.requires_grad:
@@ -73,8 +75,9 @@ def check_mutable(op: str, tensors) -> None:
 
 
 def bump_versions(tensors) -> None:
-    """Once per mutated tensor, as the compiled ops' ADInplaceOrView kernel does."""
-    torch._C._increment_version(list(tensors))
+    """Once per mutated tensor, after the call, as PyTorch's own in-place ops do (inference tensors have no version
+    counter and are left alone)."""
+    torch._C._increment_version([t for t in tensors if not t.is_inference()])
 
 
 # -- indices --------------------------------------------------------------------------------------------------------

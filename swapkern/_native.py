@@ -1,16 +1,60 @@
 """The "native" backend: the compiled ops (torch.ops.swapkern.*), same entry points as swapkern.reference.
 
-Python converts the arguments only (swapkern._index); every check is made once, in C++ (csrc/checks.cpp,
-csrc/plan.cpp), so a torch.compile graph that calls the ops does not break on data-dependent checks."""
+Python converts the arguments only (swapkern._index); every check of the arguments is made once, in C++
+(csrc/checks.cpp, csrc/plan.cpp), so a torch.compile graph that calls the ops does not break on data-dependent
+checks. The ops are built on the LibTorch stable ABI, which cannot express what follows; it lives here, once:
+
+- the autograd rules of a mutating op (its Autograd and ADInplaceOrView kernels before): with grad mode on, a
+  mutated tensor that requires grad is refused (swaps are not differentiable); an inference tensor is updated only
+  inside inference mode; each mutated tensor's version counter is bumped exactly once after the call, so autograd
+  notices a swapped tensor it saved for backward. Under torch.compile the wrappers call the ops directly (the
+  graph's functionalization writes the results back with copy_, which bumps the counters);
+- TypeError: no C++ exception becomes one across the stable ABI, so the kernels tag the message (csrc/check.h,
+  SK_CHECK_TYPE) and the wrappers turn it back into a TypeError (ValueError and IndexError cross as they are);
+- the fake (meta) kernels (torch.library.register_fake), registered when this module is imported.
+"""
 
 from __future__ import annotations
 
+import re
 import weakref
 
 import torch
 
+from ._checks import bump_versions, check_mutable
 from ._codes import protocol_codes
 from ._index import as_index, as_int
+
+_OPS = torch.ops.swapkern
+_increment = torch._C._increment_version
+# csrc/check.h: the tag of SK_CHECK_TYPE; an exception from a shim call also carries "(originally from ...)".
+_TYPE_ERROR = re.compile(r"\[TypeError\] (.*?)(?:\s+\(originally from .*\))?\s*$", re.S)
+
+
+def _raise_tagged(e: RuntimeError):
+    """Re-raises a kernel's error: as the TypeError its message is tagged with, if it is tagged."""
+    m = _TYPE_ERROR.search(str(e))
+    if m is None:
+        raise e
+    raise TypeError(m.group(1)) from None
+
+
+def _call(op, *args):
+    """Calls an op, raising a TypeError where the kernel raised a tagged one."""
+    try:
+        return op(*args)
+    except RuntimeError as e:
+        _raise_tagged(e)
+
+
+def _mutate(name, mutated, op, *args):
+    """Calls a mutating op between the autograd rules and the version bumps of its mutated tensors."""
+    if torch.compiler.is_compiling():
+        return op(*args)
+    check_mutable(name, mutated)
+    out = _call(op, *args)
+    bump_versions(mutated)
+    return out
 
 
 def _tensor(t, name, op):
@@ -22,27 +66,32 @@ def _tensor(t, name, op):
 def swap_(x, dim, a, b, *, sample=None, sample_dim=0, validate=True):
     op = "swapkern.swap_"
     s = None if sample is None else as_index(sample, "sample")
-    torch.ops.swapkern.swap_(
-        x,
-        as_int(dim, "dim", op),
-        as_index(a, "a"),
-        as_index(b, "b"),
-        s,
-        as_int(sample_dim, "sample_dim", op),
-        validate,
-    )
+    dim, sample_dim = as_int(dim, "dim", op), as_int(sample_dim, "sample_dim", op)
+    _mutate(op, [x], _OPS.swap_.default, x, dim, as_index(a, "a"), as_index(b, "b"), s, sample_dim, validate)
     return x
 
 
 def swap_pixels_(x, p, q, *, sample=None, validate=True):
     s = None if sample is None else as_index(sample, "sample")
-    torch.ops.swapkern.swap_pixels_(x, as_index(p, "p"), as_index(q, "q"), s, validate)
+    _mutate("swapkern.swap_pixels_", [x], _OPS.swap_pixels_.default, x, as_index(p, "p"), as_index(q, "q"), s, validate)
     return x
 
 
 def swap_elements_(x, i, j, *, validate=True):
-    torch.ops.swapkern.swap_elements_(x, as_index(i, "i"), as_index(j, "j"), validate)
+    _mutate(
+        "swapkern.swap_elements_", [x], _OPS.swap_elements_.default, x, as_index(i, "i"), as_index(j, "j"), validate
+    )
     return x
+
+
+def _same_view(x, y) -> bool:
+    return (
+        x.data_ptr() == y.data_ptr()
+        and x.dtype == y.dtype
+        and x.device == y.device
+        and x.shape == y.shape
+        and x.stride() == y.stride()
+    )
 
 
 def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
@@ -50,7 +99,13 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     _tensor(y, "y", op)
     dx = None if dim_x is None else as_int(dim_x, "dim_x", op)
     dy = None if dim_y is None else as_int(dim_y, "dim_y", op)
-    torch.ops.swapkern.swap_between_(x, y, as_index(i, "i"), as_index(j, "j"), dx, dy, validate)
+    mutated = [x] if x is y else [x, y]
+    if x is not y and not torch.compiler.is_compiling() and _same_view(x, y):
+        # Two views with one geometry: the kernel cannot tell them from one tensor passed twice (the stable ABI
+        # has no tensor identity), so the overlap it would refuse is refused here, after the autograd rules.
+        check_mutable(op, mutated)
+        raise ValueError(f"{op}: x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_")
+    _mutate(op, mutated, _OPS.swap_between_.default, x, y, as_index(i, "i"), as_index(j, "j"), dx, dy, validate)
     return x, y
 
 
@@ -68,7 +123,10 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
         pairs, at, image, active = plan.pairs, plan.at, plan.image, plan.active
         which, what, extent_all = protocol_codes(plan.protocol)
     f = None if flip is None else as_index(flip, "flip")
-    torch.ops.swapkern.load_batch_(
+    _mutate(
+        op,
+        [out],
+        _OPS.load_batch_.default,
         out,
         data,
         as_index(index, "index"),
@@ -91,34 +149,59 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
 # -- feature swaps ---------------------------------------------------------------------------------------------------
 def draw_feature_plan_(buf, indices, shape, protocol, swaps, seed, step, threshold, ws=None, counter=None):
     b, c, h, w = shape
-    torch.ops.swapkern.draw_feature_plan_(
-        buf, indices, b, c, h * w, *protocol_codes(protocol), swaps, seed, step, threshold, counter
-    )
+    mutated = [buf] if counter is None else [buf, counter]
+    args = (buf, indices, b, c, h * w, *protocol_codes(protocol), swaps, seed, step, threshold, counter)
+    _mutate("swapkern.draw_feature_plan_", mutated, _OPS.draw_feature_plan_.default, *args)
     return buf
+
+
+_FEATURE_SWAP = "swapkern.feature_swap_"
 
 
 def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws=None, counter=None):
     which, what, extent_all = protocol_codes(protocol)
-    torch.ops.swapkern.feature_swap_.default(
-        x, buf, indices, which, what, extent_all, swaps, seed, step, threshold, counter
-    )
+    mutated = [x, buf] if counter is None else [x, buf, counter]
+    args = (x, buf, indices, which, what, extent_all, swaps, seed, step, threshold, counter)
+    _mutate(_FEATURE_SWAP, mutated, _OPS.feature_swap_.default, *args)
     return x
 
 
 def bound_feature_swap(buf, indices, protocol, swaps, seed, step, threshold, ws=None, counter=None):
-    """feature_swap_ with every argument but the batch bound: the fast path of FeatureSwap.__call__."""
+    """feature_swap_ with every argument but the batch bound: the fast path of FeatureSwap.__call__, in eager mode
+    only (the caller leaves it under torch.compile). The rules of _mutate, inlined, with what is fixed for the bound
+    tensors decided here, once: buf and counter are int64 (never requiring grad), inference tensors or not for good.
+    The common batch (no grad, not an inference tensor) costs two attribute reads, the op and one version bump."""
     args = (buf, indices, *protocol_codes(protocol), swaps, seed, step, threshold, counter)
-    op = torch.ops.swapkern.feature_swap_.default
-    return lambda x: op(x, *args)
+    op = _OPS.feature_swap_.default
+    own = [buf] if counter is None else [buf, counter]
+    if any(t.is_inference() for t in own):  # made in inference mode: the general path, checked every call
+        return lambda x: _mutate(_FEATURE_SWAP, [x, *own], op, x, *args)
+    increment = _increment
+
+    def call(x):
+        special = x.requires_grad or x.is_inference()
+        if special:  # the rules in full: refuses, or lets it through (grad mode off, inside inference mode)
+            check_mutable(_FEATURE_SWAP, [x, *own])
+        try:
+            op(x, *args)
+        except RuntimeError as e:
+            _raise_tagged(e)
+        if special and x.is_inference():
+            increment(own)  # an inference tensor has no version counter
+        else:
+            increment([x, buf] if counter is None else [x, buf, counter])
+
+    return call
 
 
 # -- the multi-tensor engine (swapkern.multi) ---------------------------------------------------------------------
 class _Handle:
-    """An engine registered in C++ (csrc/engine.cpp), freed when this object goes."""
+    """An engine registered in C++ (csrc/engine.cpp), freed when this object goes (on CUDA, the engine first waits
+    for its kernels: csrc/engine.h)."""
 
     def __init__(self, handle: int):
         self.handle = handle
-        weakref.finalize(self, torch.ops.swapkern.engine_free, handle)
+        weakref.finalize(self, _OPS.engine_free.default, handle)
 
 
 def _int64(v: int) -> int:
@@ -129,7 +212,8 @@ def _int64(v: int) -> int:
 def multi_pack(engine):
     jobs = engine.jobs
     dim = lambda d: -1 if d is None else d  # noqa: E731
-    handle = torch.ops.swapkern.engine_new(
+    handle = _call(
+        _OPS.engine_new.default,
         engine.index,
         [j.x for j in jobs],
         [j.y for j in jobs],
@@ -146,5 +230,54 @@ def multi_pack(engine):
 
 
 def multi_step_(engine, packed, seed, step, mode):
-    """One op call: draw (mode 1) and/or apply (mode 2); False when a watched tensor changed (nothing done)."""
-    return torch.ops.swapkern.engine_step_(engine.index, packed.handle, _int64(seed), step, mode) == 0
+    """One op call: draw (mode 1) and/or apply (mode 2); False when a watched tensor changed (nothing done). The
+    tensors an apply moved (engine.watched) are bumped here, as the op marks only its index buffer mutated."""
+    op = _OPS.engine_step_.default
+    done = _mutate("swapkern.engine_step_", [engine.index], op, engine.index, packed.handle, _int64(seed), step, mode)
+    if done == 0 and mode & 2 and not torch.compiler.is_compiling():
+        bump_versions(engine.watched)
+    return done == 0
+
+
+# -- fake (meta) kernels ------------------------------------------------------------------------------------------
+_MUTATING = (
+    "swap_",
+    "swap_pixels_",
+    "swap_elements_",
+    "swap_between_",
+    "load_batch_",
+    "draw_feature_plan_",
+    "feature_swap_",
+)
+
+
+def _fake_mutating(qualname: str, names: list[str]):
+    """A mutating op on fake or meta tensors: nothing to compute (it returns nothing). A real tensor with an
+    argument on the meta device (indices, say) is refused like any index on another device, as the kernels do."""
+
+    def fake(*args, **kwargs):
+        x = args[0]
+        if x.device.type != "meta":
+            for name, v in (*zip(names[1:], args[1:], strict=False), *kwargs.items()):
+                if isinstance(v, torch.Tensor) and v.device.type == "meta":
+                    raise ValueError(
+                        f"{qualname}: {name} is on meta but the tensor is on {x.device}; indices must be on the CPU "
+                        "or on the tensor's device"
+                    )
+
+    return fake
+
+
+def _fake_engine_step(index, handle, seed, step, mode):
+    # 0 or 1, known only when it runs (the engine checks its tensors then): an unbacked value under FakeTensorMode.
+    return torch.library.get_ctx().new_dynamic_size(min=0, max=1)
+
+
+def register_fakes() -> None:
+    """Registers the fake kernels of the ops (swapkern._backend calls it once the library is loaded). engine_new
+    and engine_free stay without: they manage engines in a C++ registry, which no trace can stand for."""
+    for name in _MUTATING:
+        qualname = f"swapkern::{name}"
+        names = [a.name for a in getattr(_OPS, name).default._schema.arguments]
+        torch.library.register_fake(qualname, _fake_mutating(qualname, names))
+    torch.library.register_fake("swapkern::engine_step_", _fake_engine_step)

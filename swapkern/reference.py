@@ -57,14 +57,14 @@ def bits(t):
 @contextlib.contextmanager
 def mutating(op, tensors):
     """The autograd rules of an in-place op (refuse what must not be mutated), then exactly one version bump per
-    tensor, as the compiled ops' Autograd and ADInplaceOrView kernels do."""
+    tensor, as the native backend's wrappers do (swapkern/_native.py)."""
     check_mutable(op, tensors)
     keep = [torch.autograd._unsafe_preserve_version_counter(t) for t in tensors if not t.is_inference()]
     with contextlib.ExitStack() as stack, torch.no_grad():
         for k in keep:
             stack.enter_context(k)
         yield
-    bump_versions([t for t in tensors if not t.is_inference()])
+    bump_versions(tensors)
 
 
 def _exchange(view_a, view_b, ia, ib):

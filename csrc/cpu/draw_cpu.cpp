@@ -1,7 +1,6 @@
 // CPU plan drawing: the batch-level draws (batch key, image choice) in one pass, then the groups in parallel.
 #include "launchers.h"
-
-#include <ATen/Parallel.h>
+#include "parallel.h"
 
 namespace swapkern {
 
@@ -24,7 +23,7 @@ void draw_cpu(const DrawParams& params) {
   if (G < 1024) {
     for (int64_t g = 0; g < G; ++g) draw_group(p, g);
   } else {
-    at::parallel_for(0, G, 1024, [&](int64_t begin, int64_t end) {
+    parallel_for(0, G, 1024, [&](int64_t begin, int64_t end) {
       for (int64_t g = begin; g < end; ++g) draw_group(p, g);
     });
   }

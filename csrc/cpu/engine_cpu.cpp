@@ -4,9 +4,9 @@
 namespace swapkern {
 
 void engine_draw_cpu(const Engine& e, uint64_t seed, uint64_t step) {
-  const int64_t* table = e.table_cpu.data_ptr<int64_t>();
+  const int64_t* table = data_of<const int64_t>(e.table_cpu);
   const auto* rows = reinterpret_cast<const WeightDraw*>(table);
-  int64_t* buf = e.index.data_ptr<int64_t>();
+  int64_t* buf = data_of<int64_t>(e.index);
   for (int64_t g = 0; g < e.groups; ++g) draw_weight_group(rows[g], table, buf, seed, step);
 }
 

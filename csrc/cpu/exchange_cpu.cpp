@@ -1,10 +1,9 @@
-// CPU backend: the core exchange over at::parallel_for, and the CPU registrations of every op.
+// CPU backend: the core exchange over torch::stable::parallel_for (csrc/cpu/parallel.h).
 #include "launchers.h"
+#include "parallel.h"
 
 #include "../elem.h"
 #include "../packed.h"
-
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <utility>
@@ -89,7 +88,7 @@ void pair_range(const Plan& p, int64_t begin, int64_t end) {
 // size are; each thread walks whole runs of a slice.
 template <typename T>
 void exchange_by_pair(const Plan& p) {
-  at::parallel_for(0, p.K * p.slice_numel, kGrain, [&](int64_t begin, int64_t end) { pair_range<T>(p, begin, end); });
+  parallel_for(0, p.K * p.slice_numel, kGrain, [&](int64_t begin, int64_t end) { pair_range<T>(p, begin, end); });
 }
 
 void pair_range_any(const Plan& p, int64_t begin, int64_t end) {
@@ -144,7 +143,7 @@ void exchange_by_element(const Plan& p) {
   const bool stage = p.x.data == p.y.data && p.x.idx_ndim == 1 && p.y.idx_ndim == 1 && p.x.idx_strides[0] == 1 &&
                      p.y.idx_strides[0] == 1 && p.x.sample == nullptr && row_bytes >= 4096 && row_bytes <= (1 << 16) &&
                      2 * K * 64 >= row_bytes && std::equal(p.strides_x, p.strides_x + p.ndim, p.strides_y);
-  at::parallel_for(0, M, std::max<int64_t>(1, kGrain / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
+  parallel_for(0, M, std::max<int64_t>(1, kGrain / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
     Odometer od(p, begin);
     thread_local std::vector<T> row;
     if (stage) row.resize(L);
@@ -180,7 +179,7 @@ void exchange_cpu(const Plan& p) {
 
 // Many plans (a whole model's exchanges) in one parallel loop over all their work.
 void exchange_packed_cpu(const Plan* plans, const int64_t* prefix, int64_t n) {
-  at::parallel_for(0, prefix[n], kGrain, [&](int64_t begin, int64_t end) {
+  parallel_for(0, prefix[n], kGrain, [&](int64_t begin, int64_t end) {
     int64_t j = std::upper_bound(prefix, prefix + n + 1, begin) - prefix - 1;
     for (; begin < end && j < n; ++j) {
       const int64_t stop = std::min(end, prefix[j + 1]);

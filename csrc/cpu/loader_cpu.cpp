@@ -1,9 +1,9 @@
-// CPU fused loader: at::parallel_for over the output in its memory order.
+// CPU fused loader: a parallel loop (csrc/cpu/parallel.h) over the output in its memory order.
 #include "launchers.h"
+#include "parallel.h"
 
-#include <ATen/Parallel.h>
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
+#include <torch/headeronly/util/BFloat16.h>
+#include <torch/headeronly/util/Half.h>
 
 #include <algorithm>
 #include <utility>
@@ -28,7 +28,7 @@ inline void write_one(const LoadParams& p, Out* out, int64_t n, int64_t c, int64
 // touches are then rewritten by the generic path. Same result as write_one everywhere, fewer divisions.
 template <typename Out>
 void load(const LoadParams& p) {
-  at::parallel_for(0, p.B * p.H, std::max<int64_t>(1, 8192 / (p.C * p.W)), [&](int64_t begin, int64_t end) {
+  parallel_for(0, p.B * p.H, std::max<int64_t>(1, 8192 / (p.C * p.W)), [&](int64_t begin, int64_t end) {
     Out* out = static_cast<Out*>(p.out);
     std::vector<int64_t> cmap(p.C);
     for (int64_t row = begin; row < end; ++row) {
@@ -73,8 +73,8 @@ void load(const LoadParams& p) {
 void load_cpu(const LoadParams& p) {
   switch (p.out_dtype) {
     case 0: return load<float>(p);
-    case 1: return load<c10::Half>(p);
-    default: return load<c10::BFloat16>(p);
+    case 1: return load<torch::headeronly::Half>(p);
+    default: return load<torch::headeronly::BFloat16>(p);
   }
 }
 

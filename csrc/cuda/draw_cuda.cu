@@ -1,10 +1,7 @@
 // CUDA plan drawing: one block, one launch, no host sync. Reductions (batch key, image choice) in shared memory,
 // then one thread per group.
 #include "launchers.h"
-
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
+#include "stream.h"
 
 namespace swapkern {
 namespace {
@@ -57,10 +54,9 @@ __global__ void __launch_bounds__(kThreads) draw_kernel(const DrawParams params)
 }  // namespace
 
 void draw_cuda(const DrawParams& p) {
-  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(p.device_index));
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(p.device_index).stream();
-  draw_kernel<<<1, kThreads, 0, stream>>>(p);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const OnDevice on(p.device_index);
+  draw_kernel<<<1, kThreads, 0, current_stream(p.device_index)>>>(p);
+  STD_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace swapkern

@@ -1,10 +1,7 @@
 // CUDA launchers of the multi-tensor engine: one thread per group draws its pairs into the index buffer, then one
 // packed exchange per wave (csrc/cuda/exchange_cuda.cu), all on the current stream with no host sync.
 #include "launchers.h"
-
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
+#include "stream.h"
 
 namespace swapkern {
 namespace {
@@ -19,33 +16,56 @@ __global__ void __launch_bounds__(kThreads)
   draw_weight_group(row, table, buf, seed, step);
 }
 
-// The engine's device buffers are read by kernels on the current stream: if that is not the stream they were
-// allocated on, the caching allocator must not hand them out again (a repack frees them) before those kernels end.
-void keep_for_stream(const Engine& e, const Wave* w) {
-  const c10::Stream stream = c10::cuda::getCurrentCUDAStream(e.index.device().index());
-  e.index.record_stream(stream);
-  e.table.record_stream(stream);
-  if (w != nullptr) w->device_meta.record_stream(stream);
+// The engine's device buffers (index, table, device_meta) are read by kernels on whatever stream is current. The
+// stable ABI has no record_stream to tell the caching allocator so; instead the engine records an event on that
+// stream after each launch (one reusable event per stream), and engine_release_cuda waits for every stream's event
+// before the buffers are let go. A launch on the stream the buffers were allocated on needs no event, but which one
+// that was is not known for index (the caller made it), so every stream gets one: a cudaEventRecord per launch,
+// no allocation after the first step on a stream.
+void mark_launched(const Engine& e, int device) {
+  const cudaStream_t stream = current_stream(device);
+  for (auto& [s, event] : e.launched) {
+    if (s == stream) {
+      STD_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), stream));
+      return;
+    }
+  }
+  cudaEvent_t event = nullptr;
+  STD_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  e.launched.emplace_back(stream, event);
+  STD_CUDA_CHECK(cudaEventRecord(event, stream));
 }
 
 }  // namespace
 
 void engine_draw_cuda(const Engine& e, uint64_t seed, uint64_t step) {
   if (e.groups == 0) return;
-  const c10::cuda::CUDAGuard guard(e.index.device());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(e.index.device().index()).stream();
+  const int device = e.index.get_device_index();
+  const OnDevice on(device);
   const unsigned blocks = static_cast<unsigned>((e.groups + kThreads - 1) / kThreads);
-  keep_for_stream(e, nullptr);
-  draw_groups<<<blocks, kThreads, 0, stream>>>(e.table.data_ptr<int64_t>(), e.groups, e.index.data_ptr<int64_t>(),
-                                               seed, step);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  draw_groups<<<blocks, kThreads, 0, current_stream(device)>>>(data_of<const int64_t>(e.table), e.groups,
+                                                               data_of<int64_t>(e.index), seed, step);
+  STD_CUDA_KERNEL_LAUNCH_CHECK();
+  mark_launched(e, device);
 }
 
 void engine_apply_cuda(const Engine& e, const Wave& w) {
   const int64_t n = static_cast<int64_t>(w.plans.size());
   if (n == 0 || w.prefix.back() == 0) return;
-  keep_for_stream(e, &w);
-  exchange_packed_cuda(w.device_meta.data_ptr<uint8_t>(), n, w.prefix.back(), e.index.device().index());
+  const int device = e.index.get_device_index();
+  const OnDevice on(device);
+  exchange_packed_cuda(data_of<const uint8_t>(*w.device_meta), n, w.prefix.back(), device);
+  mark_launched(e, device);
+}
+
+void engine_release_cuda(Engine& e) noexcept {
+  // Runs in ~Engine: waits, then frees the events; errors are dropped (nothing can be raised from a destructor, and
+  // at exit the CUDA context may be gone already).
+  for (auto& [stream, event] : e.launched) {
+    cudaEventSynchronize(static_cast<cudaEvent_t>(event));
+    cudaEventDestroy(static_cast<cudaEvent_t>(event));
+  }
+  e.launched.clear();
 }
 
 }  // namespace swapkern

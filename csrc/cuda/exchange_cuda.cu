@@ -12,13 +12,10 @@
 //   coalesced: row-sized traffic instead of one scattered sector per element.
 // - flat: everything else (strided slices, few or tiny pairs): a grid-stride loop over all element exchanges.
 #include "launchers.h"
+#include "stream.h"
 
 #include "../elem.h"
 #include "../packed.h"
-
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
 #include <atomic>
@@ -196,7 +193,7 @@ int sm_count(int device) {
   if (device < 0 || device >= 64) return 132;
   int n = cache[device].load(std::memory_order_relaxed);
   if (n == 0) {
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+    STD_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
     cache[device].store(n, std::memory_order_relaxed);
   }
   return n;
@@ -263,7 +260,7 @@ void launch(const Plan& p, int device, cudaStream_t stream) {
       const unsigned blocks = static_cast<unsigned>(blocks_for(p.K * p.slice_numel));
       exchange_flat<T, false, true><<<blocks, kThreads, 0, stream>>>(p, p.slice_numel, 1, 1);
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    STD_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
   const Units u = units_of(p);
@@ -288,24 +285,24 @@ void launch(const Plan& p, int device, cudaStream_t stream) {
       exchange_flat<T, false, false><<<blocks, kThreads, 0, stream>>>(p, u.U, 1, 1);
     }
   }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  STD_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
 
 void exchange_cuda(const Plan& p) {
-  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(p.device_index));
+  const OnDevice on(p.device_index);
   const int device = p.device_index;
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device).stream();
+  const cudaStream_t stream = current_stream(device);
   by_width(p.elem_size, [&](auto t) { launch<decltype(t)>(p, device, stream); });
 }
 
 void exchange_packed_cuda(const uint8_t* meta, int64_t n, int64_t total, int device) {
-  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device).stream();
+  const OnDevice on(device);
+  const cudaStream_t stream = current_stream(device);
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, static_cast<int64_t>(sm_count(device)) * 16);
   exchange_packed<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(meta, n, total);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  STD_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace swapkern

@@ -15,5 +15,6 @@ void load_cuda(const LoadParams& p);                                            
 void draw_cuda(const DrawParams& p);                                                   // draw_cuda.cu
 void engine_draw_cuda(const Engine& e, uint64_t seed, uint64_t step);                  // engine_cuda.cu
 void engine_apply_cuda(const Engine& e, const Wave& w);                                // engine_cuda.cu
+void engine_release_cuda(Engine& e) noexcept;  // engine_cuda.cu: waits for the engine's kernels (in ~Engine)
 
 }  // namespace swapkern

@@ -1,11 +1,9 @@
 // CUDA fused loader: one grid-stride kernel over the output in its memory order, on the current stream.
 #include "launchers.h"
+#include "stream.h"
 
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
+#include <torch/headeronly/util/BFloat16.h>
+#include <torch/headeronly/util/Half.h>
 
 #include <algorithm>
 
@@ -34,27 +32,27 @@ __global__ void __launch_bounds__(kThreads) load_kernel(const LoadParams p) {
 template <typename Out>
 void launch(const LoadParams& p) {
   int sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, p.device_index));
+  STD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, p.device_index));
   const int64_t total = p.B * p.C * p.H * p.W;
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, static_cast<int64_t>(sms) * 16);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(p.device_index).stream();
+  const cudaStream_t stream = current_stream(p.device_index);
   // 32-bit coordinates when they fit (the grid-stride step included): the divisions dominate this kernel.
   if (total + static_cast<int64_t>(blocks) * kThreads < (int64_t{1} << 31)) {
     load_kernel<Out, int32_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
   } else {
     load_kernel<Out, int64_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
   }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  STD_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
 
 void load_cuda(const LoadParams& p) {
-  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(p.device_index));
+  const OnDevice on(p.device_index);
   switch (p.out_dtype) {
     case 0: return launch<float>(p);
-    case 1: return launch<c10::Half>(p);
-    default: return launch<c10::BFloat16>(p);
+    case 1: return launch<torch::headeronly::Half>(p);
+    default: return launch<torch::headeronly::BFloat16>(p);
   }
 }
 
