@@ -193,7 +193,10 @@ def experiments(sc: Scale, quick: bool) -> list:
             ],
             sc.seeds,
             # the chain CNN, and a small residual network (its adds tie the units of the blocks they join)
-            groups=[("chain CNN", {}), ("residual", {"model": "resnet-mini"})],
+            groups=[
+                ("chain CNN", {}),
+                ("residual", {"model": "resnet-mini"}, ["none", "none+ulp", "neuronx1+state", "neuronx1"]),
+            ],
         ),
         Experiment(
             "metropolis",
