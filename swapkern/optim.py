@@ -12,8 +12,9 @@ Protocols (per chosen layer: a parameter of 2 or more dims, and its bias where t
 
 Draws come from the counter-based generator of swapkern.plans, keyed by (seed, step, layer): a seeded run
 repeats exactly on any device, resumes from state_dict(), and gives the same exchanges on every DDP rank.
-FSDP / sharded parameters: the exchanges address whole parameters, so swap the full (unsharded) parameters,
-e.g. inside FSDP's summon_full_params, or shard-aware indices are needed; a local shard is not supported.
+Sharded parameters: DTensors on a 1-D mesh with Shard(0), Shard(1) or Replicate() placements (FSDP2's
+fully_shard, tensor parallelism), their optimizer state too (swapkern._sharded); FSDP1 flat parameters, 2-D meshes
+and other placements are refused by name.
 """
 
 from __future__ import annotations

@@ -193,7 +193,10 @@ def experiments(sc: Scale, quick: bool) -> list:
             ],
             sc.seeds,
             # the chain CNN, and a small residual network (its adds tie the units of the blocks they join)
-            groups=[("chain CNN", {}), ("residual", {"model": "resnet-mini"})],
+            groups=[
+                ("chain CNN", {}),
+                ("residual", {"model": "resnet-mini"}, ["none", "none+ulp", "neuronx1+state", "neuronx1"]),
+            ],
         ),
         Experiment(
             "metropolis",
@@ -233,7 +236,11 @@ def experiments(sc: Scale, quick: bool) -> list:
             [(p, {"protocol": p}) for p in POSTER],
             sc.seeds,
             base={"flip": False, "optimizer": "sgd", "schedule": "constant"},
-            groups=[(f"batch {b}", {"batch_size": b, "lr": PLAIN_SGD_LR * (b / BASE_BATCH) ** 0.5}) for b in bs_list],
+            # the replication's batch sizes but 8 (the most expensive on the CPU, 5000 steps a run)
+            groups=[
+                (f"batch {b}", {"batch_size": b, "lr": PLAIN_SGD_LR * (b / BASE_BATCH) ** 0.5})
+                for b in (bs_list if quick else [32, 128])
+            ],
             claim="feature",
         ),
         Experiment(
