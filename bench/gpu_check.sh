@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # GPU first light: one device call of at most 9 minutes (GPU_CHECK_SECONDS, default 540), build included.
 #
-#   device run (timeout_s 600):  bash bench/gpu_check.sh
+#   device run (timeout_s 600, carry ["swapkern/_C.abi3.so"]):  bash bench/gpu_check.sh
 #   on the CPU, to prove the script: SWAPKERN_GPU_CHECK_DRY=1 OUT=/tmp/out bash bench/gpu_check.sh   (< 3 min)
 #
 # Stages, in order of value, each given min(its budget, what is left of the deadline); a stage that finds too
 # little time left is skipped with a line saying so:
-#   a. build (sm_90 only, 16 jobs) and assert swapkern._backend.native_available("cuda")
+#   a. the carried stable-ABI binary if it loads and has CUDA kernels (carry swapkern/_C.abi3.so), else a build
+#      in place (sm_90 only, 16 jobs); then assert swapkern._backend.native_available("cuda")
 #   b. smoke: one op per backend on the GPU, versions (10 s)
 #   c. the overhead benchmark, limited to the cases that decide the performance goals (one JSON line per row)
 #   d. the GPU tests (-m gpu), without -x, a per-test timeout, a junit XML
@@ -70,18 +71,27 @@ stage() {
 
 build() {
   "$PY" -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
-  if [ "$DRY" = 1 ]; then
-    echo "dry run: the build is the one installed here (CI built it); checking it"
+  [ "$DRY" = 1 ] || nvidia-smi -L
+  # First the binary that came along (built elsewhere on the stable ABI: any torch >= 2.10, any CPython >= 3.10);
+  # a build in place only when it is missing, does not load here or has no $DEV kernels.
+  if [ "${SWAPKERN_GPU_CHECK_REBUILD:-0}" != 1 ] && ls swapkern/_C*.so >/dev/null 2>&1 &&
+    "$PY" -c "
+import sys, swapkern._backend as b
+print('carried binary:', b._C.__file__ if b._C is not None else None, 'built with torch', getattr(b._C, 'torch_version', '?'),
+      'abi', getattr(b._C, 'abi', '?'), 'problem:', b._native_error)
+sys.exit(0 if b.native_available('$DEV') else 1)"; then
+    echo "using the carried binary: no build"
+  elif [ "$DRY" = 1 ]; then
+    echo "dry run: the binary here does not serve $DEV" && exit 1
   else
-    nvidia-smi -L
-    echo "CUDA_HOME=${CUDA_HOME:-unset}"
+    echo "building in place; CUDA_HOME=${CUDA_HOME:-unset}"
     TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} \
       "$PY" setup.py build_ext --inplace || exit 1
   fi
   "$PY" -c "
 import swapkern, swapkern._backend as b
 assert b.native_available('$DEV'), 'the native backend has no $DEV kernels: the build did not take'
-print('backends', swapkern.backends(), 'native $DEV: yes')"
+print('backends', swapkern.backends(), 'native $DEV: yes', b._C.__file__)"
 }
 
 smoke() {
@@ -175,7 +185,7 @@ rest() {
 
 export -f build smoke overhead gpu_tests memcheck rest
 say "gpu_check: $( [ "$DRY" = 1 ] && echo "DRY RUN on the CPU" || echo "on $(nvidia-smi -L 2>/dev/null | head -1)"), deadline ${TOTAL}s, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-TAIL=4 stage build 240 build
+TAIL=5 stage build 240 build
 if [ "$STATUS" -ne 0 ]; then
   say "the build failed: the native stages cannot run; the Triton and torch backends are still tested"
 fi

@@ -10,26 +10,114 @@ Backends:
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
+import re
 import warnings
 
 import torch
 
 NAMES = ("auto", "native", "triton", "torch")
 
-_native_error: Exception | None = None
-try:
-    from . import _C  # noqa: F401  (importing it registers torch.ops.swapkern.*)
-except (ImportError, OSError) as e:  # not built, or built against another torch
-    _native_error = e
-    if os.environ.get("SWAPKERN_NO_EXTENSION", "0") != "1":
-        warnings.warn(f"swapkern: compiled ops unavailable ({e}); using the triton/torch backends", stacklevel=2)
+# The oldest torch the default (stable-ABI) build runs on: setup.py's TORCH_TARGET.
+MIN_TORCH = (2, 10)
+_CUDA_INDEX = {12: "cu128", 13: "cu130"}  # the torch wheel index of each CUDA major version
 
-if _native_error is None:
+
+def _release(version: str) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", version)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def _rebuild_command(env: str = "") -> str:
+    """The pip command that builds the ops for the torch installed here: an editable install of this checkout
+    when swapkern runs from one, else a reinstall from swapkern's sources."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.exists(os.path.join(root, "setup.py")):
+        return f"{env}pip install --no-build-isolation -e {root}"
+    return f"{env}pip install --no-build-isolation --force-reinstall --no-deps <swapkern source directory>"
+
+
+def _cuda_major(origin: str | None) -> int | None:
+    """The CUDA major version a build links (its libcudart.so.N), read from the library file; None for a CPU build."""
+    try:
+        with open(origin, "rb") as f:
+            m = re.search(rb"libcudart\.so\.(\d+)", f.read())
+    except (OSError, TypeError):
+        return None
+    return int(m.group(1)) if m else None
+
+
+def build_problem(torch_version: str, torch_cuda: str | None, origin: str | None, build=None, error=None):
+    """Why the compiled ops (the library at `origin`) cannot serve this torch, in one plain sentence that ends with
+    what to do; None when nothing is wrong. Asked before the import (build and error None), after a failed import
+    (error: the exception) and after a successful one (build: the module, its build description)."""
+    fallback = "using the triton/torch backends"
+    rebuild = _rebuild_command()
+    if origin is None:
+        return f"swapkern: the compiled ops are not built (no swapkern._C); {fallback}. To build them: {rebuild}"
+    stable = ".abi3." in os.path.basename(origin)
+    if build is None and error is None:  # before the import: what the file name and the versions tell
+        if stable and _release(torch_version) < MIN_TORCH:
+            need = ".".join(map(str, MIN_TORCH))
+            return (
+                f"swapkern: the compiled ops need torch >= {need} (they are built on its stable ABI), but torch "
+                f'{torch_version} is installed; {fallback}. To use them: pip install --upgrade "torch>={need}"'
+            )
+        return None
+    if error is not None:
+        text = str(error)
+        major = _cuda_major(origin)
+        if major is not None and re.search(r"lib(torch_cuda|c10_cuda|cudart)", text):
+            have = "is CPU-only" if torch_cuda is None else f"is built for CUDA {torch_cuda}"
+            index = _CUDA_INDEX.get(major, f"cu{major}0")
+            return (
+                f"swapkern: the compiled ops are a CUDA {major} build (libcudart.so.{major}, libtorch_cuda) but "
+                f"torch {torch_version} {have}, so they cannot load ({text}); {fallback}. Install a CUDA {major} "
+                f'build of torch: pip install --force-reinstall "torch>=2.10" --index-url '
+                f"https://download.pytorch.org/whl/{index} ; or build the ops for the CPU: "
+                f"{_rebuild_command('SWAPKERN_CPU_ONLY=1 ')}"
+            )
+        kind = "stable-ABI" if stable else "version-locked (SWAPKERN_LEGACY_ABI=1)"
+        return f"swapkern: the {kind} compiled ops failed to load ({text}); {fallback}. Rebuild them: {rebuild}"
+    if build.abi == "legacy" and build.torch_version != torch_version:
+        return (
+            f"swapkern: the compiled ops were built with SWAPKERN_LEGACY_ABI=1 for torch {build.torch_version} "
+            f"only, but torch {torch_version} is installed; {fallback}. Rebuild them for this torch, or as the "
+            f"default stable-ABI build that serves every torch >= 2.10: {rebuild}"
+        )
+    return None
+
+
+def _load_native(torch_version: str = torch.__version__, torch_cuda: str | None = torch.version.cuda):
+    """Imports swapkern._C (which registers torch.ops.swapkern.*) when it fits this torch. Returns (module, None)
+    or (None, problem: the sentence of build_problem)."""
+    try:
+        spec = importlib.util.find_spec(f"{__package__}._C")
+    except (ImportError, ValueError):
+        spec = None
+    origin = spec.origin if spec is not None else None
+    problem = build_problem(torch_version, torch_cuda, origin)
+    if problem is not None:
+        return None, problem
+    try:
+        module = importlib.import_module(f"{__package__}._C")
+    except (ImportError, OSError) as e:  # built against a torch or a CUDA that is not the one here
+        return None, build_problem(torch_version, torch_cuda, origin, error=e)
+    problem = build_problem(torch_version, torch_cuda, origin, build=module)
+    return (module, None) if problem is None else (None, problem)
+
+
+_C, _native_problem = _load_native()
+# The reason the native backend is missing (use_backend("native") repeats it), or None.
+_native_error: str | None = _native_problem
+if _native_problem is not None and os.environ.get("SWAPKERN_NO_EXTENSION", "0") != "1":
+    warnings.warn(_native_problem, stacklevel=2)
+if _C is not None:
     from . import _native
 
-    _native.register_fakes()  # the fake kernels of the ops (the stable ABI has no Meta kernels to register)
+    _native.register_fakes()
 
 _current = "auto"
 
@@ -78,7 +166,7 @@ class use_backend:
         if name not in NAMES:
             raise ValueError(f"unknown backend {name!r}; choose one of {NAMES}")
         if name not in ("auto", "torch") and name not in backends():
-            reason = f": {_native_error}" if name == "native" and _native_error else ""
+            reason = f" ({_native_error})" if name == "native" and _native_error else ""
             raise ValueError(f"backend {name!r} is not available here{reason}; available: {backends()}")
         self.name, self.previous = name, _current
         _current = name

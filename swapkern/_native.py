@@ -85,8 +85,9 @@ def swap_elements_(x, i, j, *, validate=True):
 
 
 def _same_view(x, y) -> bool:
-    return (
-        x.data_ptr() == y.data_ptr()
+    return (  # empty tensors hold no memory to overlap (both may have a null data pointer)
+        x.numel() > 0
+        and x.data_ptr() == y.data_ptr()
         and x.dtype == y.dtype
         and x.device == y.device
         and x.shape == y.shape

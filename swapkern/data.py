@@ -269,7 +269,7 @@ class FeatureSwap(_Base):
         impl = _backend.impl(x)
         args = (slot.buf, idx, *self._args(), step or 0, self._threshold(), slot.ws, counter)
         impl.feature_swap_(x, *args)
-        if idx is None and step is None:  # the next call of this shape can skip all of the above
+        if idx is None and step is None and not torch.compiler.is_compiling():  # the next call can skip the above
             bound = getattr(impl, "bound_feature_swap", None)
             fn = bound(*args) if bound is not None else (lambda x, f=impl.feature_swap_, a=args: f(x, *a))
             slot.fast = (self.seed, self.p, _backend.current_backend(), fn)

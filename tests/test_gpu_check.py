@@ -49,6 +49,7 @@ def test_dry_run_goes_through_every_stage(tmp_path):
     for stage in ("build", "smoke", "overhead", "gpu_tests", "memcheck", "rest"):
         assert f"== {stage}: budget" in summary and f"{stage}: rc 0 in" in summary, stage
     assert "native cpu: yes" in summary and "status 0" in summary
+    assert "using the carried binary: no build" in summary  # the binary that came along is tried first
     rows = [json.loads(line) for line in (out / "overhead.jsonl").read_text().splitlines()]
     assert {r["backend"] for r in rows} >= {"native", "plain PyTorch", "copy of the moved bytes"}
     assert any("mixed: 4096" in r["case"] for r in rows)

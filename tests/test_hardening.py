@@ -126,6 +126,21 @@ def test_overlapping_views_are_refused_by_every_backend(any_backend, view):
     assert torch.equal(base, before)
 
 
+def test_two_views_of_one_geometry_are_refused_but_two_empty_tensors_are_not(any_backend):
+    """swap_between_ of x with a second view of x's memory is an overlap; two empty tensors (both perhaps with a
+    null data pointer) hold no memory and swap nothing, on every backend."""
+    base = torch.arange(12.0).view(3, 4)
+    before = base.clone()
+    with pytest.raises(ValueError, match="overlap"):
+        swapkern.swap_between_(base, base.view(3, 4), [0], [1], dim_x=0, dim_y=0)
+    assert torch.equal(base, before)
+    for dtype in (torch.bool, torch.float32):
+        x, y = torch.tensor([], dtype=dtype), torch.tensor([], dtype=dtype)
+        assert swapkern.swap_between_(x, y, [], [])[0] is x
+        x, y = torch.empty(0, 3, dtype=dtype), torch.empty(0, 3, dtype=dtype)
+        swapkern.swap_between_(x, y, [], [], dim_x=0, dim_y=0)
+
+
 # 4. max_gap never exchanges far-apart values, also between two tensors, and applying a draw twice undoes it.
 @pytest.mark.parametrize("protocol", ["bias", "inter-layer", "mixed", "rows"])
 def test_max_gap_between_tensors_keeps_far_values_and_undoes(any_backend, protocol):
