@@ -63,9 +63,9 @@ Tensor prepare_index(const char* op, const Tensor& t, const char* name, const Te
   SK_CHECK_VALUE(device.type() == DeviceType::CPU || device == x_device, op, ": ", name, " is on ", device,
                  " but the tensor is on ", x_device, "; indices must be on the CPU or on the tensor's device");
   const bool int64 = dtype == ScalarType::Long || dtype == ScalarType::UInt64;
-  Tensor v = t;
+  // uint64 read as int64 bit for bit (no conversion kernel; an index of 2^63 or more is then negative and refused)
+  Tensor v = dtype == ScalarType::UInt64 ? torch::stable::view(t, ScalarType::Long) : t;
   if (!int64 || device != x_device || !t.is_contiguous()) {
-    if (dtype == ScalarType::UInt64) v = torch::stable::view(v, ScalarType::Long);
     v = torch::stable::contiguous(torch::stable::to(v, ScalarType::Long, std::nullopt, x_device));
   }
   if (memory_intersects(v, x) || (!same_tensor(x, y) && memory_intersects(v, y))) v = torch::stable::clone(v);

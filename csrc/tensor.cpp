@@ -46,8 +46,10 @@ void put(std::ostream& os, torch::headeronly::Layout layout) {
 }  // namespace detail
 
 bool same_tensor(const Tensor& a, const Tensor& b) {
+  // No tensor identity in the stable ABI beyond the handle: one geometry over one address is one tensor. Empty
+  // tensors (perhaps all with a null data pointer) hold nothing, so two of them are never one.
   return a.get() == b.get() ||
-         (a.data_ptr() == b.data_ptr() && dtype_of(a) == dtype_of(b) && a.device() == b.device() &&
+         (a.numel() > 0 && a.data_ptr() == b.data_ptr() && dtype_of(a) == dtype_of(b) && a.device() == b.device() &&
           a.sizes().equals(b.sizes()) && a.strides().equals(b.strides()));
 }
 

@@ -97,6 +97,7 @@ def _same_view(x, y) -> bool:
 
 def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     op = "swapkern.swap_between_"
+    _tensor(x, "x", op)
     _tensor(y, "y", op)
     dx = None if dim_x is None else as_int(dim_x, "dim_x", op)
     dy = None if dim_y is None else as_int(dim_y, "dim_y", op)
@@ -230,12 +231,13 @@ def multi_pack(engine):
     return _Handle(handle)
 
 
+@torch.compiler.disable  # eager even inside a compiled step: the bumps of engine.watched must happen
 def multi_step_(engine, packed, seed, step, mode):
     """One op call: draw (mode 1) and/or apply (mode 2); False when a watched tensor changed (nothing done). The
     tensors an apply moved (engine.watched) are bumped here, as the op marks only its index buffer mutated."""
     op = _OPS.engine_step_.default
     done = _mutate("swapkern.engine_step_", [engine.index], op, engine.index, packed.handle, _int64(seed), step, mode)
-    if done == 0 and mode & 2 and not torch.compiler.is_compiling():
+    if done == 0 and mode & 2:
         bump_versions(engine.watched)
     return done == 0
 

@@ -217,7 +217,8 @@ class WeightSwap:
     def apply(self, drawn, *, optimizer=None):
         """Applies the exchanges of the last draw(): kernel launches only (no allocation once the engine is packed,
         no host sync), so it can be captured in a CUDA graph and replayed after each draw(). Applying the same draw
-        twice undoes it; None (a skipped step) does nothing."""
+        twice undoes it; None (a skipped step) does nothing. A CUDA graph that captured apply() must be destroyed before
+        this WeightSwap (its engine cannot wait for replays it does not see)."""
         self._use(self._optimizer_for(optimizer, "apply(..., optimizer=...)"))
         if drawn is None:
             return

@@ -139,6 +139,10 @@ def test_two_views_of_one_geometry_are_refused_but_two_empty_tensors_are_not(any
         assert swapkern.swap_between_(x, y, [], [])[0] is x
         x, y = torch.empty(0, 3, dtype=dtype), torch.empty(0, 3, dtype=dtype)
         swapkern.swap_between_(x, y, [], [], dim_x=0, dim_y=0)
+        swapkern.swap_between_(x, y, [0], [0], dim_x=1, dim_y=1)  # index 0 of each: two tensors, not one
+        swapkern.swap_between_(x, torch.empty(3, 0, dtype=dtype), [1], [2], dim_x=1, dim_y=0)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        swapkern.swap_between_([1.0], torch.zeros(1), [0], [0])
 
 
 # 4. max_gap never exchanges far-apart values, also between two tensors, and applying a draw twice undoes it.

@@ -21,9 +21,14 @@ __global__ void __launch_bounds__(kThreads)
 // stream after each launch (one reusable event per stream), and engine_release_cuda waits for every stream's event
 // before the buffers are let go. A launch on the stream the buffers were allocated on needs no event, but which one
 // that was is not known for index (the caller made it), so every stream gets one: a cudaEventRecord per launch,
-// no allocation after the first step on a stream.
+// no allocation after the first step on a stream. Not while the stream is being captured into a CUDA graph: an
+// event recorded then stays "captured" and cannot be waited on; a graph that holds an apply must be destroyed
+// before the engine (optim.py says so).
 void mark_launched(const Engine& e, int device) {
   const cudaStream_t stream = current_stream(device);
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  STD_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+  if (capturing != cudaStreamCaptureStatusNone) return;
   for (auto& [s, event] : e.launched) {
     if (s == stream) {
       STD_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), stream));
@@ -61,9 +66,11 @@ void engine_apply_cuda(const Engine& e, const Wave& w) {
 void engine_release_cuda(Engine& e) noexcept {
   // Runs in ~Engine: waits, then frees the events; errors are dropped (nothing can be raised from a destructor, and
   // at exit the CUDA context may be gone already).
+  // A failure is also left as the thread's last CUDA error, which the next launch check (ours or torch's) would
+  // report as its own: clear it.
   for (auto& [stream, event] : e.launched) {
-    cudaEventSynchronize(static_cast<cudaEvent_t>(event));
-    cudaEventDestroy(static_cast<cudaEvent_t>(event));
+    if (cudaEventSynchronize(static_cast<cudaEvent_t>(event)) != cudaSuccess) (void)cudaGetLastError();
+    if (cudaEventDestroy(static_cast<cudaEvent_t>(event)) != cudaSuccess) (void)cudaGetLastError();
   }
   e.launched.clear();
 }
