@@ -231,15 +231,25 @@ def multi_pack(engine):
     return _Handle(handle)
 
 
-@torch.compiler.disable  # eager even inside a compiled step: the bumps of engine.watched must happen
 def multi_step_(engine, packed, seed, step, mode):
     """One op call: draw (mode 1) and/or apply (mode 2); False when a watched tensor changed (nothing done). The
-    tensors an apply moved (engine.watched) are bumped here, as the op marks only its index buffer mutated."""
+    tensors an apply moved (engine.watched) are bumped here, as the op marks only its index buffer mutated; inside
+    a compiled step the call leaves the graph so that they still are (torch.compiler.disable costs microseconds a
+    call, so only there)."""
+    if torch.compiler.is_compiling():
+        return _multi_step_eager(engine, packed, seed, step, mode)
+    return _multi_step(engine, packed, seed, step, mode)
+
+
+def _multi_step(engine, packed, seed, step, mode):
     op = _OPS.engine_step_.default
     done = _mutate("swapkern.engine_step_", [engine.index], op, engine.index, packed.handle, _int64(seed), step, mode)
     if done == 0 and mode & 2:
         bump_versions(engine.watched)
     return done == 0
+
+
+_multi_step_eager = torch.compiler.disable(_multi_step)
 
 
 # -- fake (meta) kernels ------------------------------------------------------------------------------------------

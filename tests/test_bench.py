@@ -277,3 +277,24 @@ def test_poster_regime_optimizer_and_schedule(tiny):
     assert r["finite"]
     keys = {runner.run_key(RunConfig(**kw), tiny.name) for kw in ({}, {"flip": False}, {"optimizer": "sgd"})}
     assert len(keys) == 3
+
+
+def test_compare_builds_judges_rows_against_their_noise():
+    """bench.compare_builds: a row 2x slower in every round is 'slower'; one that wobbles around 1 is 'same';
+    a 3% change that every round shows is still 'same' (under the 5% floor); a steady 2x gain is 'faster'."""
+    from bench.compare_builds import compare
+
+    def rounds(values):
+        return [
+            {(case, "native"): v for case, v in zip(("slow", "wobble", "tiny", "fast"), r, strict=True)} for r in values
+        ]
+
+    base = rounds([(10, 10, 10, 10), (11, 9, 10.5, 11), (10.5, 10, 10.2, 10.5), (10, 11, 10, 10)])
+    head = rounds([(20, 11, 10.3, 5), (23, 8.5, 10.8, 5.5), (21, 10.5, 10.5, 5.2), (19, 10, 10.3, 5)])
+    got = {r["case"]: r for r in compare(base, head)}
+    assert got["slow"]["verdict"] == "slower" and abs(got["slow"]["ratio"] - 2) < 0.05
+    assert got["wobble"]["verdict"] == "same within noise"
+    assert got["tiny"]["verdict"] == "same within noise" and got["tiny"]["ratio"] > 1
+    assert got["fast"]["verdict"] == "faster"
+    lo, hi = got["slow"]["ci95"]
+    assert lo < got["slow"]["ratio"] < hi

@@ -86,3 +86,27 @@ def test_compiled_graph_raises_the_same_errors():
     with pytest.raises(IndexError):
         f(x, I([0]), I([5]))
     assert torch.equal(x, before)
+
+
+def test_weight_swap_step_inside_a_compiled_function_bumps_the_swapped_parameters():
+    """WeightSwap.step() called from a torch.compile'd function (after an eager step packed its engine): the engine
+    call leaves the graph and runs eagerly, so every swapped parameter's version counter moves (autograd would
+    notice a saved weight that changed), and the weights are those of the same steps in eager mode."""
+    torch._dynamo.reset()
+    models = [torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Linear(8, 4)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    compiled_ws, eager_ws = (swapkern.WeightSwap(m, "rows", seed=3) for m in models)
+    step = torch.compile(lambda: compiled_ws.step())
+    with torch.no_grad():
+        compiled_ws.step()
+        eager_ws.step()
+        before = [p._version for p in models[0].parameters()]
+        snapshot = [p.clone() for p in models[0].parameters()]
+        step()
+        eager_ws.step()
+    after = [p._version for p in models[0].parameters()]
+    assert any(not torch.equal(p, q) for p, q in zip(models[0].parameters(), snapshot, strict=True))
+    for (name, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        assert torch.equal(p, q), name
+    weights = [p.dim() == 2 for p in models[0].parameters()]  # "rows" swaps the weights, not the biases
+    assert all(a > b for a, b, w in zip(after, before, weights, strict=True) if w), (before, after)
