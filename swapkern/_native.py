@@ -201,8 +201,10 @@ class _Handle:
     """An engine registered in C++ (csrc/engine.cpp), freed when this object goes (on CUDA, the engine first waits
     for its kernels: csrc/engine.h)."""
 
-    def __init__(self, handle: int):
+    def __init__(self, handle: int, watched=()):
         self.handle = handle
+        # the tensors an apply bumps, fixed at packing (whether a tensor is an inference tensor never changes)
+        self.bump = [t for t in watched if not t.is_inference()]
         weakref.finalize(self, _OPS.engine_free.default, handle)
 
 
@@ -228,7 +230,7 @@ def multi_pack(engine):
         len(engine.groups),
         engine.watched,
     )
-    return _Handle(handle)
+    return _Handle(handle, engine.watched)
 
 
 def multi_step_(engine, packed, seed, step, mode):
@@ -245,7 +247,7 @@ def _multi_step(engine, packed, seed, step, mode):
     op = _OPS.engine_step_.default
     done = _mutate("swapkern.engine_step_", [engine.index], op, engine.index, packed.handle, _int64(seed), step, mode)
     if done == 0 and mode & 2:
-        bump_versions(engine.watched)
+        _increment(packed.bump)
     return done == 0
 
 
