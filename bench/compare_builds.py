@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,8 @@ def _run(checkout, only, extra, out):
         raise SystemExit(f"bench.overhead failed in {checkout}:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
     with open(out) as f:
         rows = json.load(f)["devices"]["cpu"]["rows"]
-    return {(r["case"], r["backend"]): r["median_us"] for r in rows}
+    # a weight row's label carries its share of a training step ("native, 0.01% of a step"), which varies by run
+    return {(r["case"], re.sub(r", [\d.]+%( of a step)?$", "", r["backend"])): r["median_us"] for r in rows}
 
 
 def _commit(checkout):
