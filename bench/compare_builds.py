@@ -2,6 +2,10 @@
 
     python -m bench.compare_builds --base ../old-checkout [--head .] [--rounds 4] [--only SUBSTRING ...]
         [--jsonl FILE] [-- ARGS FOR bench.overhead]
+    python -m bench.compare_builds --base ../old-checkout --dispatch [--rounds 6]
+
+--dispatch times the host cost of dispatch-bound calls instead (bench/overhead/dispatch.py of the head checkout,
+run against each checkout's swapkern; the minimum over loops per round).
 
 Each round runs `python -m bench.overhead --device cpu` once in each checkout (each with its own built
 swapkern._C; the order alternates, base-head then head-base, so a drift of the machine's load hits both), and every
@@ -39,6 +43,14 @@ def _run(checkout, only, extra, out):
         rows = json.load(f)["devices"]["cpu"]["rows"]
     # a weight row's label carries its share of a training step ("native, 0.01% of a step"), which varies by run
     return {(r["case"], re.sub(r", [\d.]+%( of a step)?$", "", r["backend"])): r["median_us"] for r in rows}
+
+
+def _run_dispatch(checkout, script):
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": checkout}
+    res = subprocess.run([sys.executable, script], cwd=checkout, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"the dispatch probe failed in {checkout}:\n{res.stderr[-2000:]}")
+    return {(case, "native"): us for case, us in json.loads(res.stdout.strip().splitlines()[-1]).items()}
 
 
 def _commit(checkout):
@@ -104,6 +116,7 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", default=None, help="bench.overhead --only: cases containing one of these")
     ap.add_argument("--backends", nargs="*", default=["native"], help="rows of these backends (default native)")
     ap.add_argument("--jsonl", default=None, help="write one JSON line per row here")
+    ap.add_argument("--dispatch", action="store_true", help="time dispatch-bound calls (bench/overhead/dispatch.py)")
     args = ap.parse_args(argv)
     if args.rounds < 2:
         raise SystemExit("--rounds must be at least 2 (the noise is judged from the rounds)")
@@ -114,7 +127,11 @@ def main(argv=None):
             if r % 2:
                 order.reverse()
             for name, checkout in order:
-                rows = _run(os.path.abspath(checkout), args.only, extra, os.path.join(tmp, f"{name}{r}.json"))
+                if args.dispatch:
+                    probe = os.path.join(os.path.abspath(args.head), "bench", "overhead", "dispatch.py")
+                    rows = _run_dispatch(os.path.abspath(checkout), probe)
+                else:
+                    rows = _run(os.path.abspath(checkout), args.only, extra, os.path.join(tmp, f"{name}{r}.json"))
                 (base_rounds if name == "base" else head_rounds).append(rows)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     rows = [x for x in compare(base_rounds, head_rounds) if any(x["backend"].startswith(b) for b in args.backends)]

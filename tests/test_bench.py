@@ -5,6 +5,7 @@ import glob
 import json
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -298,3 +299,23 @@ def test_compare_builds_judges_rows_against_their_noise():
     assert got["fast"]["verdict"] == "faster"
     lo, hi = got["slow"]["ci95"]
     assert lo < got["slow"]["ratio"] < hi
+
+
+def test_dispatch_probe_times_every_case_against_the_swapkern_it_imports():
+    """bench/overhead/dispatch.py (the probe bench.compare_builds --dispatch runs in each checkout) prints one
+    JSON object of microseconds per call, against the swapkern on its PYTHONPATH."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "overhead", "dispatch.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(got) == 5 and "WeightSwap rows step, 40 tensors" in got
+    assert all(0 < us < 10_000 for us in got.values()), got

@@ -8,6 +8,7 @@ the reference and the device's copy bandwidth measured in the same run.
     rows        one row timed (the helper every part uses); the backends of a device; its copy bandwidth
     report      the printed table
     test_micro  a few of the same calls under pytest-benchmark
+    dispatch    the host cost of dispatch-bound calls, run as a script (bench.compare_builds --dispatch)
 """
 
 from .cli import main
