@@ -319,3 +319,17 @@ def test_dispatch_probe_times_every_case_against_the_swapkern_it_imports():
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert len(got) == 5 and "WeightSwap rows step, 40 tensors" in got
     assert all(0 < us < 10_000 for us in got.values()), got
+
+
+@pytest.mark.timeout(600)
+def test_sharded_rows_time_a_step_on_two_ranks_and_count_the_bytes():
+    """bench.overhead --sharded: 2 gloo ranks make the same fixed number of sharded steps (a time-based count
+    differed between ranks and hung one in a collective); every protocol gets an unsharded and an FSDP2 row, and
+    the FSDP2 rows report the bytes a step sends."""
+    from bench.overhead.sharded import PROTOCOLS, sharded_rows
+
+    rows = sharded_rows()
+    assert len(rows) == len(PROTOCOLS) * 2 * 2
+    fsdp = [r for r in rows if r["backend"].startswith("FSDP2")]
+    assert len(fsdp) == len(rows) // 2 and all(r["median_us"] > 0 for r in rows)
+    assert any(r["bytes_sent_per_step"] > 0 for r in fsdp if ", rows," in r["case"])

@@ -53,7 +53,10 @@ def _worker(rank, world, port, path):
                 ws = swapkern.WeightSwap(model, protocol, swaps=4, state=state, seed=1)
                 ws.step(optimizer=opt)  # packs
                 dist.barrier()
-                t = measure([lambda ws=ws, opt=opt: ws.step(optimizer=opt)], torch.device("cpu"), repeats=50)
+                # a fixed number of calls (min_time_s=0): a sharded step is a collective, so both ranks must make
+                # the same calls; a time-based count differs between ranks and leaves one waiting for ever
+                step = lambda ws=ws, opt=opt: ws.step(optimizer=opt)  # noqa: E731
+                t = measure([step], torch.device("cpu"), repeats=50, min_time_s=0)
                 packed = ws._engine._packed
                 sent = getattr(packed, "bytes_sent", 0) / max(1, ws.draws)
                 times[kind] = t.median_us
