@@ -298,8 +298,8 @@ class _Analysis:
         return self.meta.get(a.name, (None, None)) if isinstance(a, torch.fx.Node) else (None, None)
 
     def put(self, node, value, p, nd, batch=None):
-        if value is not None:
-            self.meta[node.name] = (p, nd)
+        if value is not None or nd is not None:  # a value without movable channels may still have a known rank
+            self.meta[node.name] = (p if value is not None else None, nd)
         if batch is not None:
             self.batch[node.name] = batch
         return value
@@ -522,9 +522,11 @@ class _Analysis:
     def flatten(self, node, src, x, start, end=-1):
         """Dims start..end merged: the channels pass untouched outside them; as the first merged dim, through
         the last dim, each becomes a block of consecutive features; anything else mixes them."""
-        if x is None:
-            return None
         p, nd = self.pos(src)
+        if x is None:  # the rank may still be known: flatten(x, s) gives s + 1 dims
+            if isinstance(start, int) and start >= 0 and end == -1:
+                return self.put(node, None, None, start + 1)
+            return None
         if nd is None:
             return self.unknown(node, "a flatten of a value whose rank the graph does not give")
         s, e = start % nd, end % nd
