@@ -316,3 +316,35 @@ def test_a_small_vit_keeps_its_function():
                                                  hidden_dim=8, mlp_dim=12, num_classes=3)  # fmt: skip
     ws, _ = _check(model, torch.randn(2, 3, 16, 16), kept=["encoder.layers.encoder_layer_0.mlp.0"])
     assert len(ws.groups) == 2
+
+
+class _UNetish(nn.Module):
+    """Upsampling, a cat of skip and upsampled channels, a position embedding added to a 3-D Linear output."""
+
+    def __init__(self):
+        super().__init__()
+        self.down, self.mid = nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 6, 1)
+        self.skip, self.out = nn.Conv2d(3, 5, 1), nn.Conv2d(11, 2, 1)
+        self.tok, self.pos, self.proj = nn.Linear(4, 6), nn.Parameter(torch.randn(1, 5, 6)), nn.Linear(6, 2)
+
+    def forward(self, x, t):
+        u = F.interpolate(F.relu(self.mid(F.relu(self.down(x)))), scale_factor=2.0)
+        y = self.out(torch.cat([F.relu(self.skip(x)), u], dim=1))
+        return y, self.proj(F.gelu(self.tok(t) + self.pos))
+
+
+def test_upsampling_a_cat_of_skips_and_a_position_embedding():
+    torch.manual_seed(0)
+    model = _UNetish().double().eval()
+    x, t = torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randn(3, 5, 4, dtype=torch.float64)
+    with torch.no_grad():
+        want = model(x, t)
+    ws = WeightSwap(model, "neuron", swaps=2, seed=1)
+    pos = model.pos.detach().clone()
+    for _ in range(5):
+        ws.step()
+    with torch.no_grad():
+        got = model(x, t)
+    assert max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True)) <= 1e-12
+    assert set(ws.layers) == {"down", "mid", "skip", "tok"}
+    assert not torch.equal(model.pos.detach(), pos) and torch.equal(model.pos.detach().sort(-1)[0], pos.sort(-1)[0])
