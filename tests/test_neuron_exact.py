@@ -348,3 +348,24 @@ def test_upsampling_a_cat_of_skips_and_a_position_embedding():
     assert max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True)) <= 1e-12
     assert set(ws.layers) == {"down", "mid", "skip", "tok"}
     assert not torch.equal(model.pos.detach(), pos) and torch.equal(model.pos.detach().sort(-1)[0], pos.sort(-1)[0])
+
+
+def test_the_analysis_is_a_plain_description_of_the_unit_spaces():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 5),
+                          nn.ReLU(), nn.Linear(5, 3))  # fmt: skip
+    result = analyse(model)
+    assert [(s.layers, s.n, s.scope, s.why, s.key) for s in result.spaces] == [
+        (("0",), 8, 8, None, 0),
+        (("4",), 5, 5, None, 1),
+        (("6",), 3, 3, "the model returns it", 2),
+    ]
+    assert [(m.name, m.dim, m.offset, m.n, m.block, m.buffer) for m in result.spaces[0].members] == [
+        ("0.weight", 0, 0, 8, 1, False),
+        ("0.bias", 0, 0, 8, 1, False),
+        ("1.weight", 0, 0, 8, 1, False),
+        ("1.bias", 0, 0, 8, 1, False),
+        ("1.running_mean", 0, 0, 8, 1, True),
+        ("1.running_var", 0, 0, 8, 1, True),
+        ("4.weight", 1, 0, 8, 16, False),  # after the flatten, each channel owns 16 consecutive columns
+    ]
+    assert result.left_out == {"6": "the model returns it"}
