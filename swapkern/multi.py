@@ -12,6 +12,7 @@ launch); jobs that share memory go to later waves, in their order.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,18 +46,57 @@ class BoundJob:
 
 def waves(jobs: list[BoundJob]) -> list[int]:
     """The wave of each job: one after the last earlier job whose memory it touches (x or y), else 0. Exchanges in
-    one wave touch disjoint memory, so one launch can run them; jobs that share memory keep their order."""
+    one wave touch disjoint memory, so one launch can run them; jobs that share memory keep their order.
+
+    Linear in the jobs for models: the byte ranges seen so far are kept per storage, sorted by start, each with the
+    latest wave that touched it; a job compares its ranges only with those of its storage that can reach them (start
+    within the storage's longest range before its end), found by bisection. A job that repeats a range (a
+    parameter and its own rows, say) finds it by a dictionary lookup."""
     out: list[int] = []
-    spans: list[list[tuple[int, int]]] = []
-    for j, job in enumerate(jobs):
-        mine = [byte_range(t) for t in ((job.x,) if job.x is job.y else (job.x, job.y))]
+    storages: dict = {}  # storage address -> [starts, spans [start, end, wave], longest range, {(start, end): span}]
+    for job in jobs:
+        mine = []
+        for t in (job.x,) if job.x is job.y else (job.x, job.y):
+            a0, a1 = byte_range(t)
+            if a1 > a0:
+                mine.append((_storage_of(t), a0, a1))
         wave = 0
-        for i in range(j):
-            if any(a0 < b1 and b0 < a1 for a0, a1 in mine for b0, b1 in spans[i] if a1 > a0 and b1 > b0):
-                wave = max(wave, out[i] + 1)
+        for key, a0, a1 in mine:
+            s = storages.get(key)
+            if s is None:
+                continue
+            starts, spans, longest, _ = s
+            lo, hi = bisect.bisect_left(starts, a0 - longest + 1), bisect.bisect_left(starts, a1)
+            WAVE_COMPARISONS[0] += hi - lo
+            for i in range(lo, hi):
+                _, b1, w = spans[i]
+                if b1 > a0 and w >= wave:
+                    wave = w + 1
         out.append(wave)
-        spans.append(mine)
+        for key, a0, a1 in mine:
+            s = storages.get(key)
+            if s is None:
+                s = storages[key] = [[], [], 0, {}]
+            span = s[3].get((a0, a1))
+            if span is not None:
+                span[2] = wave  # waves only grow: this job is the latest to touch the range
+                continue
+            span = s[3][(a0, a1)] = [a0, a1, wave]
+            i = bisect.bisect_right(s[0], a0)
+            s[0].insert(i, a0)
+            s[1].insert(i, span)
+            s[2] = max(s[2], a1 - a0)
     return out
+
+
+WAVE_COMPARISONS = [0]  # ranges compared by waves() so far (tests count them: the work must grow linearly)
+
+
+def _storage_of(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # no storage to ask (a tensor subclass): its own address
+        return t.data_ptr()
 
 
 class Engine:

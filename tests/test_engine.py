@@ -102,3 +102,45 @@ def test_optimizer_state_replaced_by_load_state_dict_is_followed(any_backend):
     ref.swap_(before_w, 0, a, b)
     ref.swap_(before_m, 0, a, b)
     assert torch.equal(w.detach(), before_w) and torch.equal(opt.state[w]["momentum_buffer"], before_m)
+
+
+def _counted_waves(jobs):
+    from swapkern import multi
+
+    before = multi.WAVE_COMPARISONS[0]
+    out = waves(jobs)
+    return out, multi.WAVE_COMPARISONS[0] - before
+
+
+def _waves_by_definition(jobs):
+    """One after the last earlier job whose bytes any of its tensors touch: every earlier job compared."""
+    from swapkern._checks import memory_intersects
+
+    out = []
+    for j, job in enumerate(jobs):
+        mine = (job.x, job.y)
+        touched = [
+            out[i] for i in range(j) if any(memory_intersects(a, b) for a in mine for b in (jobs[i].x, jobs[i].y))
+        ]
+        out.append(max(touched) + 1 if touched else 0)
+    return out
+
+
+@pytest.mark.parametrize("n", [50, 400])
+def test_waves_grow_linearly_with_the_jobs(n):
+    # A neuron-like chain (each layer's rows; its columns with the next layer's rows) and n disjoint views of one
+    # flat buffer (FSDP1-like) with exchanges between neighbours, and views overlapping two of them: the waves are
+    # those of the definition, and the ranges compared stay within a constant per job, whatever n.
+    ws_ = [torch.zeros(4, 4) for _ in range(n)]
+    jobs = [BoundJob(w, w, 0, 0, 0, i) for i, w in enumerate(ws_)]
+    jobs += [BoundJob(ws_[i], ws_[i + 1], 1, 0, 1, i) for i in range(0, n - 1, 2)]
+    flat = torch.zeros(16 * n)
+    views = [flat[16 * i : 16 * (i + 1)] for i in range(n)]
+    jobs += [BoundJob(v, v, None, None, 2, i) for i, v in enumerate(views)]
+    jobs += [BoundJob(views[i], views[i + 1], None, None, 3, i) for i in range(0, n - 1, 2)]
+    across = [flat[16 * i + 8 : 16 * i + 24] for i in range(n - 1)]
+    jobs += [BoundJob(v, v, None, None, 4, i) for i, v in enumerate(across)]
+    wave, count = _counted_waves(jobs)
+    if n <= 50:
+        assert wave == _waves_by_definition(jobs)
+    assert max(wave) == 2 and count <= 3 * len(jobs)
