@@ -120,7 +120,7 @@ class Engine:
         self.jobs: list[BoundJob] = []
         self.watched: list[torch.Tensor] = []
         self.wave: list[int] = []
-        self._packed, self._backend = None, None
+        self._packed, self._backend, self._inference = None, None, False
 
     # -- the index buffer ---------------------------------------------------------------------------------------
     def slices(self, gi: int):
@@ -147,12 +147,17 @@ class Engine:
         from . import _sharded
 
         self.jobs, self.watched = self.bind()
+        self._inference = any(t.is_inference() for t in self.watched)
         self.wave = waves(self.jobs) if not any(_sharded.is_sharded(j.x) for j in self.jobs) else [0] * len(self.jobs)
         if any(_sharded.is_sharded(j.x) or _sharded.is_sharded(j.y) for j in self.jobs):
             self._packed, self._backend = _sharded.multi_pack(self), "sharded"
             return
         name = _backend.resolve(self.index)
         self._packed, self._backend = _backend.module(name).multi_pack(self), name
+
+    @property
+    def packed(self) -> bool:
+        return self._packed is not None
 
     @property
     def sharded(self) -> bool:
@@ -164,10 +169,21 @@ class Engine:
         if self._packed is None or name != self._backend:
             self.pack()
             name, mod = self._module()
+        self._check_mutable(mode)
         if not mod.multi_step_(self, self._packed, seed, step, mode):
             self.pack()  # a watched tensor moved or changed shape: pack the current tensors again
+            self._check_mutable(mode)
             if not mod.multi_step_(self, self._packed, seed, step, mode):
                 raise RuntimeError("swapkern: the weight-swap tensors changed while packing them")
+
+    def _check_mutable(self, mode: int) -> None:
+        """The ops' rule for inference tensors, on every backend: updated only inside inference mode (checked
+        before anything moves; the draw alone writes only the engine's own buffer)."""
+        if mode & 2 and self._inference and not torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "swapkern.WeightSwap: Inplace update to inference tensor outside InferenceMode is not allowed; swap "
+                "inside torch.inference_mode(), or build the model outside it"
+            )
 
     def invalidate(self) -> None:
         """Pack again before the next step (the optimizer's state was replaced, say)."""
