@@ -110,7 +110,7 @@ class WeightSwap:
             box = [self.seed]
             torch.distributed.broadcast_object_list(box, group=mesh.get_group(), group_src=0)
             self.seed = box[0]
-        self.stats = {"proposals": 0, "accepted": 0, "mean_delta": 0.0, "closure_calls": 0}
+        self.stats = {"proposals": 0, "accepted": 0, "mean_delta": 0.0, "closure_calls": 0, "failed": 0}
         self._optimizer, self._closure = None, None
         self._engine = Engine(self.groups, self.device, self._bind)
         self._bound_opt, self._hooked = None, weakref.WeakSet()
@@ -189,24 +189,56 @@ class WeightSwap:
             self.stats["proposals"] += 1
             self.stats["accepted"] += 1
             return True
-        with torch.no_grad():
-            before = float(closure())
-        engine.step(self.seed, step, 1)
-        if self.max_gap is not None:
-            self._apply_gap()
-        engine.step(self.seed, step, 2)
-        with torch.no_grad():
-            after = float(closure())
-        self.stats["closure_calls"] += 2
+        # Transactional: a closure that raises, or returns no finite scalar, leaves the weights and state as before
+        # the proposal (undone if applied), the draw counter where it was, and is re-raised; stats["failed"] counts it.
+        applied = False
+        try:
+            before = self._loss(closure)
+            engine.step(self.seed, step, 1)
+            if self.max_gap is not None:
+                self._apply_gap()
+            engine.step(self.seed, step, 2)
+            applied = True
+            after = self._loss(closure)
+        except BaseException:
+            if applied:
+                engine.step(self.seed, step, 2)  # a set of disjoint exchanges is its own inverse
+            self.draws = step
+            self.stats["failed"] = self.stats.get("failed", 0) + 1
+            raise
         delta = after - before
         u = plans.word(0, plans.base_key(self.seed, step, "accept"), 0) / 2**32
         kept = delta <= 0 or u < math.exp(-delta / self.temperature)
         if not kept:
-            engine.step(self.seed, step, 2)  # a set of disjoint exchanges is its own inverse
+            engine.step(self.seed, step, 2)
         n = self.stats["proposals"] = self.stats["proposals"] + 1
         self.stats["accepted"] += int(kept)
         self.stats["mean_delta"] += (delta - self.stats["mean_delta"]) / n
         return kept
+
+    def _loss(self, closure) -> float:
+        """The closure's loss as a float: a number or a one-element tensor, finite (TypeError, ValueError)."""
+        with torch.no_grad():
+            self.stats["closure_calls"] += 1
+            loss = closure()
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise ValueError(
+                    f"the Metropolis closure must return a scalar loss, got a tensor of shape {tuple(loss.shape)}"
+                )
+            if loss.is_complex():
+                raise TypeError(f"the Metropolis closure must return a real loss, got dtype {loss.dtype}")
+            value = float(loss)
+        elif _is_real_number(loss):
+            value = float(loss)
+        else:
+            raise TypeError(
+                "the Metropolis closure must return the loss (a number or a one-element tensor), got "
+                f"{type(loss).__name__}"
+            )
+        if not math.isfinite(value):
+            raise ValueError(f"the Metropolis closure returned a non-finite loss ({value})")
+        return value
 
     # -- the two halves of a step, for CUDA graphs ---------------------------------------------------------------
     def draw(self, *, optimizer=None):
@@ -404,6 +436,13 @@ class WeightSwap:
                     xa, yb = x.index_select(job.dx, a).movedim(job.dx, 0), y.index_select(job.dy, b).movedim(job.dy, 0)
                     rms = (xa.float() - yb.float()).pow(2).flatten(1).mean(1).sqrt()
                     keep.copy_(rms < self.max_gap)
+
+
+def _is_real_number(v) -> bool:
+    """A real number that is not a Python bool (NumPy scalars, say)."""
+    import numbers
+
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def _slots(model, groups):
