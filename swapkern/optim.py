@@ -122,8 +122,8 @@ class WeightSwap:
         self._names = {t: n for n, t in named}
         self._slots = _slots(self.model, self.groups) if self.model is not None and not self._sharded else {}
         self._slot_dicts, self._slot_keys, self._slot_tensors = _flat_slots(self._slots)
-        self._state_params, self._state_dicts, self._state_live, self._state_lens = [], [], [], []
-        self._state_values, self._state_bound = [], []
+        self._state_params, self._state_live = [], []
+        self._state_values, self._state_bound, self._state_of, self._state_all = [], [], None, []
 
     def __repr__(self):
         left = f", left out {len(self.left_out)}" if self.left_out else ""
@@ -318,18 +318,19 @@ class WeightSwap:
             return True
         if not self._state_params:
             return False
-        state = self._bound_opt.state
-        if not all(map(operator.is_, map(state.get, self._state_params), self._state_dicts)):
-            return True
-        live = self._state_live
-        if all(map(operator.eq, map(len, live), self._state_lens)) and all(
-            map(operator.is_, chain.from_iterable(map(dict.values, live)), self._state_values)
+        state = self._bound_opt.state  # {parameter: its state dict}; compared without hashing parameters (slow)
+        if (
+            state is not self._state_of
+            or len(state) != len(self._state_all)
+            or not all(map(operator.is_, state.values(), self._state_all))
         ):
+            return True
+        values = list(chain.from_iterable(map(dict.values, self._state_live)))
+        if len(values) == len(self._state_values) and all(map(operator.is_, values, self._state_values)):
             return False
         # an entry was added or replaced (LBFGS replaces its own every step): moved only if what binds changed
-        now = _state_entries(self._state_params, state)
-        self._state_lens, self._state_values = [len(d) for d in live], [v for d in live for v in d.values()]
-        return not _same_entries(now, self._state_bound)
+        self._state_values = values
+        return not _same_entries(_state_entries(self._state_params, state), self._state_bound)
 
     def _rebind(self):
         """Follows the model's slots to the tensors it holds now (refusing one of another shape or device, a tie
@@ -388,9 +389,8 @@ class WeightSwap:
         if opt is not None:
             params = list({t: None for g in self.groups for j in g.jobs if j.stateful for t in (j.x, j.y)})
             self._state_params = params
-            self._state_dicts = [opt.state.get(p) for p in params]
-            self._state_live = [d for d in self._state_dicts if d is not None]
-            self._state_lens = [len(d) for d in self._state_live]
+            self._state_of, self._state_all = opt.state, list(opt.state.values())
+            self._state_live = [d for d in map(opt.state.get, params) if isinstance(d, dict)]
             self._state_values = [v for d in self._state_live for v in d.values()]
             self._state_bound = _state_entries(params, opt.state)
         else:
@@ -474,7 +474,8 @@ def _state_entries(params, state):
     out = []
     for p in params:
         d = state.get(p)
-        out.append([(k, v) for k, v in d.items() if isinstance(v, torch.Tensor) and v.shape == p.shape] if d else [])
+        ok = isinstance(d, dict)
+        out.append([(k, v) for k, v in d.items() if isinstance(v, torch.Tensor) and v.shape == p.shape] if ok else [])
     return out
 
 
