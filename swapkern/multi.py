@@ -57,7 +57,11 @@ def waves(jobs: list[BoundJob]) -> list[int]:
     for job in jobs:
         mine = []
         for t in (job.x,) if job.x is job.y else (job.x, job.y):
-            a0, a1 = byte_range(t)
+            if t.is_contiguous():
+                a0 = t.data_ptr()
+                a1 = a0 + t.nbytes
+            else:
+                a0, a1 = byte_range(t)
             if a1 > a0:
                 mine.append((_storage_of(t), a0, a1))
         wave = 0
@@ -148,10 +152,11 @@ class Engine:
 
         self.jobs, self.watched = self.bind()
         self._inference = any(t.is_inference() for t in self.watched)
-        self.wave = waves(self.jobs) if not any(_sharded.is_sharded(j.x) for j in self.jobs) else [0] * len(self.jobs)
-        if any(_sharded.is_sharded(j.x) or _sharded.is_sharded(j.y) for j in self.jobs):
+        if any(map(_sharded.is_sharded, self.watched)):  # the jobs' tensors are watched tensors or views of them
+            self.wave = [0] * len(self.jobs)
             self._packed, self._backend = _sharded.multi_pack(self), "sharded"
             return
+        self.wave = waves(self.jobs)
         name = _backend.resolve(self.index)
         self._packed, self._backend = _backend.module(name).multi_pack(self), name
 

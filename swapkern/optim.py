@@ -378,7 +378,7 @@ class WeightSwap:
         the optimizer state tensors shaped like each parameter; and the tensors to watch for changes."""
         self._rebind()
         opt = self._bound_opt if self.state else None
-        jobs, watched, seen = [], [], set()
+        jobs, watched, seen, sharded = [], [], set(), self._sharded
 
         def watch(*ts):
             for t in ts:
@@ -411,7 +411,7 @@ class WeightSwap:
                             pairs.append((tx, ty))
                 for tx, ty in pairs:
                     watch(tx, ty)
-                    if _sharded.is_sharded(tx):  # the view applies to the local shard (swapkern._sharded)
+                    if sharded and _sharded.is_sharded(tx):  # the view applies to the local shard (swapkern._sharded)
                         jobs.append(BoundJob(tx, ty, job.dx, job.dy, gi, ji, job.view, job.view_dim))
                         continue
                     vx = job.view(tx)
