@@ -2,6 +2,20 @@
 
 The compiled ops check in C++ only; tests/test_errors.py and tests/test_fuzz.py hold both to the same exceptions,
 raised in the same order, before any element moves. Every function mirrors the C++ function of the same name.
+
+The order of checks, one for every backend (the first failing check decides the exception; nothing moves before):
+  1. arguments, in Python (swapkern._index, ops.py): tensors are tensors, validate is a bool, dims are ints,
+     indices are ints / lists / NumPy integer arrays / tensors (TypeError; IndexError: an int beyond int64);
+  2. the autograd rules (check_mutable, RuntimeError): a tensor that requires grad in grad mode, an inference tensor
+     outside inference mode;
+  3. the op's own shape rules: dims in range, sample_dim != dim, a 4-d batch, both dims or neither (ValueError);
+  4. the tensors (make_plan / csrc check_tensors): a swappable dtype (TypeError); one dtype, one device, strided,
+     not meta, provably free of self-overlap, x and y apart (ValueError);
+  5. each index a, b, sample in turn: integers (TypeError), at most 1-d, on the CPU or x's device (ValueError);
+     then one length for all (ValueError);
+  6. the geometry: slice shapes equal and coalescing (ValueError), an index into a dim of size 0 (IndexError);
+  7. validate=True: ranges of a, b, sample (IndexError), the positions' count, then pair by pair a[k] != b[k] (one
+     tensor) and no index twice in a scope (ValueError): the first failing pair's.
 """
 
 from __future__ import annotations
