@@ -345,8 +345,9 @@ def test_overhead_setup_rows_time_construction_and_first_steps():
     make = lambda: torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))  # noqa: E731
     rows = setup_rows(torch.device("cpu"), True, models=[("tiny", make)], protocols=("rows",), repeats=2)
     backends = 1 + swapkern._backend.native_available("cpu")
-    assert len(rows) == 3 * 2 * backends
-    assert {r["case"].rsplit(": ", 1)[1] for r in rows} == {"construction", "first step", "later step"}
+    assert len(rows) == 4 * 2 * backends
+    kinds = {"construction", "first step", "later step", "binding check"}
+    assert {r["case"].rsplit(": ", 1)[1] for r in rows} == kinds
     assert all(r["repeats"] == 2 and r["median_us"] > 0 for r in rows)
     # two weights; with state=True their momentum buffers move too
     assert all(("(2 jobs), state=False" in r["case"]) != ("(4 jobs), state=True" in r["case"]) for r in rows)

@@ -127,9 +127,10 @@ def _timing(seconds) -> dict:
 
 def setup_rows(device, quick, models=None, protocols=("rows", "neuron"), repeats=3):
     """What a WeightSwap costs before its steps: construction (the protocol's analysis, the groups), the first step
-    (which binds and packs the engine: waves, plans; with state=True the optimizer's state too) and a later step,
-    each timed `repeats` times on a fresh WeightSwap (SGD with momentum, its state present). Rows "<model>:
-    <protocol>, state=<s>: construction / first step / later step"; backend "native" or "torch"."""
+    (which binds and packs the engine: waves, plans; with state=True the optimizer's state too), a later step and,
+    part of every step, the check that the bound tensors are still those the model and optimizer hold; each timed
+    `repeats` times on a fresh WeightSwap (SGD with momentum, its state present). Rows "<model>: <protocol> (<jobs>),
+    state=<s>: construction / first step / later step / binding check"; backend "native" or "torch"."""
     import time
 
     rows = []
@@ -145,7 +146,7 @@ def setup_rows(device, quick, models=None, protocols=("rows", "neuron"), repeats
                 for backend in ("native", "torch"):
                     if backend == "native" and not swapkern._backend.native_available(device.type):
                         continue
-                    times = {"construction": [], "first step": [], "later step": []}
+                    times = {"construction": [], "first step": [], "later step": [], "binding check": []}
                     with swapkern.use_backend(backend):
                         for _ in range(repeats):
                             t0 = time.perf_counter()
@@ -160,6 +161,10 @@ def setup_rows(device, quick, models=None, protocols=("rows", "neuron"), repeats
                             times["construction"].append(t1 - t0)
                             times["first step"].append(t2 - t1)
                             times["later step"].append(t3 - t2)
+                            t4 = time.perf_counter()
+                            for _ in range(100):
+                                ws._use(opt)  # the per-step check that the bound tensors are the model's
+                            times["binding check"].append((time.perf_counter() - t4) / 100)
                             jobs[(protocol, state)] = len(ws._engine.jobs)
                     for what, ts in times.items():
                         case = f"{name}: {protocol} ({jobs[(protocol, state)]} jobs), state={state}: {what}"
