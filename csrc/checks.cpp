@@ -1,3 +1,18 @@
+// The order of checks, one for every backend (swapkern/_checks.py says the same; the first failing check decides the
+// exception and nothing moves before it):
+//   1. arguments, in Python (swapkern/_index.py, ops.py): tensors, validate a bool, dims ints, indices integer-like
+//      (TypeError; IndexError for an int beyond int64);
+//   2. the autograd rules, in Python (swapkern/_native.py): requires grad in grad mode, an inference tensor outside
+//      inference mode (RuntimeError);
+//   3. the op's own shape rules (ops.h): dims in range, sample_dim != dim, a 4-d batch (ValueError);
+//   4. the tensors (check_tensors): a swappable dtype (TypeError); one dtype, one device, strided, not meta,
+//      provably free of self-overlap, x and y apart (ValueError);
+//   5. each index a, b, sample in turn (prepare_index): integers (TypeError), at most 1-d, on the CPU or x's device
+//      (ValueError); then one length for all (ValueError);
+//   6. the geometry (plan_geometry): slice shapes equal and coalescing (ValueError), an index into an empty dim
+//      (IndexError);
+//   7. validate=true (check_pairs): ranges of a, b, sample (IndexError), the positions' count, then pair by pair
+//      a[k] != b[k] (one tensor) and no index twice in a scope (ValueError): the first failing pair's.
 #include "checks.h"
 
 #include <torch/csrc/stable/ops.h>

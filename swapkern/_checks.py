@@ -2,6 +2,20 @@
 
 The compiled ops check in C++ only; tests/test_errors.py and tests/test_fuzz.py hold both to the same exceptions,
 raised in the same order, before any element moves. Every function mirrors the C++ function of the same name.
+
+The order of checks, one for every backend (the first failing check decides the exception; nothing moves before):
+  1. arguments, in Python (swapkern._index, ops.py): tensors are tensors, validate is a bool, dims are ints,
+     indices are ints / lists / NumPy integer arrays / tensors (TypeError; IndexError: an int beyond int64);
+  2. the autograd rules (check_mutable, RuntimeError): a tensor that requires grad in grad mode, an inference tensor
+     outside inference mode;
+  3. the op's own shape rules: dims in range, sample_dim != dim, a 4-d batch, both dims or neither (ValueError);
+  4. the tensors (make_plan / csrc check_tensors): a swappable dtype (TypeError); one dtype, one device, strided,
+     not meta, provably free of self-overlap, x and y apart (ValueError);
+  5. each index a, b, sample in turn: integers (TypeError), at most 1-d, on the CPU or x's device (ValueError);
+     then one length for all (ValueError);
+  6. the geometry: slice shapes equal and coalescing (ValueError), an index into a dim of size 0 (IndexError);
+  7. validate=True: ranges of a, b, sample (IndexError), the positions' count, then pair by pair a[k] != b[k] (one
+     tensor) and no index twice in a scope (ValueError): the first failing pair's.
 """
 
 from __future__ import annotations
@@ -112,28 +126,42 @@ def check_range(op, v, n, unsigned, name, what):
 
 
 def check_pairs(op, a, b, sample, nx, ny, ns, same, unsigned, what):
-    """Range (IndexError), then a[k] != b[k] and disjointness within each scope (ValueError)."""
+    """Range of a, b, sample (IndexError), the positions' count, then pair by pair (csrc check_pairs' order): a[k]
+    != b[k] (x is y), then a[k] and b[k] not seen before in their scope (ValueError): the first failing pair's."""
     a, b = a.cpu(), b.cpu()
     check_range(op, a, nx, unsigned[0], "a", what)
     check_range(op, b, ny, unsigned[1], "b", what)
     s = sample.cpu() if sample is not None else torch.zeros_like(a)
     if sample is not None:
         check_range(op, s, ns, unsigned[2], "sample", "the sample dim")
+    n = max(nx, ny, 1)
+    if ns > INT64_MAX // 4 // n or ns * n * 2 >= 2**48 - 1:
+        raise ValueError(f"{op}: too many samples times indices to check (2^47 or more positions)")
     a, b, s = a % max(nx, 1), b % max(ny, 1), s % max(ns, 1)
+    k_count = a.numel()
+    # keys in csrc's insertion order: pair 0 side 0, pair 0 side 1, pair 1 side 0, ...
+    keys = torch.stack([(s * n + a) * 2, (s * n + b) * 2 + (0 if same else 1)], 1).reshape(-1)
+    order = torch.sort(keys, stable=True).indices
+    sorted_keys = keys[order]
+    repeat = torch.zeros_like(keys, dtype=torch.bool)
+    repeat[order[1:]] = sorted_keys[1:] == sorted_keys[:-1]  # not the first occurrence of its key
+    first_repeat = int(repeat.nonzero()[0]) if bool(repeat.any()) else 2 * k_count
+    first_self = k_count
     if same:
         self_pair = a == b
         if bool(self_pair.any()):
-            k = int(self_pair.nonzero()[0])
-            raise ValueError(f"{op}: pair {k} exchanges index {int(a[k])} with itself; a[k] must differ from b[k]")
-    n = max(nx, ny, 1)
-    if ns > INT64_MAX // 4 // n:
-        raise ValueError(f"{op}: too many samples times indices")
-    sides = [(torch.cat([a, b]), torch.cat([s, s]))] if same else [(a, s), (b, s)]
-    for idx, scope in sides:
-        keys = scope * n + idx
-        if torch.unique(keys).numel() != keys.numel():
-            where = ("one sample" if sample is not None else "the tensor") if same else ("x" if idx is a else "y")
-            raise ValueError(f"{op}: an index appears more than once in {where}; the exchanges must be disjoint")
+            first_self = int(self_pair.nonzero()[0])
+    if first_self < k_count and first_self <= first_repeat // 2:
+        k = first_self
+        raise ValueError(f"{op}: pair {k} exchanges index {int(a[k])} with itself; a[k] must differ from b[k]")
+    if first_repeat < 2 * k_count:
+        k, side = divmod(first_repeat, 2)
+        i = int((a if side == 0 else b)[k])
+        where = ("one sample" if sample is not None else "the tensor") if same else ("x" if side == 0 else "y")
+        scope = f" (sample {int(s[k])})" if sample is not None else ""
+        raise ValueError(
+            f"{op}: index {i} appears more than once in {where}{scope}; the exchanges of one call must be disjoint"
+        )
 
 
 # -- the plan -------------------------------------------------------------------------------------------------------

@@ -101,13 +101,24 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     _tensor(y, "y", op)
     dx = None if dim_x is None else as_int(dim_x, "dim_x", op)
     dy = None if dim_y is None else as_int(dim_y, "dim_y", op)
+    i, j = as_index(i, "i"), as_index(j, "j")  # argument types first, as on every backend
     mutated = [x] if x is y else [x, y]
-    if x is not y and not torch.compiler.is_compiling() and _same_view(x, y):
-        # Two views with one geometry: the kernel cannot tell them from one tensor passed twice (the stable ABI
-        # has no tensor identity), so the overlap it would refuse is refused here, after the autograd rules.
-        check_mutable(op, mutated)
-        raise ValueError(f"{op}: x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_")
-    _mutate(op, mutated, _OPS.swap_between_.default, x, y, as_index(i, "i"), as_index(j, "j"), dx, dy, validate)
+    if not torch.compiler.is_compiling():
+        if x is not y and _same_view(x, y):
+            # Two views with one geometry: the kernel cannot tell them from one tensor passed twice (the stable ABI
+            # has no tensor identity), so the overlap it would refuse is refused here, after the autograd rules.
+            check_mutable(op, mutated)
+            raise ValueError(f"{op}: x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_")
+        if x is y and x.numel() == 0:
+            # One empty tensor passed twice: the kernel cannot tell it from two (empty tensors share no address),
+            # so its rules for one tensor (a[k] != b[k], one scope) are checked here by the Python twin. Nothing moves.
+            from ._checks import prepare_between
+
+            check_mutable(op, mutated)
+            prepare_between(x, x, i, j, dx, dy, validate)
+            bump_versions(mutated)
+            return x, y
+    _mutate(op, mutated, _OPS.swap_between_.default, x, y, i, j, dx, dy, validate)
     return x, y
 
 

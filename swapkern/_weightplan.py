@@ -99,16 +99,20 @@ def build(protocol, named, chosen, swaps, model, explicit=False):
         from ._neuron import neuron_groups
 
         return neuron_groups(model, chosen, s)
+    empty = {n: "has no elements" for n, w in chosen if w.numel() == 0}
+    if empty and explicit:
+        raise ValueError(f"{protocol}: {next(iter(empty))} has no elements")
+    chosen = [(n, w) for n, w in chosen if n not in empty]
     if protocol == "inter-layer":
         group = _inter_layer_group(chosen, s)
         used = sorted({i for c in group.candidates for i in c[:2]})
         return (
             [group],
             [chosen[i][0] for i in used],
-            {n: "no other layer of its shape" for i, (n, _) in enumerate(chosen) if i not in used},
+            empty | {n: "no other layer of its shape" for i, (n, _) in enumerate(chosen) if i not in used},
         )
     params = dict(named)
-    groups, kept, left_out = [], [], {}
+    groups, kept, left_out = [], [], dict(empty)
     for li, (name, w) in enumerate(chosen):
         rows, cols, numel = w.shape[0], w.shape[1], w.numel()
         row_len, rest = numel // max(rows, 1), numel // max(rows * cols, 1)

@@ -201,6 +201,8 @@ class FeatureSwap(_Base):
         if len(shape) != 4:
             raise ValueError(f"feature swaps need an (N, C, H, W) batch, got shape {tuple(shape)}")
         _, c, h, w = shape
+        if c == 0 or h == 0 or w == 0:
+            raise ValueError(f"feature swaps need images with channels and pixels, got shape {tuple(shape)}")
         n = c if self.protocol[1] == "S" else h * w
         what = "channels" if self.protocol[1] == "S" else "pixels"
         if 2 * self.swaps > n:
@@ -228,6 +230,8 @@ class FeatureSwap(_Base):
         if indices is None:
             return None
         indices = as_index(indices, "indices")
+        if indices.dtype == torch.bool or indices.is_floating_point() or indices.is_complex():
+            raise TypeError(f"indices must hold integers, got a tensor of dtype {indices.dtype}")
         if indices.numel() != b:
             raise ValueError(f"indices has {indices.numel()} entries for a batch of {b}")
         return slot.ws.get("indices", b).copy_(indices.reshape(-1))
@@ -244,6 +248,8 @@ class FeatureSwap(_Base):
         """Draws a plan for batch x (on x's device, no host sync). Advances the step counter unless `step` is
         given. The plan's buffers belong to this FeatureSwap and are refilled by the next draw of the same shape:
         plan.clone() keeps one."""
+        if step is not None:
+            step = plans.check_counter("step", step)
         slot = self._slot(x)
         idx = self._indices(slot, x.shape[0], indices)
         counter = self._counter if step is None else None
@@ -311,6 +317,7 @@ class FeatureSwap(_Base):
         x = inpt.as_subclass(torch.Tensor) if type(inpt) is not torch.Tensor else inpt
         if x.dim() < 3:
             raise ValueError(f"feature swaps need an image (C, H, W) or a batch of them, got shape {tuple(x.shape)}")
+        self.check((1, *x.shape[-3:]))
         batch = x.reshape(-1, *x.shape[-3:]).clone(memory_format=torch.contiguous_format)
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)

@@ -107,6 +107,11 @@ class DeviceLoader:
         self.shape = (batch_size, c, a, b) if self.nhwc else (batch_size, a, b, c)
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
         self.fs, self.flip, self.epoch = feature_swap, flip, 0
+        channels = self.shape[1]
+        for name, v in (("mean", mean), ("std", std)):
+            n = torch.as_tensor(v).numel()
+            if n != channels:
+                raise ValueError(f"{name} must have one entry per channel ({channels}), got {n}")
         self.scale, self.shift = (t.to(images.device) for t in ops.normalization(mean, std))
         if feature_swap is not None:
             feature_swap.check(self.shape)

@@ -12,6 +12,7 @@ launch); jobs that share memory go to later waves, in their order.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,18 +46,61 @@ class BoundJob:
 
 def waves(jobs: list[BoundJob]) -> list[int]:
     """The wave of each job: one after the last earlier job whose memory it touches (x or y), else 0. Exchanges in
-    one wave touch disjoint memory, so one launch can run them; jobs that share memory keep their order."""
+    one wave touch disjoint memory, so one launch can run them; jobs that share memory keep their order.
+
+    Linear in the jobs for models: the byte ranges seen so far are kept per storage, sorted by start, each with the
+    latest wave that touched it; a job compares its ranges only with those of its storage that can reach them (start
+    within the storage's longest range before its end), found by bisection. A job that repeats a range (a
+    parameter and its own rows, say) finds it by a dictionary lookup."""
     out: list[int] = []
-    spans: list[list[tuple[int, int]]] = []
-    for j, job in enumerate(jobs):
-        mine = [byte_range(t) for t in ((job.x,) if job.x is job.y else (job.x, job.y))]
+    storages: dict = {}  # storage address -> [starts, spans [start, end, wave], longest range, {(start, end): span}]
+    for job in jobs:
+        mine = []
+        for t in (job.x,) if job.x is job.y else (job.x, job.y):
+            if t.is_contiguous():
+                a0 = t.data_ptr()
+                a1 = a0 + t.nbytes
+            else:
+                a0, a1 = byte_range(t)
+            if a1 > a0:
+                mine.append((_storage_of(t), a0, a1))
         wave = 0
-        for i in range(j):
-            if any(a0 < b1 and b0 < a1 for a0, a1 in mine for b0, b1 in spans[i] if a1 > a0 and b1 > b0):
-                wave = max(wave, out[i] + 1)
+        for key, a0, a1 in mine:
+            s = storages.get(key)
+            if s is None:
+                continue
+            starts, spans, longest, _ = s
+            lo, hi = bisect.bisect_left(starts, a0 - longest + 1), bisect.bisect_left(starts, a1)
+            WAVE_COMPARISONS[0] += hi - lo
+            for i in range(lo, hi):
+                _, b1, w = spans[i]
+                if b1 > a0 and w >= wave:
+                    wave = w + 1
         out.append(wave)
-        spans.append(mine)
+        for key, a0, a1 in mine:
+            s = storages.get(key)
+            if s is None:
+                s = storages[key] = [[], [], 0, {}]
+            span = s[3].get((a0, a1))
+            if span is not None:
+                span[2] = wave  # waves only grow: this job is the latest to touch the range
+                continue
+            span = s[3][(a0, a1)] = [a0, a1, wave]
+            i = bisect.bisect_right(s[0], a0)
+            s[0].insert(i, a0)
+            s[1].insert(i, span)
+            s[2] = max(s[2], a1 - a0)
     return out
+
+
+WAVE_COMPARISONS = [0]  # ranges compared by waves() so far (tests count them: the work must grow linearly)
+
+
+def _storage_of(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # no storage to ask (a tensor subclass): its own address
+        return t.data_ptr()
 
 
 class Engine:
@@ -80,7 +124,7 @@ class Engine:
         self.jobs: list[BoundJob] = []
         self.watched: list[torch.Tensor] = []
         self.wave: list[int] = []
-        self._packed, self._backend = None, None
+        self._packed, self._backend, self._inference = None, None, False
 
     # -- the index buffer ---------------------------------------------------------------------------------------
     def slices(self, gi: int):
@@ -107,12 +151,18 @@ class Engine:
         from . import _sharded
 
         self.jobs, self.watched = self.bind()
-        self.wave = waves(self.jobs) if not any(_sharded.is_sharded(j.x) for j in self.jobs) else [0] * len(self.jobs)
-        if any(_sharded.is_sharded(j.x) or _sharded.is_sharded(j.y) for j in self.jobs):
+        self._inference = any(t.is_inference() for t in self.watched)
+        if any(map(_sharded.is_sharded, self.watched)):  # the jobs' tensors are watched tensors or views of them
+            self.wave = [0] * len(self.jobs)
             self._packed, self._backend = _sharded.multi_pack(self), "sharded"
             return
+        self.wave = waves(self.jobs)
         name = _backend.resolve(self.index)
         self._packed, self._backend = _backend.module(name).multi_pack(self), name
+
+    @property
+    def packed(self) -> bool:
+        return self._packed is not None
 
     @property
     def sharded(self) -> bool:
@@ -124,10 +174,21 @@ class Engine:
         if self._packed is None or name != self._backend:
             self.pack()
             name, mod = self._module()
+        self._check_mutable(mode)
         if not mod.multi_step_(self, self._packed, seed, step, mode):
             self.pack()  # a watched tensor moved or changed shape: pack the current tensors again
+            self._check_mutable(mode)
             if not mod.multi_step_(self, self._packed, seed, step, mode):
                 raise RuntimeError("swapkern: the weight-swap tensors changed while packing them")
+
+    def _check_mutable(self, mode: int) -> None:
+        """The ops' rule for inference tensors, on every backend: updated only inside inference mode (checked
+        before anything moves; the draw alone writes only the engine's own buffer)."""
+        if mode & 2 and self._inference and not torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "swapkern.WeightSwap: Inplace update to inference tensor outside InferenceMode is not allowed; swap "
+                "inside torch.inference_mode(), or build the model outside it"
+            )
 
     def invalidate(self) -> None:
         """Pack again before the next step (the optimizer's state was replaced, say)."""

@@ -29,21 +29,31 @@ __all__ = ["swap_", "swap_elements_", "swap_between_", "swap_channels_", "swap_p
 _impl = _backend.impl
 
 
+def _flag(v, op):
+    """validate: a bool (TypeError otherwise, on every backend, before anything else is looked at)."""
+    if not isinstance(v, bool):
+        raise TypeError(f"swapkern.{op}: validate must be True or False, got {type(v).__name__}")
+    return v
+
+
 def swap_(x, dim, a, b, *, sample=None, sample_dim=0, validate=True):
     """In place: for each k, exchange the slices x.select(dim, a[k]) and x.select(dim, b[k]); with `sample`,
     only inside x.select(sample_dim, sample[k]). Returns x."""
+    _flag(validate, "swap_")
     return _impl(x).swap_(x, dim, a, b, sample=sample, sample_dim=sample_dim, validate=validate)
 
 
 def swap_pixels_(x, p, q, *, sample=None, validate=True):
     """In place: exchange pixels p[k] and q[k] (flat indices into H*W) of an (N, C, H, W) batch in any memory
     format, all channels, in every image or only in image sample[k]. Returns x."""
+    _flag(validate, "swap_pixels_")
     return _impl(x).swap_pixels_(x, p, q, sample=sample, validate=validate)
 
 
 def swap_elements_(x, i, j, *, validate=True):
     """In place: exchange the elements at flat indices i[k] and j[k] of x (row-major logical order, whatever the
     memory layout). Returns x."""
+    _flag(validate, "swap_elements_")
     return _impl(x).swap_elements_(x, i, j, validate=validate)
 
 
@@ -51,6 +61,7 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     """In place: exchange slices x.select(dim_x, i[k]) and y.select(dim_y, j[k]) (equal slice shapes) of two
     tensors of one dtype and device, or, with both dims None, the elements at flat indices i[k] of x and j[k]
     of y. Returns (x, y)."""
+    _flag(validate, "swap_between_")
     return _impl(x).swap_between_(x, y, i, j, dim_x=dim_x, dim_y=dim_y, validate=validate)
 
 
@@ -70,4 +81,5 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
     shift[c] in float32 (see `normalization`), applies a FeaturePlan drawn for out's shape, flips horizontally the
     images whose flip flag (a [B] tensor of 0/1) is set, and rounds once to out's dtype. data is never written.
     One kernel; defined as swapkern.reference.load_batch_. Returns out."""
+    _flag(validate, "load_batch_")
     return _impl(out).load_batch_(out, data, index, scale, shift, plan=plan, flip=flip, nhwc=nhwc, validate=validate)

@@ -20,7 +20,9 @@ and other placements are refused by name.
 from __future__ import annotations
 
 import math
+import operator
 import weakref
+from itertools import chain
 
 import torch
 from torch import nn
@@ -108,11 +110,20 @@ class WeightSwap:
             box = [self.seed]
             torch.distributed.broadcast_object_list(box, group=mesh.get_group(), group_src=0)
             self.seed = box[0]
-        self.stats = {"proposals": 0, "accepted": 0, "mean_delta": 0.0, "closure_calls": 0}
+        self.stats = {"proposals": 0, "accepted": 0, "mean_delta": 0.0, "closure_calls": 0, "failed": 0}
         self._optimizer, self._closure = None, None
         self._engine = Engine(self.groups, self.device, self._bind)
-        self._bound_opt, self._complete, self._hooked = None, True, weakref.WeakSet()
+        self._bound_opt, self._hooked = None, weakref.WeakSet()
         self._drawn = None
+        # What the engine binds to: each job tensor's construction-time shape (the groups' geometry is drawn for
+        # it), and where the model keeps it (module._parameters / _buffers slots), so that a tensor the model
+        # replaced (Module._apply, load_state_dict(assign=True), assignment) is noticed before a step.
+        self._shapes = [[(j.x.shape, j.y.shape) for j in g.jobs] for g in self.groups]
+        self._names = {t: n for n, t in named}
+        self._slots = _slots(self.model, self.groups) if self.model is not None and not self._sharded else {}
+        self._slot_dicts, self._slot_keys, self._slot_tensors = _flat_slots(self._slots)
+        self._state_params, self._state_live = [], []
+        self._state_values, self._state_bound, self._state_of, self._state_all = [], [], None, []
 
     def __repr__(self):
         left = f", left out {len(self.left_out)}" if self.left_out else ""
@@ -178,24 +189,56 @@ class WeightSwap:
             self.stats["proposals"] += 1
             self.stats["accepted"] += 1
             return True
-        with torch.no_grad():
-            before = float(closure())
-        engine.step(self.seed, step, 1)
-        if self.max_gap is not None:
-            self._apply_gap()
-        engine.step(self.seed, step, 2)
-        with torch.no_grad():
-            after = float(closure())
-        self.stats["closure_calls"] += 2
+        # Transactional: a closure that raises, or returns no finite scalar, leaves the weights and state as before
+        # the proposal (undone if applied), the draw counter where it was, and is re-raised; stats["failed"] counts it.
+        applied = False
+        try:
+            before = self._loss(closure)
+            engine.step(self.seed, step, 1)
+            if self.max_gap is not None:
+                self._apply_gap()
+            engine.step(self.seed, step, 2)
+            applied = True
+            after = self._loss(closure)
+        except BaseException:
+            if applied:
+                engine.step(self.seed, step, 2)  # a set of disjoint exchanges is its own inverse
+            self.draws = step
+            self.stats["failed"] = self.stats.get("failed", 0) + 1
+            raise
         delta = after - before
         u = plans.word(0, plans.base_key(self.seed, step, "accept"), 0) / 2**32
         kept = delta <= 0 or u < math.exp(-delta / self.temperature)
         if not kept:
-            engine.step(self.seed, step, 2)  # a set of disjoint exchanges is its own inverse
+            engine.step(self.seed, step, 2)
         n = self.stats["proposals"] = self.stats["proposals"] + 1
         self.stats["accepted"] += int(kept)
         self.stats["mean_delta"] += (delta - self.stats["mean_delta"]) / n
         return kept
+
+    def _loss(self, closure) -> float:
+        """The closure's loss as a float: a number or a one-element tensor, finite (TypeError, ValueError)."""
+        with torch.no_grad():
+            self.stats["closure_calls"] += 1
+            loss = closure()
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise ValueError(
+                    f"the Metropolis closure must return a scalar loss, got a tensor of shape {tuple(loss.shape)}"
+                )
+            if loss.is_complex():
+                raise TypeError(f"the Metropolis closure must return a real loss, got dtype {loss.dtype}")
+            value = float(loss)
+        elif _is_real_number(loss):
+            value = float(loss)
+        else:
+            raise TypeError(
+                "the Metropolis closure must return the loss (a number or a one-element tensor), got "
+                f"{type(loss).__name__}"
+            )
+        if not math.isfinite(value):
+            raise ValueError(f"the Metropolis closure returned a non-finite loss ({value})")
+        return value
 
     # -- the two halves of a step, for CUDA graphs ---------------------------------------------------------------
     def draw(self, *, optimizer=None):
@@ -251,24 +294,91 @@ class WeightSwap:
 
     # -- binding the engine to tensors ---------------------------------------------------------------------------
     def _use(self, opt):
-        """Packs the engine again when the optimizer whose state moves changes, or its state was not all there
-        (it appears with the optimizer's first step) or was replaced (load_state_dict)."""
-        if not self.state:
-            return
-        if opt is not self._bound_opt or not self._complete:
+        """Before a step: packs the engine again when the optimizer whose state moves changes, when the model
+        holds another tensor where a bound one was (Module._apply, load_state_dict(assign=True), assignment), or
+        when the optimizer's state of a bound parameter appeared, was replaced or gained an entry shaped like it.
+        O(bound tensors) identity checks; a tensor changed in place (.data =, a new layout) the backends' own
+        fingerprint check catches."""
+        engine = self._engine
+        if self.state and opt is not self._bound_opt:
             self._bound_opt = opt
-            self._engine.invalidate()
+            engine.invalidate()
             if opt not in self._hooked:
                 self._hooked.add(opt)
-                engine = weakref.ref(self._engine)
-                opt.register_load_state_dict_post_hook(lambda o, e=engine: e() and e().invalidate())
+                ref = weakref.ref(engine)
+                opt.register_load_state_dict_post_hook(lambda o, e=ref: e() and e().invalidate())
+        elif engine.packed and self._moved():
+            engine.invalidate()
+
+    def _moved(self) -> bool:
+        """Whether what _bind bound has changed: a model slot or the optimizer's state of a bound parameter."""
+        if self._slot_dicts and not all(
+            map(operator.is_, map(dict.get, self._slot_dicts, self._slot_keys), self._slot_tensors)
+        ):
+            return True
+        if not self._state_params:
+            return False
+        state = self._bound_opt.state  # {parameter: its state dict}; compared without hashing parameters (slow)
+        if (
+            state is not self._state_of
+            or len(state) != len(self._state_all)
+            or not all(map(operator.is_, state.values(), self._state_all))
+        ):
+            return True
+        values = list(chain.from_iterable(map(dict.values, self._state_live)))
+        if len(values) == len(self._state_values) and all(map(operator.is_, values, self._state_values)):
+            return False
+        # an entry was added or replaced (LBFGS replaces its own every step): moved only if what binds changed
+        self._state_values = values
+        return not _same_entries(_state_entries(self._state_params, state), self._state_bound)
+
+    def _rebind(self):
+        """Follows the model's slots to the tensors it holds now (refusing one of another shape or device, a tie
+        broken, a tensor removed), and checks every job tensor still has the shape the groups were drawn for."""
+        moved = {}
+        for t, (name, slots) in self._slots.items():
+            now = [d.get(k) for d, k in slots]
+            new = now[0]
+            if all(n is t for n in now):
+                continue
+            if new is None:
+                raise ValueError(f"WeightSwap: {name} was removed from the model after the WeightSwap was built")
+            if any(n is not new for n in now):
+                raise ValueError(
+                    f"WeightSwap: {name} was one tensor in {len(now)} places and is now several (a tie was broken "
+                    "after the WeightSwap was built); build a new WeightSwap"
+                )
+            moved[t] = (name, new)
+        if moved:
+            for g in self.groups:
+                for job in g.jobs:
+                    job.x = moved[job.x][1] if job.x in moved else job.x
+                    job.y = moved[job.y][1] if job.y in moved else job.y
+            self._slots = {moved[t][1] if t in moved else t: v for t, v in self._slots.items()}
+            self._slot_dicts, self._slot_keys, self._slot_tensors = _flat_slots(self._slots)
+        for g, shapes in zip(self.groups, self._shapes, strict=True):
+            for job, (sx, sy) in zip(g.jobs, shapes, strict=True):
+                for t, shape in ((job.x, sx), (job.y, sy)):
+                    if t.shape != shape:
+                        raise ValueError(
+                            f"WeightSwap: {self._name_of(t)} has shape {tuple(t.shape)} but the WeightSwap was built "
+                            f"for {tuple(shape)} (its exchanges are drawn for that shape); build a new WeightSwap"
+                        )
+                    if t.device != self.device:
+                        raise ValueError(
+                            f"WeightSwap: {self._name_of(t)} is on {t.device} but the WeightSwap was built for "
+                            f"{self.device}; build it after moving the model"
+                        )
+
+    def _name_of(self, t):
+        return self._slots[t][0] if t in self._slots else self._names.get(t, "a swapped tensor")
 
     def _bind(self):
         """The engine's jobs: every job's tensors (views as the protocol needs them) and, with state=True, those of
         the optimizer state tensors shaped like each parameter; and the tensors to watch for changes."""
+        self._rebind()
         opt = self._bound_opt if self.state else None
-        jobs, watched, seen = [], [], set()
-        self._complete = True
+        jobs, watched, seen, sharded = [], [], set(), self._sharded
 
         def watch(*ts):
             for t in ts:
@@ -276,12 +386,19 @@ class WeightSwap:
                     seen.add(id(t))
                     watched.append(t)
 
+        if opt is not None:
+            params = list({t: None for g in self.groups for j in g.jobs if j.stateful for t in (j.x, j.y)})
+            self._state_params = params
+            self._state_of, self._state_all = opt.state, list(opt.state.values())
+            self._state_live = [d for d in map(opt.state.get, params) if isinstance(d, dict)]
+            self._state_values = [v for d in self._state_live for v in d.values()]
+            self._state_bound = _state_entries(params, opt.state)
+        else:
+            self._state_params = []
         for gi, g in enumerate(self.groups):
             for ji, job in enumerate(g.jobs):
                 pairs = [(job.x, job.y)]
                 if opt is not None and job.stateful:
-                    if job.x not in opt.state or job.y not in opt.state:
-                        self._complete = False
                     sx, sy = opt.state.get(job.x, {}), opt.state.get(job.y, {})
                     for name, tx in sx.items():
                         ty = sy.get(name)
@@ -294,7 +411,7 @@ class WeightSwap:
                             pairs.append((tx, ty))
                 for tx, ty in pairs:
                     watch(tx, ty)
-                    if _sharded.is_sharded(tx):  # the view applies to the local shard (swapkern._sharded)
+                    if sharded and _sharded.is_sharded(tx):  # the view applies to the local shard (swapkern._sharded)
                         jobs.append(BoundJob(tx, ty, job.dx, job.dy, gi, ji, job.view, job.view_dim))
                         continue
                     vx = job.view(tx)
@@ -319,6 +436,54 @@ class WeightSwap:
                     xa, yb = x.index_select(job.dx, a).movedim(job.dx, 0), y.index_select(job.dy, b).movedim(job.dy, 0)
                     rms = (xa.float() - yb.float()).pow(2).flatten(1).mean(1).sqrt()
                     keep.copy_(rms < self.max_gap)
+
+
+def _is_real_number(v) -> bool:
+    """A real number that is not a Python bool (NumPy scalars, say)."""
+    import numbers
+
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _slots(model, groups):
+    """{job tensor: (its name, [(module._parameters or _buffers, key), ...])}: every place the model holds it (a
+    tied parameter has several)."""
+    wanted = {t: None for g in groups for j in g.jobs for t in (j.x, j.y)}
+    out: dict = {}
+    for prefix, m in model.named_modules(remove_duplicate=False):
+        for d in (m._parameters, m._buffers):
+            for k, v in d.items():
+                if v is not None and v in wanted:
+                    name, slots = out.setdefault(v, (f"{prefix}.{k}" if prefix else k, []))
+                    slots.append((d, k))
+    return out
+
+
+def _flat_slots(slots):
+    dicts, keys, tensors = [], [], []
+    for t, (_, where) in slots.items():
+        for d, k in where:
+            dicts.append(d)
+            keys.append(k)
+            tensors.append(t)
+    return dicts, keys, tensors
+
+
+def _state_entries(params, state):
+    """Per parameter, the optimizer-state entries that bind with it (tensors of its shape), as (name, tensor)."""
+    out = []
+    for p in params:
+        d = state.get(p)
+        ok = isinstance(d, dict)
+        out.append([(k, v) for k, v in d.items() if isinstance(v, torch.Tensor) and v.shape == p.shape] if ok else [])
+    return out
+
+
+def _same_entries(a, b):
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(kx == ky and vx is vy for (kx, vx), (ky, vy) in zip(x, y, strict=True))
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 class _Drawn:

@@ -92,11 +92,11 @@ def check_count(name: str, v, most: int | None = None) -> int:
 
 
 def check_counter(name: str, v) -> int:
-    """A step or epoch counter: an int >= 0."""
+    """A step or epoch counter: an int in [0, 2**63) (it is kept as an int64)."""
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int >= 0, got {type(v).__name__}")
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {v}")
+    if v < 0 or v >= 2**63:
+        raise ValueError(f"{name} must be in [0, 2**63), got {v}")
     return int(v)
 
 

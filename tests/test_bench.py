@@ -333,3 +333,21 @@ def test_sharded_rows_time_a_step_on_two_ranks_and_count_the_bytes():
     fsdp = [r for r in rows if r["backend"].startswith("FSDP2")]
     assert len(fsdp) == len(rows) // 2 and all(r["median_us"] > 0 for r in rows)
     assert any(r["bytes_sent_per_step"] > 0 for r in fsdp if ", rows," in r["case"])
+
+
+def test_overhead_setup_rows_time_construction_and_first_steps():
+    """bench.overhead --setup: construction, first and later step per protocol, state and backend (a tiny model)."""
+    import torch
+
+    import swapkern
+    from bench.overhead.weights import setup_rows
+
+    make = lambda: torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))  # noqa: E731
+    rows = setup_rows(torch.device("cpu"), True, models=[("tiny", make)], protocols=("rows",), repeats=2)
+    backends = 1 + swapkern._backend.native_available("cpu")
+    assert len(rows) == 4 * 2 * backends
+    kinds = {"construction", "first step", "later step", "binding check"}
+    assert {r["case"].rsplit(": ", 1)[1] for r in rows} == kinds
+    assert all(r["repeats"] == 2 and r["median_us"] > 0 for r in rows)
+    # two weights; with state=True their momentum buffers move too
+    assert all(("(2 jobs), state=False" in r["case"]) != ("(4 jobs), state=True" in r["case"]) for r in rows)

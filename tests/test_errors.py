@@ -149,3 +149,72 @@ def test_error_messages_name_the_problem():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend"):
         swapkern.use_backend("cuda-fast")
+
+
+# -- one exception type on every backend, whatever the order of the bad arguments (issue 23) --------------------------
+def _between_bool_on_overlap(_):
+    x = torch.zeros(5)
+    swapkern.swap_between_(x, x.view(5), True, [0])  # argument types come before the tensors' overlap
+
+
+def _between_self_pair_in_an_empty_tensor(_):
+    x = torch.zeros(2, 0, 7)  # no elements, but dim -1 has 7 positions: 0 and -7 are one
+    swapkern.swap_between_(x, x, [0], [-7], dim_x=-1, dim_y=-1)
+
+
+def _weight_swap_on_an_empty_layer(_):
+    from torch import nn
+
+    swapkern.WeightSwap(nn.Linear(0, 4), "bias")  # refused when built, not at the first step
+
+
+def _plan_step_beyond_int64(_):
+    swapkern.FeatureSwap("ES1", seed=0).plan(torch.zeros(2, 3, 4, 4), step=2**63)
+
+
+def _plan_float_indices(_):
+    swapkern.FeatureSwap("ES1", seed=0).plan(torch.zeros(2, 3, 4, 4), indices=torch.tensor([0.0, 1.0]))
+
+
+def _plan_bool_indices(_):
+    swapkern.FeatureSwap("ES1", seed=0).plan(torch.zeros(2, 3, 4, 4), indices=torch.tensor([True, False]))
+
+
+def _empty_image(shape):
+    def call(_):
+        swapkern.FeatureSwap("EPA", seed=0)(torch.zeros(shape))
+
+    return call
+
+
+def _loader_mean_of_another_length(_):
+    images = torch.zeros(8, 4, 4, 3, dtype=torch.uint8)
+    swapkern.DeviceLoader(images, torch.zeros(8), batch_size=4, mean=[0.5, 0.5], std=[0.2, 0.2, 0.2])
+
+
+SAME_ON_EVERY_BACKEND = {
+    "swap_between_ bool index on overlapping views": (TypeError, _between_bool_on_overlap),
+    "swap_between_ self-pair in one empty tensor": (ValueError, _between_self_pair_in_an_empty_tensor),
+    "swap_rows_ validate='no'": (TypeError, lambda x: swapkern.swap_rows_(x, [0], [1], validate="no")),
+    "swap_ validate=1": (TypeError, lambda x: swapkern.swap_(x, 0, [0], [1], validate=1)),
+    "swap_pixels_ validate=None": (TypeError, lambda x: swapkern.swap_pixels_(x, [0], [1], validate=None)),
+    "swap_elements_ validate='yes'": (TypeError, lambda x: swapkern.swap_elements_(x, [0], [1], validate="yes")),
+    "swap_between_ validate=0": (TypeError, lambda x: swapkern.swap_between_(x, x.clone(), [0], [1], validate=0)),
+    "WeightSwap on a layer with no elements": (ValueError, _weight_swap_on_an_empty_layer),
+    "FeatureSwap.plan step=2**63": (ValueError, _plan_step_beyond_int64),
+    "FeatureSwap.plan float indices": (TypeError, _plan_float_indices),
+    "FeatureSwap.plan bool indices": (TypeError, _plan_bool_indices),
+    "FeatureSwap on a (0, 8, 8) image": (ValueError, _empty_image((0, 8, 8))),
+    "FeatureSwap on a (3, 0, 8) image": (ValueError, _empty_image((3, 0, 8))),
+    "DeviceLoader mean of another length": (ValueError, _loader_mean_of_another_length),
+}
+
+
+@pytest.mark.parametrize("case", list(SAME_ON_EVERY_BACKEND))
+def test_one_exception_type_on_every_backend(any_backend, case):
+    exc, call = SAME_ON_EVERY_BACKEND[case]
+    x = x4()
+    before = bits(x)
+    with pytest.raises(exc):
+        call(x)
+    assert torch.equal(bits(x), before)

@@ -516,3 +516,137 @@ def test_fuzz_neuron_keeps_the_function_or_refuses(net, seed):
     ref = finals["torch"]
     for backend, sd in finals.items():
         assert all(torch.equal(sd[k], ref[k]) for k in ref), f"{backend} differs from torch on {plan}"
+
+
+# -- the weight-swap engine under tensor replacement (issue 23) -------------------------------------------------------
+# Random sequences of weight-swap steps and of the ways a model's tensors get replaced between them. Every backend
+# must give the same outcome per event (done, or the same exception type) and the same bits in the end; each step
+# must equal the specification applied to the tensors the model holds at that moment (rows, cols, mixed: the drawn
+# exchanges of draw_group, with their optimizer state when state=True), and neuron must keep the function.
+REPLACEMENTS = (
+    "step",
+    "step",
+    "step",
+    "roundtrip",  # model.float(); model.double(): new buffers, parameters' .data replaced
+    "assign buffer",  # bn.running_mean = a new tensor
+    "load assign",  # load_state_dict(assign=True): new parameter objects
+    "new data",  # .data = a copy, same shape
+    "shrink",  # .data = a smaller tensor: every later step is a ValueError
+    "new state",  # the optimizer's momentum buffer replaced
+    "optimizer step",
+)
+
+
+def _fuzz_model():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.Linear(3, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 4), torch.nn.Tanh(),
+        torch.nn.Linear(4, 2),
+    ).double()
+    with torch.no_grad():
+        m[1].running_mean.normal_()
+        m[1].running_var.uniform_(0.5, 2.0)
+    return m.eval()
+
+
+def _replace(event, m, opt, x):
+    if event == "roundtrip":
+        m.float()
+        m.double()
+    elif event == "assign buffer":
+        m[1].running_mean = m[1].running_mean.clone()
+    elif event == "load assign":
+        m.load_state_dict({k: v.clone() for k, v in m.state_dict().items()}, assign=True)
+    elif event == "new data":
+        m[3].weight.data = m[3].weight.data.clone()
+    elif event == "shrink":
+        m[3].weight.data = m[3].weight.data[:-1].clone()
+    elif event == "new state":
+        for p, s in list(opt.state.items()):
+            if "momentum_buffer" in s:
+                s["momentum_buffer"] = s["momentum_buffer"].clone()
+    elif event == "optimizer step":
+        m.train()
+        m(x).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        m.eval()
+
+
+def _specified_step(ws, m, opt, step):
+    """The model's tensors (and with state=True their momentum buffers) after one step, by the specification."""
+    from swapkern import reference as ref
+    from swapkern._weightplan import draw_group
+
+    want = {}
+    for gi, name in enumerate(ws.layers):
+        p = m.get_parameter(name)
+        g = ws.groups[gi]
+        a, b, _ = draw_group(g, ws.seed, step)
+        tensors = [p.detach()]
+        s = opt.state.get(p, {}) if ws.state else {}
+        tensors += [v for v in s.values() if isinstance(v, torch.Tensor) and v.shape == p.shape]
+        for t in tensors:
+            t = t.clone()
+            if ws.protocol == "mixed":
+                ref.swap_elements_(t, a, b)
+            else:
+                ref.swap_(t, 0 if ws.protocol == "rows" else 1, a, b)
+            want.setdefault(name, []).append(t)
+    return want
+
+
+def _run_replacements(backend, events, protocol, state):
+    m = _fuzz_model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    _replace("optimizer step", m, opt, x)
+    outcomes, shrunk = [], False
+    with swapkern.use_backend(backend):
+        ws = swapkern.WeightSwap(m, protocol, swaps=2, state=state, seed=5)
+        for event in events:
+            if event != "step":
+                shrunk = shrunk or event == "shrink"
+                if not (shrunk and event == "optimizer step"):  # a shrunk model no longer runs
+                    _replace(event, m, opt, x)
+                continue
+            want = _specified_step(ws, m, opt, ws.draws) if protocol != "neuron" and not shrunk else {}
+            before = m(x) if protocol == "neuron" and not shrunk else None
+            try:
+                ws.step(optimizer=opt)
+            except (ValueError, TypeError, IndexError, RuntimeError) as e:
+                outcomes.append(type(e).__name__)
+                continue
+            outcomes.append("done")
+            if before is not None:
+                assert (m(x) - before).abs().max() < 1e-9, f"{backend}: neuron changed the function after {events}"
+            for name, ts in want.items():
+                p = m.get_parameter(name)
+                got = [p.detach()] + [
+                    v for v in (opt.state.get(p, {}) if state else {}).values()
+                    if isinstance(v, torch.Tensor) and v.shape == p.shape
+                ]
+                assert len(got) == len(ts) and all(torch.equal(g, t) for g, t in zip(got, ts, strict=True)), (
+                    f"{backend}: {name} is not the specified step after {events}"
+                )
+    final = [t.detach().clone() for t in m.state_dict().values()] + [
+        v.clone() for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)
+    ]
+    return outcomes, final
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=st.lists(st.sampled_from(REPLACEMENTS), min_size=2, max_size=7),
+    protocol=st.sampled_from(["rows", "cols", "mixed", "neuron"]),
+    state=st.booleans(),
+)
+def test_fuzz_weight_swaps_follow_replaced_tensors(events, protocol, state):
+    results = {b: _run_replacements(b, events, protocol, state) for b in usable_backends("cpu")}
+    (first, (outcomes, final)), *rest = results.items()
+    for name, (o, f) in rest:
+        assert o == outcomes, f"{name} and {first} disagree on {events}: {o} vs {outcomes}"
+        assert all(torch.equal(a, b) for a, b in zip(f, final, strict=True)), f"{name} and {first} differ: {events}"
+    if "shrink" in events:  # every step after the shrink is refused
+        after = events[events.index("shrink") :].count("step")
+        assert outcomes[len(outcomes) - after :] == ["ValueError"] * after

@@ -431,3 +431,82 @@ def test_draw_honours_p_like_step_and_refuses_metropolis():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     with pytest.raises(ValueError, match="metropolis"):
         WeightSwap(mlp(), "rows", accept="metropolis", temperature=0.1).draw()
+
+
+# -- Metropolis is transactional (issue 23) ---------------------------------------------------------------------------
+@pytest.fixture(params=["native", "torch", pytest.param("triton", marks=pytest.mark.triton)])
+def any_backend(request):
+    import swapkern
+    from conftest import usable_backends
+
+    if request.param not in usable_backends("cpu"):
+        pytest.skip(f"backend {request.param} cannot run on CPU tensors here")
+    with swapkern.use_backend(request.param):
+        yield request.param
+
+
+def _snapshot(model, opt):
+    return [p.detach().clone() for p in model.parameters()], [
+        v.clone() for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)
+    ]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a[0] + a[1], b[0] + b[1], strict=True))
+
+
+class _Fail(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "when, returns, error",
+    [
+        ("before", "raise", _Fail),
+        ("after", "raise", _Fail),
+        ("after", float("nan"), ValueError),
+        ("before", float("inf"), ValueError),
+        ("after", torch.ones(2), ValueError),
+        ("after", "text", TypeError),
+        ("after", None, TypeError),
+        ("after", True, TypeError),
+    ],
+)
+def test_metropolis_with_a_failing_closure_leaves_everything_as_before(any_backend, when, returns, error):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(4, 6)
+    model(x).sum().backward()
+    opt.step()
+    ws = WeightSwap(model, "rows", swaps=2, state=True, accept="metropolis", temperature=1.0, seed=3)
+    ws.step(lambda: model(x).sum(), optimizer=opt)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        if (len(calls) == 1) == (when == "before"):
+            if isinstance(returns, str) and returns == "raise":
+                raise _Fail("boom")
+            return returns
+        return model(x).sum()
+
+    before, draws, stats = _snapshot(model, opt), ws.draws, dict(ws.stats)
+    with pytest.raises(error):
+        ws.step(closure, optimizer=opt)
+    assert _same(_snapshot(model, opt), before)
+    assert ws.draws == draws  # the failed proposal is not counted as a draw: the next step proposes it again
+    assert ws.stats["failed"] == stats["failed"] + 1 and ws.stats["proposals"] == stats["proposals"]
+    assert ws.stats["accepted"] == stats["accepted"]
+    assert ws.stats["closure_calls"] == stats["closure_calls"] + len(calls)
+
+
+def test_metropolis_with_a_working_closure_counts_two_calls_and_no_failure(any_backend):
+    model = mlp()
+    x = torch.randn(4, 6)
+    ws = WeightSwap(model, "mixed", swaps=2, accept="metropolis", temperature=1.0, seed=3)
+    for _ in range(3):
+        ws.step(lambda: model(x).pow(2).mean())
+    assert ws.stats["closure_calls"] == 6 and ws.stats["failed"] == 0 and ws.stats["proposals"] == 3
+    ws.step(lambda: 1.5)  # a plain number is a loss too
+    ws.step(lambda: torch.tensor([[0.25]]))  # a one-element tensor
+    assert ws.stats["proposals"] == 5

@@ -1,7 +1,7 @@
 """Swap overhead: every op and protocol, every backend here, against the reference and the device's copy
 bandwidth measured in the same run.
 
-    python -m bench.overhead [--device cpu|cuda|all] [--quick] [--out FILE.json] [--only SUBSTRING ...]
+    python -m bench.overhead [--device cpu|cuda|all] [--quick] [--out FILE.json] [--only SUBSTRING ...] [--setup]
 
 Prints a table and writes a JSON file with every figure, the machine, the versions and the commit.
 Bytes moved by a swap = 4 x the bytes of one side's slices (each pair: read both slices, write both).
@@ -24,7 +24,7 @@ from .protocols import loader_rows, part_names, protocol_rows
 from .report import annotate, header, print_rows
 from .rows import backends_for, copy_bandwidth
 from .sharded import sharded_rows
-from .weights import weight_rows
+from .weights import setup_rows, weight_rows
 
 
 def main(argv=None):
@@ -38,6 +38,12 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/overhead-<timestamp>.json)")
     ap.add_argument("--no-weights", action="store_true", help="skip the weight-swap rows (ResNets, MLPs)")
     ap.add_argument("--jsonl", default=None, help="also append each row to this JSON-lines file as it is measured")
+    ap.add_argument(
+        "--setup",
+        action="store_true",
+        help="add the weight-swap setup rows: construction and first step (ResNet-18; without --quick ResNet-50, "
+        "DenseNet-121)",
+    )
     ap.add_argument("--sharded", action="store_true", help="add the 2-process gloo FSDP2 weight-swap rows (CPU)")
     ap.add_argument(
         "--images",
@@ -78,6 +84,8 @@ def main(argv=None):
             for part in (protocol_rows, loader_rows):
                 if any(wanted(name) for name in part_names(part, n)):
                     emit([r for r in part(device, n, backends_for(device)) if wanted(r["case"])])
+        if args.setup:
+            emit(setup_rows(device, args.quick))
         if args.sharded and device.type == "cpu":
             emit(sharded_rows())
         result["devices"][device.type] = {"copy_gbs": copy_gbs, "rows": rows}

@@ -103,3 +103,76 @@ def weight_rows(device, quick):
                     with swapkern.use_backend(backend):
                         rows.append(timed_row(case, label, [call], device, repeats=30, derived=share))
     return rows
+
+
+def setup_models(quick):
+    """(name, model maker) of the setup rows: ResNet-18, and without --quick ResNet-50 and DenseNet-121 (3,399
+    neuron jobs with their BatchNorm entries: the largest plan here)."""
+    import torchvision
+
+    out = [("ResNet-18", lambda: torchvision.models.resnet18(num_classes=10))]
+    if not quick:
+        out += [
+            ("ResNet-50", lambda: torchvision.models.resnet50(num_classes=10)),
+            ("DenseNet-121", lambda: torchvision.models.densenet121(num_classes=10)),
+        ]
+    return out
+
+
+def _timing(seconds) -> dict:
+    us = sorted(1e6 * s for s in seconds)
+    q = lambda f: us[min(len(us) - 1, round(f * (len(us) - 1)))]  # noqa: E731
+    return {"median_us": q(0.5), "p20_us": q(0.2), "p80_us": q(0.8), "host_us": q(0.5), "repeats": len(us)}
+
+
+def setup_rows(device, quick, models=None, protocols=("rows", "neuron"), repeats=3):
+    """What a WeightSwap costs before its steps: construction (the protocol's analysis, the groups), the first step
+    (which binds and packs the engine: waves, plans; with state=True the optimizer's state too), a later step and,
+    part of every step, the check that the bound tensors are still those the model and optimizer hold; each timed
+    `repeats` times on a fresh WeightSwap (SGD with momentum, its state present). Rows "<model>: <protocol> (<jobs>),
+    state=<s>: construction / first step / later step / binding check"; backend "native" or "torch"."""
+    import time
+
+    rows = []
+    for name, make in models or setup_models(quick):
+        model = make().to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()  # the momentum buffers exist, as in training
+        jobs = {}
+        for protocol in protocols:
+            for state in (False, True):
+                for backend in ("native", "torch"):
+                    if backend == "native" and not swapkern._backend.native_available(device.type):
+                        continue
+                    times = {"construction": [], "first step": [], "later step": [], "binding check": []}
+                    with swapkern.use_backend(backend):
+                        for _ in range(repeats):
+                            t0 = time.perf_counter()
+                            ws = swapkern.WeightSwap(model, protocol, swaps=1, state=state, seed=0)
+                            t1 = time.perf_counter()
+                            ws.step(optimizer=opt)
+                            _sync(device)
+                            t2 = time.perf_counter()
+                            ws.step(optimizer=opt)
+                            _sync(device)
+                            t3 = time.perf_counter()
+                            times["construction"].append(t1 - t0)
+                            times["first step"].append(t2 - t1)
+                            times["later step"].append(t3 - t2)
+                            t4 = time.perf_counter()
+                            for _ in range(100):
+                                ws._use(opt)  # the per-step check that the bound tensors are the model's
+                            times["binding check"].append((time.perf_counter() - t4) / 100)
+                            jobs[(protocol, state)] = len(ws._engine.jobs)
+                    for what, ts in times.items():
+                        case = f"{name}: {protocol} ({jobs[(protocol, state)]} jobs), state={state}: {what}"
+                        row = {"case": case, "backend": backend, "moved_bytes": 0, "alloc_bytes": 0}
+                        rows.append(row | _timing(ts))
+    return rows
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
