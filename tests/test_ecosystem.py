@@ -41,16 +41,18 @@ def test_tv_tensors_keep_their_type_and_other_entries_pass_through():
     assert type(out["video"]) is tv_tensors.Video and out["label"] == 5 and not torch.equal(out["video"], video)
 
 
-def test_a_module_in_a_pipeline_swaps_a_batch_in_place():
+def test_a_module_in_a_pipeline_returns_a_swapped_copy():
     fs = FeatureSwap("ESA", seed=0)
-    model = nn.Sequential(fs, nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    model = nn.Sequential(fs, nn.Flatten())
     x = torch.randn(5, 3, 4, 4)
     before = x.clone()
-    model(x)
-    assert not torch.equal(x, before) and fs.step == 1
+    with pytest.warns(FutureWarning, match="fs.swap_"):
+        out = model(x)
+    assert torch.equal(x, before) and not torch.equal(out, before.flatten(1)) and fs.step == 1
+    assert torch.equal(out, FeatureSwap("ESA", seed=0).swap_(before.clone()).flatten(1))  # drawn as swap_ draws
     assert isinstance(fs, nn.Module) and "FeatureSwap('ESA'" in repr(fs)
     state = model.state_dict()  # its state is checkpointed with the model's
-    fresh = nn.Sequential(FeatureSwap("ESA", seed=9), nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    fresh = nn.Sequential(FeatureSwap("ESA", seed=9), nn.Flatten())
     fresh.load_state_dict(state)
     assert fresh[0].step == 1 and fresh[0].seed == fs.seed
 
@@ -60,7 +62,7 @@ def test_torch_compile_traces_a_call_and_matches_eager():
     compiled_fs, eager_fs = FeatureSwap("EPA", swaps=2, seed=7), FeatureSwap("EPA", swaps=2, seed=7)
 
     def step(fs, x):
-        fs(x)
+        fs.swap_(x)
         return x * 2
 
     f = torch.compile(lambda x: step(compiled_fs, x), fullgraph=True)

@@ -40,8 +40,8 @@ def main():
     cases = {
         "swap_rows_, 1 pair of a 64x64 weight": lambda: swapkern.swap_rows_(w, i, j),
         "swap_elements_, 1 pair": lambda: swapkern.swap_elements_(w, i, j),
-        "FeatureSwap('1PA')(x), 512 images": lambda: fs_1pa(x),
-        "FeatureSwap('1SA')(x), 512 images": lambda: fs_1sa(x),
+        "FeatureSwap('1PA')(x), 512 images": lambda: fs_1pa.swap_(x),
+        "FeatureSwap('1SA')(x), 512 images": lambda: fs_1sa.swap_(x),
         "WeightSwap rows step, 40 tensors": ws.step,
     }
     with torch.no_grad():
