@@ -439,11 +439,12 @@ class FeatureSwap(_Base):
         if len(inputs) == 1:
             x = inputs[0]
             kind = type(x)
-            if kind is torch.Tensor:
+            if kind is torch.Tensor or (isinstance(x, torch.Tensor) and _is_plain_tensor(x)):  # fake ones too
                 if x.dim() == 3 and indices is None and not torch.compiler.is_compiling():
                     return self._image(x)
-                if x.dim() == 4 and (indices is not None or get_worker_info() is None):
-                    if not self._warned and not torch.compiler.is_compiling():
+                compiling = torch.compiler.is_compiling()
+                if x.dim() == 4 and (indices is not None or compiling or get_worker_info() is None):
+                    if not self._warned and not compiling:
                         self._warned = True
                         warnings.warn(
                             "FeatureSwap: fs(batch) returns a swapped copy and leaves the batch as it was (before "
@@ -462,7 +463,7 @@ class FeatureSwap(_Base):
         return super().__call__(*inputs)
 
     def forward(self, *inputs):
-        if len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].dim() == 4:
+        if len(inputs) == 1 and _is_plain_tensor(inputs[0]) and inputs[0].dim() == 4:
             return self.swap_(inputs[0].clone())
         if _tv_tensors is None:  # without torchvision: one image at a time
             if len(inputs) != 1:
