@@ -110,13 +110,49 @@ def test_workers_draw_independently_and_reruns_repeat():
 
 def test_weight_swap_leaves_out_what_cannot_take_the_protocol():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 3))
-    ws = WeightSwap(net, "cols", seed=0)  # conv 0 has one input channel: one column
+    ws = WeightSwap(net, "cols", seed=0, layers="all")  # conv 0 has one input channel: one column
     assert ws.layers == ["3.weight"] and "1 cols" in ws.left_out["0.weight"]
     assert "layers=1, left out 1" in repr(ws)
     with pytest.raises(ValueError, match="0.weight has 1 cols"):
         WeightSwap(net, "cols", layers=["0.weight", "3.weight"])
+    with pytest.raises(ValueError, match="output layer.*layers='all'"):
+        WeightSwap(net, "cols")  # by default the output layer is left out, and nothing else can take cols
     with pytest.raises(ValueError, match="nothing to swap"):
-        WeightSwap(nn.Sequential(nn.Conv2d(1, 4, 3)), "cols")
+        WeightSwap(nn.Sequential(nn.Conv2d(1, 4, 3)), "cols", layers="all")
+
+
+def test_weight_swap_leaves_out_the_output_layer_by_default():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 8), nn.ReLU(), nn.Linear(8, 3))
+    ws = WeightSwap(net, "rows", seed=0)
+    assert ws.layers == ["0.weight", "3.weight"] and "traced graph" in ws.left_out["5.weight"]
+    assert WeightSwap(net, "rows", seed=0, layers="all").layers == ["0.weight", "3.weight", "5.weight"]
+
+    class Branchy(nn.Module):  # registered out of order, and a control flow fx cannot trace: found by name
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 3)
+            self.body = nn.Linear(4, 8)
+
+        def forward(self, x):
+            if x.sum() > 0:
+                return self.fc(self.body(x))
+            return self.fc(-self.body(x))
+
+    ws = WeightSwap(Branchy(), "cols", seed=0)
+    assert ws.layers == ["body.weight"] and "classifier by name, 'fc'" in ws.left_out["fc.weight"]
+
+    class TwoHeads(nn.Module):  # traced: the last layer on each path to the output
+        def __init__(self):
+            super().__init__()
+            self.body, self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 2), nn.Linear(8, 5)
+
+        def forward(self, x):
+            h = self.body(x).relu()
+            return self.a(h), self.b(h)
+
+    ws = WeightSwap(TwoHeads(), "rows", seed=0)
+    assert ws.layers == ["body.weight"] and set(ws.left_out) == {"a.weight", "b.weight"}
+    assert WeightSwap(net, "neuron", seed=0).layers  # neuron finds the outputs itself (its rows never move)
 
 
 def test_indices_as_numpy_arrays_and_tuples():

@@ -327,7 +327,7 @@ def test_meta_tensors_are_refused_by_name():
         swapkern.swap_rows_(torch.zeros(4, 4, device="meta"), [0], [1])
     model = nn.Linear(4, 4, device="meta")
     with pytest.raises(ValueError, match="meta"):
-        WeightSwap(model, "rows")
+        WeightSwap(model, "rows", layers="all")
 
 
 # 11. Small things.

@@ -36,7 +36,7 @@ def main():
     x = torch.randn(512, 3, 32, 32)
     fs_1pa, fs_1sa = swapkern.FeatureSwap("1PA", seed=0), swapkern.FeatureSwap("1SA", seed=0)
     mlp = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(20)])
-    ws = swapkern.WeightSwap(mlp, "rows", seed=0)
+    ws = swapkern.WeightSwap(mlp, "rows", seed=0, layers="all")
     cases = {
         "swap_rows_, 1 pair of a 64x64 weight": lambda: swapkern.swap_rows_(w, i, j),
         "swap_elements_, 1 pair": lambda: swapkern.swap_elements_(w, i, j),
