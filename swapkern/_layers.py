@@ -8,6 +8,9 @@ dims); where neither finds one, the last such weight in registration order.
 
 from __future__ import annotations
 
+import copy
+import itertools
+
 import torch
 from torch import nn
 
@@ -26,8 +29,11 @@ def _traced(model: nn.Module) -> list[str] | None:
         return None
     if any(type(p).__name__ == "DTensor" or hasattr(p, "_local_tensor") for p in model.parameters()):
         return None
+    # fx runs forward's Python on proxies: trace a copy that shares the tensors, so what forward writes to its
+    # module (counters, lists) lands in the copy
+    memo = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
     try:
-        gm = torch.fx.symbolic_trace(model)
+        gm = torch.fx.symbolic_trace(copy.deepcopy(model, memo))
     except Exception:
         return None
     params = dict(model.named_parameters())

@@ -150,8 +150,20 @@ def test_weight_swap_leaves_out_the_output_layer_by_default():
             h = self.body(x).relu()
             return self.a(h), self.b(h)
 
-    ws = WeightSwap(TwoHeads(), "rows", seed=0)
+    class Counting(TwoHeads):  # forward's side effects: the trace runs on a copy that shares the tensors
+        def __init__(self):
+            super().__init__()
+            self.calls, self.seen = 0, []
+
+        def forward(self, x):
+            self.calls += 1
+            self.seen.append(x)
+            return super().forward(x)
+
+    model = Counting()
+    ws = WeightSwap(model, "rows", seed=0)
     assert ws.layers == ["body.weight"] and set(ws.left_out) == {"a.weight", "b.weight"}
+    assert model.calls == 0 and model.seen == []
     assert WeightSwap(net, "neuron", seed=0).layers  # neuron finds the outputs itself (its rows never move)
 
 
