@@ -490,13 +490,15 @@ class FeatureSwap(_Base):
             t = torch.from_numpy(out)
         except TypeError as e:
             raise TypeError(f"feature swaps cannot take a NumPy array of dtype {a.dtype}: {e}") from None
+        if a.ndim <= 3 and out.size > 0:  # one image: its (1, C, H, W) view in one call
+            h, w = a.shape[:2]
+            c = a.shape[2] if a.ndim == 3 else 1
+            self._image_view(t.as_strided((1, c, h, w), (h * w * c, 1, w * c, c)))
+            return out
         if a.ndim == 2:
             t = t.unsqueeze(-1)
         batch = t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2)  # (N, C, H, W) view of the HWC copy
-        if batch.shape[0] == 1 and batch.numel() > 0:
-            self._image_view(batch)
-        else:
-            self._swap_(batch, None, self._next_step())
+        self._swap_(batch, None, self._next_step())
         return out
 
     def _image_view(self, batch):
