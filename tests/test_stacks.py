@@ -285,3 +285,29 @@ def test_the_per_shape_cache_is_bounded():
         fs(torch.zeros(3, h, 2))
     assert len(fs._slots) == data_mod.SLOTS
     assert (torch.Size([1, 3, 1, 2]), torch.device("cpu")) not in fs._slots  # least recently used: gone
+
+
+def test_weight_swap_state_saves_loads_and_copies():
+    from swapkern import WeightSwap
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    a, b = net(), net()
+    ws = WeightSwap(a, "rows", swaps=2, seed=9)
+    for _ in range(3):
+        ws.step()
+    buf = io.BytesIO()
+    torch.save(ws.state_dict(), buf)
+    state = torch.load(io.BytesIO(buf.getvalue()))  # weights_only: plain data
+    dup = copy.deepcopy(state)
+    resumed = WeightSwap(b, "rows", swaps=2, seed=0)
+    resumed.load_state_dict(pickle.loads(pickle.dumps(state)))
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        q.data.copy_(p.data)
+    for _ in range(2):
+        ws.step()
+        resumed.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert dup == state and dup["draws"] == 3 and ws.draws == resumed.draws == 5
