@@ -423,10 +423,12 @@ class FeatureSwap(_Base):
         """Draws a step and applies it to the (N, C, H, W) batch x in place, with one call into the backend, at the
         step counter's step (which advances); returns x. Allocation-free after the first call of a shape."""
         if type(x) is torch.Tensor and indices is None and not torch.compiler.is_compiling():
-            slot = self._slots.get((x.shape, x.device))
+            key = (x.shape, x.device)
+            slot = self._slots.get(key)
             fast = slot.fast if slot is not None else None
             if fast is not None and fast[0] == self.seed and fast[1] == self.p and fast[2] is _backend._current:
                 fast[3](x)  # the same protocol, seed, p, backend, shape and device as the call that bound it
+                self._slots.move_to_end(key)
                 return x
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"swap_ takes an (N, C, H, W) tensor, got {type(x).__name__}")
@@ -504,10 +506,12 @@ class FeatureSwap(_Base):
     def _image_view(self, batch):
         """Swaps a (1, C, H, W) view of a fresh copy in place at the next DataLoader-path step."""
         step = self._next_step()
-        slot = self._slots.get((batch.shape, batch.device))
+        key = (batch.shape, batch.device)
+        slot = self._slots.get(key)
         st = slot.stepped if slot is not None else None
         if st is not None and st[0] == self.seed and st[1] == self.p and st[2] is _backend._current:
             st[3](batch, step)
+            self._slots.move_to_end(key)
             return
         self._swap_(batch, None, step)
         slot = self._slots.get((batch.shape, batch.device))

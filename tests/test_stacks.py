@@ -281,10 +281,13 @@ def test_compile_dynamic_does_not_recompile_per_batch_size():
 
 def test_the_per_shape_cache_is_bounded():
     fs = FeatureSwap("1SA", seed=0)
+    batch = torch.zeros(2, 3, 2, 2)
     for h in range(1, 3 * data_mod.SLOTS):
         fs(torch.zeros(3, h, 2))
+        fs.swap_(batch)  # used all along: kept
     assert len(fs._slots) == data_mod.SLOTS
     assert (torch.Size([1, 3, 1, 2]), torch.device("cpu")) not in fs._slots  # least recently used: gone
+    assert (batch.shape, batch.device) in fs._slots
 
 
 def test_weight_swap_state_saves_loads_and_copies():
