@@ -359,8 +359,8 @@ class FeatureSwap(_Base):
         self.check(x.shape)
         slot = _Slot.__new__(_Slot)
         slot.ws = plans.Workspace(x.device)
-        slot.buf = torch.zeros(plan_layout(self.protocol, x.shape[0], self.swaps)["total"], dtype=torch.int64,
-                               device=x.device)
+        total = plan_layout(self.protocol, x.shape[0], self.swaps)["total"]
+        slot.buf = torch.zeros(total, dtype=torch.int64, device=x.device)
         slot.plan = plan_views(self.protocol, tuple(x.shape), self.swaps, slot.buf)
         slot.fast = slot.stepped = None
         if self._counter.device != x.device:
@@ -537,9 +537,7 @@ class FeatureSwap(_Base):
         if _is_pil(inpt):
             return self._pil(inpt)
         if not isinstance(inpt, torch.Tensor):
-            raise TypeError(
-                f"feature swaps take a tensor, a PIL image or a NumPy array, got {type(inpt).__name__}"
-            )
+            raise TypeError(f"feature swaps take a tensor, a PIL image or a NumPy array, got {type(inpt).__name__}")
         x = inpt.as_subclass(torch.Tensor) if type(inpt) is not torch.Tensor else inpt
         if x.dim() < 3:
             raise ValueError(f"feature swaps need an image (C, H, W) or a batch of them, got shape {tuple(x.shape)}")

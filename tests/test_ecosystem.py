@@ -122,7 +122,7 @@ def test_weight_swap_leaves_out_what_cannot_take_the_protocol():
 
 
 def test_weight_swap_leaves_out_the_output_layer_by_default():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 8), nn.ReLU(), nn.Linear(8, 3))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
     ws = WeightSwap(net, "rows", seed=0)
     assert ws.layers == ["0.weight", "3.weight"] and "traced graph" in ws.left_out["5.weight"]
     assert WeightSwap(net, "rows", seed=0, layers="all").layers == ["0.weight", "3.weight", "5.weight"]

@@ -101,9 +101,11 @@ def per_image_rows(rounds=9, calls=2000, threads=1):
                 tv = "torchvision RandomChannelPermutation"
                 ours = "swapkern FeatureSwap('1SA')(img)"
                 for n in names:
-                    row = {"case": n, "dtype": str(dtype).replace("torch.", ""), "median_us": statistics.median(times[n])}
+                    dt = str(dtype).replace("torch.", "")
+                    row = {"case": n, "dtype": dt, "median_us": statistics.median(times[n])}
                     if tv in times:
-                        row["vs_torchvision"] = statistics.median(a / b for a, b in zip(times[tv], times[n], strict=True))
+                        ratios = (a / b for a, b in zip(times[tv], times[n], strict=True))
+                        row["vs_torchvision"] = statistics.median(ratios)
                     row["vs_swapkern"] = statistics.median(a / b for a, b in zip(times[n], times[ours], strict=True))
                     rows.append(row)
     finally:

@@ -19,7 +19,9 @@ try:
     from transformers import TrainerCallback
     from transformers.trainer_callback import ExportableState
 except ImportError as e:
-    raise ImportError("swapkern.integrations.transformers needs transformers: pip install swapkern[transformers]") from e
+    raise ImportError(
+        "swapkern.integrations.transformers needs transformers: pip install swapkern[transformers]"
+    ) from e
 
 from ._common import SwapState
 
