@@ -90,11 +90,13 @@ setup(
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     python_requires=">=3.10",
-    install_requires=["torch>=2.10"],
+    install_requires=["torch>=2.10", "numpy"],  # numpy: FeatureSwap's shared worker counts and NumPy images
     extras_require={
         "test": ["pytest", "pytest-timeout", "pytest-benchmark", "hypothesis", "numpy"],
         "bench": ["torchvision", "matplotlib", "tqdm", "numpy", "scipy", "nvtx"],
-        "peers": ["kornia"],  # bench.overhead adds kornia's RandomChannelShuffle row when it is installed
+        "peers": ["kornia", "albumentations"],  # bench.overhead adds their rows when they are installed
+        "lightning": ["lightning"],  # swapkern.integrations.lightning.SwapCallback
+        "transformers": ["transformers", "accelerate"],  # swapkern.integrations.transformers.SwapCallback
     },
     options={} if LEGACY or not ext_modules else {"bdist_wheel": {"py_limited_api": PY_LIMITED}},
 )

@@ -111,10 +111,10 @@ for backend in swapkern.backends():
     want = x.clone()
     with swapkern.use_backend(backend):
         swapkern.swap_channels_(x, [0], [2])
-        swapkern.FeatureSwap("EPA", seed=0)(x)
+        swapkern.FeatureSwap("EPA", seed=0).swap_(x)
     ref.swap_channels_(want, [0], [2])
     with swapkern.use_backend("torch"):
-        swapkern.FeatureSwap("EPA", seed=0)(want)
+        swapkern.FeatureSwap("EPA", seed=0).swap_(want)
     if dev == "cuda":
         torch.cuda.synchronize()
     print(f"smoke {backend}: {'ok' if torch.equal(x, want) else 'MISMATCH'}")

@@ -11,14 +11,25 @@ A protocol is three characters, as the poster's `1SA`:
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import get_worker_info
 
 from . import _backend, ops, plans
-from ._codes import PROTOCOLS
+from ._codes import PROTOCOLS, protocol_codes
 from ._index import as_index
+
+try:  # PIL images are converted, swapped and returned as PIL images where Pillow is installed
+    from PIL import Image as _PILImage
+except ImportError:
+    _PILImage = None
 
 try:  # FeatureSwap is a torchvision transforms.v2 transform where torchvision is installed
     from torchvision import tv_tensors as _tv_tensors
@@ -29,6 +40,9 @@ except ImportError:  # torchvision is optional
     _tv_tensors, _Base = None, nn.Module
 
 MAX_SWAPS = 32  # pairs per drawn image and step: the device-side draw keeps 2 * swaps values in registers
+MAX_WORKERS = 256  # DataLoader workers whose call counts a FeatureSwap keeps (one int64 slot each)
+MAX_EPOCH = 2**23 - 1  # the epoch, worker id and call count share one 63-bit step
+SLOTS = 64  # per-shape plan buffers kept per FeatureSwap, least recently used out
 
 
 @dataclass
@@ -115,13 +129,55 @@ class _Slot:
     """What a FeatureSwap keeps per batch shape and device: the plan buffer, its views, a workspace, and the fast
     call (the backend's feature_swap_ with every argument but the batch bound) with what it was bound for."""
 
-    __slots__ = ("buf", "plan", "ws", "fast")
+    __slots__ = ("buf", "plan", "ws", "fast", "stepped")
 
     def __init__(self, protocol, shape, swaps, device):
         self.ws = plans.Workspace(device)
         self.buf = self.ws.get("plan", plan_layout(protocol, shape[0], swaps)["total"])
         self.plan = plan_views(protocol, shape, swaps, self.buf)
         self.fast = None
+        self.stepped = None  # (seed, p, backend, call(x, step)): the per-image path's bound call
+
+
+def _native_stepped(buf, protocol, swaps, seed, threshold):
+    """The native op with every argument but the batch and the step bound, for a batch that is a fresh copy (no
+    grad, not an inference tensor: the caller checks): the op and one version bump."""
+    from ._native import _raise_tagged
+
+    op = torch.ops.swapkern.feature_swap_.default
+    which, what, extent_all = protocol_codes(protocol)
+    increment = torch._C._increment_version
+
+    def call(x, step):
+        try:
+            op(x, buf, None, which, what, extent_all, swaps, seed, step, threshold, None)
+        except RuntimeError as e:
+            _raise_tagged(e)
+        increment([x, buf])
+
+    return call
+
+
+# FeatureSwaps alive in this process: before a fork (DataLoader workers), their shared counters are moved to shared
+# memory, so that set_epoch reaches persistent workers and the workers' call counts reach this process.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _share_live():
+    for fs in list(_LIVE):
+        fs._share()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_share_live)
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, np.ndarray) and x.ndim >= 2
+
+
+def _is_pil(x) -> bool:
+    return _PILImage is not None and isinstance(x, _PILImage.Image)
 
 
 class FeatureSwap(_Base):
@@ -130,21 +186,27 @@ class FeatureSwap(_Base):
     installed.
 
     Seeding: `seed`, else a 64-bit seed drawn from `generator` (a torch.Generator), else torch.initial_seed() (read,
-    not consumed: the global random stream is not disturbed). Draws are keyed by (seed, step, image key).
+    not consumed: the global random stream is not disturbed).
 
     Two ways to call it:
-    - fs(batch) on an (N, C, H, W) tensor swaps it in place (one call into the backend) and returns it. The step
-      counter (`step`) lives in a tensor on the batch's device, so a torch.compile'd graph or a captured CUDA graph
-      draws a new step on every call; image keys are batch positions, or dataset indices given as `indices=`.
-    - as a transform, on one image (C, H, W), a video (..., C, H, W), a tv_tensors.Image / Video, or a whole
-      sample (image with labels, boxes...: only the image is swapped), it returns a swapped copy, as torchvision's
-      transforms do. Each DataLoader worker draws independently: the step is (epoch, the worker's call count) and
-      the image key its worker id, so a rerun with the same seed and num_workers repeats exactly and set_epoch(e)
-      changes the draws (with workers that are started afresh each epoch, DataLoader's default).
+    - fs(x) never modifies x: it returns a swapped copy of one image (C, H, W), a video or clip (..., C, H, W), a
+      tv_tensors.Image / Video (type kept), a PIL image (returned as a PIL image of the same mode), a NumPy array
+      (H, W, C) or (..., H, W, C) as PIL, OpenCV and albumentations hold images (returned as an array of the same
+      dtype and shape), or a whole sample (image with labels, boxes...: only the image is swapped), as
+      torchvision's transforms do. The draw rule: a draw is keyed by (seed, epoch, DataLoader worker id, the
+      number of calls that worker has made since the last set_epoch), where the epoch and the call counts live
+      in shared memory, so set_epoch reaches persistent workers, every worker's count carries over to the next
+      epoch without set_epoch (no two epochs repeat), and state_dict() holds them all (a resume repeats).
+    - fs.swap_(batch) swaps an (N, C, H, W) batch in place (one call into the backend, allocation-free after the
+      first call) and returns it. Its step counter (`step`) lives in a tensor on the batch's device, so a
+      torch.compile'd graph or a captured CUDA graph draws a new step on every call; image keys are batch
+      positions, or dataset indices given as `indices=`.
+    fs(batch) on a plain 4-D tensor outside a DataLoader worker is a swapped copy drawn as swap_ draws (it swapped
+    in place before 0.2: it warns once, naming swap_).
     """
 
     if _tv_tensors is not None:  # images and videos; a plain tensor is an image when no tv_tensor image is there
-        _transformed_types = (_tv_tensors.Image, _tv_tensors.Video, _is_plain_tensor)
+        _transformed_types = (_tv_tensors.Image, _tv_tensors.Video, _is_plain_tensor, _is_pil, _is_array)
 
     def __init__(self, protocol: str, *, swaps: int = 1, p: float = 1.0, generator=None, seed: int | None = None):
         super().__init__()
@@ -153,26 +215,65 @@ class FeatureSwap(_Base):
         swaps = plans.check_count("swaps", swaps, MAX_SWAPS)
         p = plans.check_probability("p", p)
         self.protocol, self.swaps, self.p = protocol.upper(), swaps, p
-        self.seed, self.epoch = plans.resolve_seed(seed, generator), 0
+        self.seed = plans.resolve_seed(seed, generator)
         self.register_buffer("_counter", torch.zeros(1, dtype=torch.int64), persistent=False)
-        self._slots: dict = {}
-        self._calls = 0  # transform calls made in this process
+        # [epoch, calls of worker 0, calls of worker 1, ...]: moved to shared memory before workers start
+        self._sync = torch.zeros(1 + MAX_WORKERS, dtype=torch.int64)
+        self._sync_np = self._sync.numpy()
+        self._slots: OrderedDict = OrderedDict()
+        self._warned = False
+        _LIVE.add(self)
 
     def __repr__(self):
         return f"FeatureSwap({self.protocol!r}, swaps={self.swaps}, p={self.p}, seed={self.seed}, step={self.step})"
 
+    # -- pickling, copies, workers ---------------------------------------------------------------------------------
+    def _share(self):
+        """Moves the epoch and call counts to shared memory (once), so worker processes share them."""
+        if not self._sync.is_shared():
+            self._sync.share_memory_()
+            self._sync_np = self._sync.numpy()
+
+    def __getstate__(self):
+        """The state a pickle, torch.save, deepcopy or a spawned worker gets: without the per-shape buffers and
+        bound calls (rebuilt on first use). A copy owns its counters; a spawned worker shares this one's."""
+        self._share()  # for a DataLoader worker: sent as shared memory (a plain pickle copies the values)
+        state = self.__dict__.copy()
+        state["_slots"] = OrderedDict()
+        state.pop("_sync_np", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._sync_np = self._sync.numpy()
+        _LIVE.add(self)
+
     @property
     def step(self) -> int:
-        """The next batch step (reads the device counter: a sync on a GPU)."""
+        """The next batch step of swap_ (reads the device counter: a sync on a GPU)."""
         return int(self._counter.item())
 
     @step.setter
     def step(self, value: int) -> None:
         self._counter.fill_(plans.check_counter("step", value))
 
+    @property
+    def epoch(self) -> int:
+        """The epoch of the DataLoader paths (set_epoch sets it)."""
+        return int(self._sync_np[0])
+
+    @property
+    def counts(self) -> list[int]:
+        """Calls made since the last set_epoch, per DataLoader worker id (worker 0 is this process without workers),
+        trailing zeros left out."""
+        c = self._sync_np[1:]
+        nz = np.flatnonzero(c)
+        return c[: nz[-1] + 1 if nz.size else 0].tolist()
+
     # -- state -------------------------------------------------------------------------------------------------
     def get_extra_state(self) -> dict:
-        """What state_dict() saves: the protocol, seed, step and epoch (a checkpoint resumes the same draws)."""
+        """What state_dict() saves: the protocol, seed, step, epoch and the workers' call counts (a checkpoint
+        resumes the same draws)."""
         return {
             "protocol": self.protocol,
             "swaps": self.swaps,
@@ -180,7 +281,7 @@ class FeatureSwap(_Base):
             "seed": self.seed,
             "step": self.step,
             "epoch": self.epoch,
-            "calls": self._calls,
+            "counts": self.counts,
         }
 
     def set_extra_state(self, state: dict) -> None:
@@ -188,12 +289,34 @@ class FeatureSwap(_Base):
             raise ValueError(f"state is for {state['protocol']} x{state['swaps']}, not {self.protocol} x{self.swaps}")
         p, seed = plans.check_probability("p", state["p"]), plans.check_seed(state["seed"])
         step, epoch = (plans.check_counter(name, state[name]) for name in ("step", "epoch"))
-        self.p, self.seed, self.step, self.epoch = p, seed, step, epoch
-        self._calls = plans.check_counter("calls", state.get("calls", 0))
+        counts = state.get("counts", [state.get("calls", 0)])  # "calls": a state saved before 0.2
+        counts = [plans.check_counter("counts", c) for c in counts]
+        if len(counts) > MAX_WORKERS or epoch > MAX_EPOCH:
+            raise ValueError(f"state has {len(counts)} worker counts or epoch {epoch}: out of range")
+        self.p, self.seed, self.step = p, seed, step
+        self._sync_np[0] = epoch
+        self._sync_np[1:] = 0
+        self._sync_np[1 : 1 + len(counts)] = counts
 
     def set_epoch(self, epoch: int) -> None:
-        """The epoch, like DistributedSampler.set_epoch: keys the DataLoader paths (SwapCollate, the transform)."""
-        self.epoch = plans.check_counter("epoch", epoch)
+        """The epoch, like DistributedSampler.set_epoch: keys the DataLoader paths (the transform, SwapCollate) and
+        restarts every worker's call count; running workers, persistent ones included, see it."""
+        epoch = plans.check_counter("epoch", epoch)
+        if epoch > MAX_EPOCH:
+            raise ValueError(f"epoch must be <= {MAX_EPOCH}, got {epoch}")
+        self._sync_np[1:] = 0
+        self._sync_np[0] = epoch
+
+    def _next_step(self) -> int:
+        """The step of one DataLoader-path draw, (epoch, worker id, that worker's call count), and counts it."""
+        info = get_worker_info()
+        w = 0 if info is None else info.id
+        if w >= MAX_WORKERS:
+            raise ValueError(f"FeatureSwap keys draws of up to {MAX_WORKERS} DataLoader workers, this is worker {w}")
+        sync = self._sync_np
+        calls = int(sync[1 + w])
+        sync[1 + w] = calls + 1
+        return (int(sync[0]) << 40) | (w << 32) | (calls & 0xFFFFFFFF)
 
     # -- drawing -----------------------------------------------------------------------------------------------
     def check(self, shape) -> None:
@@ -212,6 +335,8 @@ class FeatureSwap(_Base):
             )
 
     def _slot(self, x: torch.Tensor) -> _Slot:
+        if torch.compiler.is_compiling():  # traced (torch.compile, torch.export): buffers of the graph, no cache
+            return self._traced_slot(x)
         key = (x.shape, x.device)
         slot = self._slots.get(key)
         if slot is None:
@@ -219,10 +344,29 @@ class FeatureSwap(_Base):
                 raise TypeError(f"feature swaps take a tensor, got {type(x).__name__}")
             self.check(x.shape)
             slot = self._slots[key] = _Slot(self.protocol, tuple(x.shape), self.swaps, x.device)
+            if len(self._slots) > SLOTS:  # a bounded cache: the least recently used shape goes
+                self._slots.popitem(last=False)
             if self._counter.device != x.device:  # the step counter follows the batches
                 self._counter = self._counter.to(x.device)
                 for other in self._slots.values():  # their fast calls hold the old counter
                     other.fast = None
+        else:
+            self._slots.move_to_end(key)
+        return slot
+
+    def _traced_slot(self, x):
+        """A slot whose buffers are made inside the traced graph (dynamic batch sizes stay symbolic)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"feature swaps take a tensor, got {type(x).__name__}")
+        self.check(x.shape)
+        slot = _Slot.__new__(_Slot)
+        slot.ws = plans.Workspace(x.device)
+        total = plan_layout(self.protocol, x.shape[0], self.swaps)["total"]
+        slot.buf = torch.zeros(total, dtype=torch.int64, device=x.device)
+        slot.plan = plan_views(self.protocol, tuple(x.shape), self.swaps, slot.buf)
+        slot.fast = slot.stepped = None
+        if self._counter.device != x.device:
+            self._counter = self._counter.to(x.device)
         return slot
 
     def _indices(self, slot, b, indices):
@@ -281,50 +425,131 @@ class FeatureSwap(_Base):
             slot.fast = (self.seed, self.p, _backend.current_backend(), fn)
         return x
 
-    def __call__(self, *inputs, indices=None):
-        """fs(batch) swaps an (N, C, H, W) tensor in place and returns it; anything else goes through the
-        transform path (a swapped copy)."""
-        if len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].dim() == 4:
-            x = inputs[0]
-            slot = self._slots.get((x.shape, x.device))
-            fast = slot.fast if slot is not None and indices is None else None
-            if (
-                fast is not None
-                and fast[0] == self.seed
-                and fast[1] == self.p
-                and fast[2] is _backend._current
-                and not torch.compiler.is_compiling()
-            ):
+    def swap_(self, x: torch.Tensor, *, indices=None) -> torch.Tensor:
+        """Draws a step and applies it to the (N, C, H, W) batch x in place, with one call into the backend, at the
+        step counter's step (which advances); returns x. Allocation-free after the first call of a shape."""
+        if type(x) is torch.Tensor and indices is None and not torch.compiler.is_compiling():
+            key = (x.shape, x.device)
+            slot = self._slots.get(key)
+            fast = slot.fast if slot is not None else None
+            if fast is not None and fast[0] == self.seed and fast[1] == self.p and fast[2] is _backend._current:
                 fast[3](x)  # the same protocol, seed, p, backend, shape and device as the call that bound it
+                self._slots.move_to_end(key)
                 return x
-            return self._swap_(x, indices, None)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"swap_ takes an (N, C, H, W) tensor, got {type(x).__name__}")
+        if isinstance(x, _tv_tensors.TVTensor if _tv_tensors is not None else ()):
+            x = x.as_subclass(torch.Tensor)
+        return self._swap_(x, indices, None)
+
+    def __call__(self, *inputs, indices=None):
+        """fs(x): a swapped copy of x (x is left as it was); fs.swap_(batch) swaps a batch in place."""
+        if len(inputs) == 1:
+            x = inputs[0]
+            kind = type(x)
+            if kind is torch.Tensor or (isinstance(x, torch.Tensor) and _is_plain_tensor(x)):  # fake ones too
+                if x.dim() == 3 and indices is None and not torch.compiler.is_compiling():
+                    return self._image(x)
+                compiling = torch.compiler.is_compiling()
+                if x.dim() == 4 and (indices is not None or compiling or get_worker_info() is None):
+                    if not self._warned and not compiling:
+                        self._warned = True
+                        warnings.warn(
+                            "FeatureSwap: fs(batch) returns a swapped copy and leaves the batch as it was (before "
+                            "swapkern 0.2 it swapped in place); use fs.swap_(batch) to swap in place, as before",
+                            FutureWarning,
+                            stacklevel=2,
+                        )
+                    return self.swap_(x.clone(), indices=indices)
+            elif kind is np.ndarray:
+                if indices is None:
+                    return self._array(x)
+            elif _is_pil(x) and indices is None:
+                return self._pil(x)
         if indices is not None:
             raise ValueError("indices= goes with one (N, C, H, W) batch tensor")
         return super().__call__(*inputs)
 
     def forward(self, *inputs):
-        if len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].dim() == 4:
-            return self._swap_(inputs[0], None, None)
-        if _tv_tensors is None:  # without torchvision: one tensor at a time
-            if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
-                raise TypeError("without torchvision, FeatureSwap takes one tensor")
+        if len(inputs) == 1 and _is_plain_tensor(inputs[0]) and inputs[0].dim() == 4:
+            return self.swap_(inputs[0].clone())
+        if _tv_tensors is None:  # without torchvision: one image at a time
+            if len(inputs) != 1:
+                raise TypeError("without torchvision, FeatureSwap takes one image")
             return self.transform(inputs[0], {})
         return _Base.forward(self, *inputs)
 
+    # -- the per-image (transform) path ------------------------------------------------------------------------------
+    def _image(self, x: torch.Tensor) -> torch.Tensor:
+        """A swapped copy of one plain (C, H, W) image tensor, drawn at the next DataLoader-path step."""
+        out = x.clone()
+        if out.requires_grad or out.is_inference() or out.numel() == 0:  # the general path: its rules in full
+            self._swap_(out.unsqueeze(0), None, self._next_step())
+        else:
+            self._image_view(out.unsqueeze(0))
+        return out
+
+    def _array(self, a: np.ndarray) -> np.ndarray:
+        """A swapped copy of a NumPy image (H, W) or (..., H, W, C), as PIL, OpenCV and albumentations hold them."""
+        if a.ndim < 2:
+            raise ValueError(f"feature swaps need a NumPy image (H, W) or (..., H, W, C), got shape {a.shape}")
+        out = np.array(a, order="C", copy=True)
+        try:
+            t = torch.from_numpy(out)
+        except TypeError as e:
+            raise TypeError(f"feature swaps cannot take a NumPy array of dtype {a.dtype}: {e}") from None
+        if a.ndim <= 3 and out.size > 0:  # one image: its (1, C, H, W) view in one call
+            h, w = a.shape[:2]
+            c = a.shape[2] if a.ndim == 3 else 1
+            self._image_view(t.as_strided((1, c, h, w), (h * w * c, 1, w * c, c)))
+            return out
+        if a.ndim == 2:
+            t = t.unsqueeze(-1)
+        batch = t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2)  # (N, C, H, W) view of the HWC copy
+        self._swap_(batch, None, self._next_step())
+        return out
+
+    def _image_view(self, batch):
+        """Swaps a (1, C, H, W) view of a fresh copy in place at the next DataLoader-path step."""
+        step = self._next_step()
+        key = (batch.shape, batch.device)
+        slot = self._slots.get(key)
+        st = slot.stepped if slot is not None else None
+        if st is not None and st[0] == self.seed and st[1] == self.p and st[2] is _backend._current:
+            st[3](batch, step)
+            self._slots.move_to_end(key)
+            return
+        self._swap_(batch, None, step)
+        slot = self._slots.get((batch.shape, batch.device))
+        if slot is not None and _backend.resolve(batch) == "native" and not slot.buf.is_inference():
+            stepped = _native_stepped(slot.buf, self.protocol, self.swaps, self._args()[2], self._threshold())
+            slot.stepped = (self.seed, self.p, _backend._current, stepped)
+
+    def _pil(self, img):
+        """A swapped copy of a PIL image, of the same mode (and palette)."""
+        a = np.asarray(img)
+        out = self._array(a)
+        if img.mode == "1":
+            return _PILImage.fromarray(out)
+        result = img.copy()
+        result.frombytes(out.tobytes())
+        return result
+
     def transform(self, inpt, params):
         """The transform path (torchvision's v2 hook): a swapped copy of an image (C, H, W), a batch or a video
-        (..., C, H, W), keeping a tv_tensor's type."""
+        (..., C, H, W), keeping a tv_tensor's type; PIL images and NumPy arrays as fs(x) takes them."""
+        if isinstance(inpt, np.ndarray):
+            return self._array(inpt)
+        if _is_pil(inpt):
+            return self._pil(inpt)
+        if not isinstance(inpt, torch.Tensor):
+            raise TypeError(f"feature swaps take a tensor, a PIL image or a NumPy array, got {type(inpt).__name__}")
         x = inpt.as_subclass(torch.Tensor) if type(inpt) is not torch.Tensor else inpt
         if x.dim() < 3:
             raise ValueError(f"feature swaps need an image (C, H, W) or a batch of them, got shape {tuple(x.shape)}")
         self.check((1, *x.shape[-3:]))
         batch = x.reshape(-1, *x.shape[-3:]).clone(memory_format=torch.contiguous_format)
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        step = (self.epoch << 32) + self._calls
-        self._calls += 1
-        keys = torch.arange(batch.shape[0], dtype=torch.int64).mul_(workers).add_(worker)
-        self._swap_(batch, keys, step)
+        self._swap_(batch, None, self._next_step())
         out = batch.view(x.shape)
         if _tv_tensors is not None and isinstance(inpt, _tv_tensors.TVTensor):
             return _tv_tensors.wrap(out, like=inpt)

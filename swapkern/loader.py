@@ -40,8 +40,8 @@ class SwapCollate:
 
     indexed=True (items from WithIndex): draws are keyed by (seed, feature_swap.epoch, dataset index) and the
     indices are dropped from the batch; call feature_swap.set_epoch(e) before each epoch (like
-    DistributedSampler). indexed=False: keyed by batch position and a per-process step counter, which depends on
-    the number of workers.
+    DistributedSampler). indexed=False: keyed by batch position and the transform path's step (seed, epoch, worker
+    id, that worker's call count: FeatureSwap's draw rule), which depends on the number of workers.
     """
 
     def __init__(self, feature_swap: FeatureSwap, collate_fn=default_collate, *, image: int = 0, indexed=True):
@@ -60,7 +60,7 @@ class SwapCollate:
         batch = self.collate_fn(items)
         x = batch[self.image] if isinstance(batch, tuple | list) else batch
         with nvtx_range("swapkern/collate"):
-            plan = self.fs.plan(x, indices=indices, step=self.fs.epoch if self.indexed else None)
+            plan = self.fs.plan(x, indices=indices, step=self.fs.epoch if self.indexed else self.fs._next_step())
             self.fs.apply_(x, plan)
         return batch
 

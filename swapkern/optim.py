@@ -38,7 +38,8 @@ class WeightSwap:
     """Swaps weights of `model_or_params` (an nn.Module, or parameters / (name, parameter) pairs) by `protocol`.
 
     swaps: exchanges per chosen layer and step; every: apply after every `every`-th optimizer step (attach);
-    layers: names or glob patterns of parameters / modules, or a predicate(name, param); state: move the
+    layers: None (every layer but the output layer, found on the traced graph or as the classifier by name: see
+    `left_out`), "all", names or glob patterns of parameters / modules, or a predicate(name, param); state: move the
     optimizer's state tensors shaped like a parameter (momentum, Adam moments) with it; accept: "always" or
     "metropolis" (with temperature T > 0 and a closure returning the loss); p: probability that a step proposes
     at all; max_gap: only exchange elements (or slices, by RMS) whose values differ by less than max_gap.
@@ -81,13 +82,28 @@ class WeightSwap:
             _sharded.check_model(self.model)
         for name, t in named:
             _sharded.check(name, t)
-        chosen = select(named, layers)
+        chosen = select(named, None if isinstance(layers, str) and layers == "all" else layers)
+        output = {}
+        if layers is None and self.model is not None and protocol != "neuron":  # the study's default: no output layer
+            from ._layers import output_layer
+
+            names, why = output_layer(self.model)
+            output = {n: f"{why}; layers='all' takes it" for n in names if any(n == c for c, _ in chosen)}
+            chosen = [(n, t) for n, t in chosen if n not in output]
+            if not chosen:
+                raise ValueError(f"nothing to swap: {', '.join(output)} is {why}; layers='all' takes it")
         if not chosen and protocol != "neuron":
             raise ValueError("no parameter of 2 or more dims is chosen")
         self.protocol, self.swaps, self.every, self.state = protocol, swaps, every, state
         self.accept, self.temperature, self.p, self.max_gap = accept, temperature, float(p), max_gap
-        explicit = layers is not None and not callable(layers)
-        self.groups, self.layers, self.left_out = build(protocol, named, chosen, swaps, self.model, explicit)
+        explicit = layers is not None and not callable(layers) and not (isinstance(layers, str) and layers == "all")
+        try:
+            self.groups, self.layers, self.left_out = build(protocol, named, chosen, swaps, self.model, explicit)
+        except ValueError as e:
+            if not output or "nothing to swap" not in str(e):
+                raise
+            raise ValueError(f"{e}; {', '.join(output)} is {next(iter(output.values()))}") from None
+        self.left_out = {**output, **self.left_out}
         self._sharded = any(_sharded.is_sharded(t) for g in self.groups for j in g.jobs for t in (j.x, j.y))
         if self._sharded and max_gap is not None:
             raise ValueError("max_gap is not supported with sharded (DTensor) parameters")

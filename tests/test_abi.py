@@ -116,7 +116,7 @@ with swapkern.use_backend("native"):
     h = torch.arange(60, dtype=torch.float16).view(6, 10)
     swapkern.swap_rows_(h, [0, 1], [5, 4])
     fs = swapkern.FeatureSwap("1PA", generator=torch.Generator().manual_seed(3))
-    y = fs(torch.randn(16, 3, 8, 8, generator=g))
+    y = fs.swap_(torch.randn(16, 3, 8, 8, generator=g))
     out["results"] = [digest(t) for t in (x, w, c, h, y)]
     errors = {}
     bad = {

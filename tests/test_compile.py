@@ -95,7 +95,7 @@ def test_weight_swap_step_inside_a_compiled_function_bumps_the_swapped_parameter
     torch._dynamo.reset()
     models = [torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Linear(8, 4)) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    compiled_ws, eager_ws = (swapkern.WeightSwap(m, "rows", seed=3) for m in models)
+    compiled_ws, eager_ws = (swapkern.WeightSwap(m, "rows", seed=3, layers="all") for m in models)
     step = torch.compile(lambda: compiled_ws.step())
     with torch.no_grad():
         compiled_ws.step()

@@ -31,7 +31,7 @@ def test_protocol_against_reference(backend, device, proto, channels, swaps):
         if not _fits(proto, channels, h, w, swaps):
             before = bits(x).clone()
             with pytest.raises(ValueError):
-                fs(x)
+                fs.swap_(x)
             assert torch.equal(bits(x), before)
             continue
         for _ in range(3):  # several steps
@@ -119,7 +119,7 @@ def test_p_zero_leaves_data_bit_identical():
     before = bits(x).clone()
     fs = FeatureSwap("EPA", swaps=2, p=0.0, seed=1)
     for _ in range(5):
-        fs(x)
+        fs.swap_(x)
     assert torch.equal(bits(x), before)
 
 
@@ -141,7 +141,7 @@ def test_seeded_runs_repeat_and_seeds_differ():
     for seed in (1, 1, 2):
         y, fs = x.clone(), FeatureSwap("EPA", swaps=2, seed=seed)
         for _ in range(4):
-            fs(y)
+            fs.swap_(y)
         runs.append(bits(y))
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
@@ -173,7 +173,7 @@ def test_state_dict_resumes_exactly():
     x = make((8, 3, 4, 4), torch.float32, "contiguous")
     fs = FeatureSwap("EP1", swaps=2, seed=8)
     for _ in range(3):
-        fs(x.clone())
+        fs.swap_(x.clone())
     state = fs.state_dict()
     want = [fs.plan(x).pairs.clone() for _ in range(3)]
     resumed = FeatureSwap("EP1", swaps=2, seed=0)
@@ -187,9 +187,9 @@ def test_plan_refill_allocates_nothing():
     x = torch.randn(64, 4, 8, 8)
     for proto in ("ESA", "1P1", "AS1", "EPA", "1SA"):
         fs = FeatureSwap(proto, swaps=2, seed=1)
-        fs(x)  # first step: buffers are made
+        fs.swap_(x)  # first step: buffers are made
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            fs(x)
+            fs.swap_(x)
         # Python scalars in in-place ops become 8-byte CPU scalar tensors; nothing else may be allocated.
         allocs = [e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 8]
         assert not allocs, (proto, allocs)
@@ -216,7 +216,7 @@ def test_bad_batches_change_nothing():
         x = make(shape, torch.float32, "contiguous")
         before = bits(x).clone()
         with pytest.raises(ValueError):
-            FeatureSwap(proto, swaps=swaps)(x)
+            FeatureSwap(proto, swaps=swaps).swap_(x)
         assert torch.equal(bits(x), before)
     with pytest.raises(ValueError):
         FeatureSwap("ESA")(torch.zeros(4, 4))  # one (C, H, W) image is a batch of one (a transform); 2-d is not

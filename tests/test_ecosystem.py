@@ -41,16 +41,18 @@ def test_tv_tensors_keep_their_type_and_other_entries_pass_through():
     assert type(out["video"]) is tv_tensors.Video and out["label"] == 5 and not torch.equal(out["video"], video)
 
 
-def test_a_module_in_a_pipeline_swaps_a_batch_in_place():
+def test_a_module_in_a_pipeline_returns_a_swapped_copy():
     fs = FeatureSwap("ESA", seed=0)
-    model = nn.Sequential(fs, nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    model = nn.Sequential(fs, nn.Flatten())
     x = torch.randn(5, 3, 4, 4)
     before = x.clone()
-    model(x)
-    assert not torch.equal(x, before) and fs.step == 1
+    with pytest.warns(FutureWarning, match="fs.swap_"):
+        out = model(x)
+    assert torch.equal(x, before) and not torch.equal(out, before.flatten(1)) and fs.step == 1
+    assert torch.equal(out, FeatureSwap("ESA", seed=0).swap_(before.clone()).flatten(1))  # drawn as swap_ draws
     assert isinstance(fs, nn.Module) and "FeatureSwap('ESA'" in repr(fs)
     state = model.state_dict()  # its state is checkpointed with the model's
-    fresh = nn.Sequential(FeatureSwap("ESA", seed=9), nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    fresh = nn.Sequential(FeatureSwap("ESA", seed=9), nn.Flatten())
     fresh.load_state_dict(state)
     assert fresh[0].step == 1 and fresh[0].seed == fs.seed
 
@@ -60,7 +62,7 @@ def test_torch_compile_traces_a_call_and_matches_eager():
     compiled_fs, eager_fs = FeatureSwap("EPA", swaps=2, seed=7), FeatureSwap("EPA", swaps=2, seed=7)
 
     def step(fs, x):
-        fs(x)
+        fs.swap_(x)
         return x * 2
 
     f = torch.compile(lambda x: step(compiled_fs, x), fullgraph=True)
@@ -108,13 +110,61 @@ def test_workers_draw_independently_and_reruns_repeat():
 
 def test_weight_swap_leaves_out_what_cannot_take_the_protocol():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 3))
-    ws = WeightSwap(net, "cols", seed=0)  # conv 0 has one input channel: one column
+    ws = WeightSwap(net, "cols", seed=0, layers="all")  # conv 0 has one input channel: one column
     assert ws.layers == ["3.weight"] and "1 cols" in ws.left_out["0.weight"]
     assert "layers=1, left out 1" in repr(ws)
     with pytest.raises(ValueError, match="0.weight has 1 cols"):
         WeightSwap(net, "cols", layers=["0.weight", "3.weight"])
+    with pytest.raises(ValueError, match="output layer.*layers='all'"):
+        WeightSwap(net, "cols")  # by default the output layer is left out, and nothing else can take cols
     with pytest.raises(ValueError, match="nothing to swap"):
-        WeightSwap(nn.Sequential(nn.Conv2d(1, 4, 3)), "cols")
+        WeightSwap(nn.Sequential(nn.Conv2d(1, 4, 3)), "cols", layers="all")
+
+
+def test_weight_swap_leaves_out_the_output_layer_by_default():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    ws = WeightSwap(net, "rows", seed=0)
+    assert ws.layers == ["0.weight", "3.weight"] and "traced graph" in ws.left_out["5.weight"]
+    assert WeightSwap(net, "rows", seed=0, layers="all").layers == ["0.weight", "3.weight", "5.weight"]
+
+    class Branchy(nn.Module):  # registered out of order, and a control flow fx cannot trace: found by name
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 3)
+            self.body = nn.Linear(4, 8)
+
+        def forward(self, x):
+            if x.sum() > 0:
+                return self.fc(self.body(x))
+            return self.fc(-self.body(x))
+
+    ws = WeightSwap(Branchy(), "cols", seed=0)
+    assert ws.layers == ["body.weight"] and "classifier by name, 'fc'" in ws.left_out["fc.weight"]
+
+    class TwoHeads(nn.Module):  # traced: the last layer on each path to the output
+        def __init__(self):
+            super().__init__()
+            self.body, self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 2), nn.Linear(8, 5)
+
+        def forward(self, x):
+            h = self.body(x).relu()
+            return self.a(h), self.b(h)
+
+    class Counting(TwoHeads):  # forward's side effects: the trace runs on a copy that shares the tensors
+        def __init__(self):
+            super().__init__()
+            self.calls, self.seen = 0, []
+
+        def forward(self, x):
+            self.calls += 1
+            self.seen.append(x)
+            return super().forward(x)
+
+    model = Counting()
+    ws = WeightSwap(model, "rows", seed=0)
+    assert ws.layers == ["body.weight"] and set(ws.left_out) == {"a.weight", "b.weight"}
+    assert model.calls == 0 and model.seen == []
+    assert WeightSwap(net, "neuron", seed=0).layers  # neuron finds the outputs itself (its rows never move)
 
 
 def test_indices_as_numpy_arrays_and_tuples():

@@ -114,7 +114,7 @@ def test_element_protocols_semantics():
 def test_bias_mixes_a_bias_with_its_own_unit():
     lin = nn.Linear(5, 4)
     w0, b0 = lin.weight.detach().clone(), lin.bias.detach().clone()
-    WeightSwap(lin, "bias", swaps=2, seed=4).step()
+    WeightSwap(lin, "bias", swaps=2, seed=4, layers="all").step()
     units = (lin.bias.detach() != b0).nonzero().flatten()
     cells = _changed(w0, lin.weight.detach())
     assert len(units) == 2 and sorted(cells[:, 0].tolist()) == sorted(units.tolist())
@@ -125,7 +125,7 @@ def test_bias_mixes_a_bias_with_its_own_unit():
 def test_inter_layer_rows_between_layers_of_equal_row_shape():
     m = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 6))
     before = [p.detach().clone() for p in m.parameters()]
-    WeightSwap(m, "inter-layer", swaps=1, seed=3).step()
+    WeightSwap(m, "inter-layer", swaps=1, seed=3, layers="all").step()
     after = list(m.parameters())
     moved = [i for i, (b, a) in enumerate(zip(before, after, strict=True)) if not torch.equal(b, a)]
     assert moved in ([2, 4], [4, 2]) or sorted(moved) == [2, 4], moved  # the two (6, 6) weights

@@ -85,7 +85,7 @@ def _check_tensor_parallel(mesh, out):
                 p.grad = torch.ones_like(p)
             opt.step()
             ws = WeightSwap(
-                net, protocol, swaps=2, state=True, seed=5, layers=["weight"] if protocol != "bias" else None
+                net, protocol, swaps=2, state=True, seed=5, layers=["weight"] if protocol != "bias" else "all"
             )
             for _ in range(3):
                 ws.step(optimizer=opt)

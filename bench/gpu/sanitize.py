@@ -72,7 +72,7 @@ def _features(dev):
             swapkern.FeatureSwap(proto, swaps=3, seed=11).plan(expect, step=4).apply_(expect)
         assert torch.equal(want, expect), proto
         fs.step = 4
-        fs(x)  # feature_swap_: drawn and applied in one call
+        fs.swap_(x)  # feature_swap_: drawn and applied in one call
         assert torch.equal(x, want), proto
         checks += 2
     return checks

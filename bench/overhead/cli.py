@@ -45,6 +45,7 @@ def main(argv=None):
         "DenseNet-121)",
     )
     ap.add_argument("--sharded", action="store_true", help="add the 2-process gloo FSDP2 weight-swap rows (CPU)")
+    ap.add_argument("--per-image", action="store_true", help="add the per-image rows (bench.overhead.perimage)")
     ap.add_argument(
         "--images",
         type=int,
@@ -89,6 +90,11 @@ def main(argv=None):
         if args.sharded and device.type == "cpu":
             emit(sharded_rows())
         result["devices"][device.type] = {"copy_gbs": copy_gbs, "rows": rows}
+    if args.per_image:
+        from .perimage import per_image_rows, print_table
+
+        result["per_image"] = per_image_rows(rounds=5 if args.quick else 9, calls=1000 if args.quick else 2000)
+        print_table(result["per_image"])
     out = args.out or os.path.join("bench", "results", f"overhead-{time.strftime('%Y%m%d-%H%M%S')}.json")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w") as f:

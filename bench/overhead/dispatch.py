@@ -36,12 +36,12 @@ def main():
     x = torch.randn(512, 3, 32, 32)
     fs_1pa, fs_1sa = swapkern.FeatureSwap("1PA", seed=0), swapkern.FeatureSwap("1SA", seed=0)
     mlp = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(20)])
-    ws = swapkern.WeightSwap(mlp, "rows", seed=0)
+    ws = swapkern.WeightSwap(mlp, "rows", seed=0, layers="all")
     cases = {
         "swap_rows_, 1 pair of a 64x64 weight": lambda: swapkern.swap_rows_(w, i, j),
         "swap_elements_, 1 pair": lambda: swapkern.swap_elements_(w, i, j),
-        "FeatureSwap('1PA')(x), 512 images": lambda: fs_1pa(x),
-        "FeatureSwap('1SA')(x), 512 images": lambda: fs_1sa(x),
+        "FeatureSwap('1PA')(x), 512 images": lambda: fs_1pa.swap_(x),
+        "FeatureSwap('1SA')(x), 512 images": lambda: fs_1sa.swap_(x),
         "WeightSwap rows step, 40 tensors": ws.step,
     }
     with torch.no_grad():

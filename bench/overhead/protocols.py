@@ -64,7 +64,7 @@ def protocol_rows(device, n_images, backends):
         for backend in backends:
             fs = FeatureSwap(proto, seed=0)
             with swapkern.use_backend(backend):
-                rows.append(timed_row(case, backend, [lambda x=x: fs(x) for x in copies], device, moved=moved))
+                rows.append(timed_row(case, backend, [lambda x=x: fs.swap_(x) for x in copies], device, moved=moved))
         for name, (matched, peer) in peers.items():  # each peer beside the protocol it matches
             if matched == proto:
                 calls = [lambda x=x, peer=peer: peer(x) for x in copies]

@@ -50,7 +50,7 @@ def _worker(rank, world, port, path):
                 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
                 model(torch.randn(8, 512)).sum().backward()
                 opt.step()
-                ws = swapkern.WeightSwap(model, protocol, swaps=4, state=state, seed=1)
+                ws = swapkern.WeightSwap(model, protocol, swaps=4, state=state, seed=1, layers="all")
                 ws.step(optimizer=opt)  # packs
                 dist.barrier()
                 # a fixed number of calls (min_time_s=0): a sharded step is a collective, so both ranks must make

@@ -38,7 +38,7 @@ CASES = {
         lambda d: torch.randn(2048, 2048, device=d),
         lambda x: swapkern.swap_rows_(x, _A, _A + 1, validate=False),
     ),
-    "feature protocol ESA (plan + swap)": (_images, lambda x: _FS(x)),
+    "feature protocol ESA (plan + swap)": (_images, lambda x: _FS.swap_(x)),
 }
 
 

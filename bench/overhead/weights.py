@@ -92,7 +92,7 @@ def weight_rows(device, quick):
                 for backend in ("native", "torch"):
                     if backend == "native" and not swapkern._backend.native_available(device.type):
                         continue
-                    ws = swapkern.WeightSwap(model, protocol, swaps=1, state=state, seed=0)
+                    ws = swapkern.WeightSwap(model, protocol, swaps=1, state=state, seed=0, layers="all")
                     call = lambda ws=ws: ws.step(optimizer=opt)  # noqa: E731
                     label = backend if backend == "native" else "torch (per-parameter loop)"
 

@@ -106,7 +106,7 @@ def setup(data, cfg: RunConfig) -> Run:
     ws = None
     if cfg.weight_protocol:
         head = [n for n, p in model.named_parameters() if p.dim() >= 2][-1].rsplit(".", 1)[0]
-        hidden = None if cfg.weight_layers == "all" else (lambda n, p: not n.startswith(head + "."))
+        hidden = "all" if cfg.weight_layers == "all" else (lambda n, p: not n.startswith(head + "."))
         ws = swapkern.WeightSwap(
             model,
             cfg.weight_protocol,
