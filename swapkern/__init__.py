@@ -20,6 +20,7 @@ from .ops import (
     swap_rows_,
 )
 from .optim import WeightSwap
+from .permutation import PermutationSpec, apply_permutation_, permutation_groups
 
 __version__ = "0.1.0"
 
@@ -43,4 +44,7 @@ __all__ = [
     "swap_pixels_",
     "swap_rows_",
     "use_backend",
+    "PermutationSpec",
+    "apply_permutation_",
+    "permutation_groups",
 ]

@@ -256,7 +256,7 @@ class _Analysis:
             else:
                 off = 0
                 for seg in x:
-                    self.job(seg.space, w, 1, off, seg.n, kind="block" if block > 1 else "plain", block=block)
+                    self.job(seg.space, w, 1, off * block, seg.n, kind="block" if block > 1 else "plain", block=block)
                     off += seg.n
         # Output channels: a new space, or the one this module's rows already belong to (a module called twice).
         s = self.new_space(w.shape[0])
