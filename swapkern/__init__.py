@@ -19,6 +19,7 @@ from .ops import (
     swap_pixels_,
     swap_rows_,
 )
+from .align import Alignment, align_
 from .optim import WeightSwap
 from .permutation import PermutationSpec, apply_permutation_, permutation_groups
 
@@ -47,4 +48,6 @@ __all__ = [
     "PermutationSpec",
     "apply_permutation_",
     "permutation_groups",
+    "Alignment",
+    "align_",
 ]
