@@ -99,7 +99,7 @@ def _small_vgg():
 
 ZOO = {
     "resnet18": (lambda: torchvision.models.resnet18(num_classes=10), 32),
-    "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(num_classes=10), 32),
+    "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(num_classes=10), 16),
     "vgg11_bn": (_small_vgg, 32),
     "vit": (_small_vit, 32),
     "functional": (Functional, 16),
