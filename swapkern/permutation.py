@@ -77,60 +77,36 @@ def member(m) -> tuple[str, int, int, int]:
 
 
 # -- the analysis, as a spec ------------------------------------------------------------------------------------------
-def unit_spaces(model: nn.Module):
-    """Every unit space of the model's graph with the layers producing it: dicts (n, scope, layers, jobs, why), why
-    None when the space may move; jobs (tensor, dim, offset, n, kind, block, stateful) as the analysis records them.
-    The same spaces and reasons `neuron_groups` (WeightSwap's "neuron") builds its groups from."""
-    from ._neuron import _Analysis, _attr, trace
+def permutation_groups(model: nn.Module, example_inputs=None) -> PermutationSpec:
+    """The function-preserving permutation groups of `model` (any model torch.fx can trace), as a PermutationSpec
+    named by state_dict keys: the unit spaces of the `neuron` analysis (swapkern._neuron.analyse, the one
+    WeightSwap(model, "neuron") draws from), free ones as groups, the others in left_out with why. With
+    `example_inputs` (a tensor or a tuple of the model's positional inputs), every group is also checked
+    numerically: a float64 copy of the model with that group permuted at random must give the same outputs (a group
+    that fails moves to left_out; the analysis is exact where it claims, so this guards what it does not know)."""
+    from ._neuron import analyse
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"permutation groups need an nn.Module, got {type(model).__name__}")
-    gm = trace(model)
-    an = _Analysis(model, gm)
-    an.run()
-    used = {id(_attr(gm, t)) for t in an.used_outside}
-    out = []
-    roots = sorted({an.find(s) for s in range(len(an.spaces))}, key=lambda s: min(an.spaces[s].producers or [(1e9,)]))
-    for s in roots:
-        sp = an.spaces[s]
-        if not sp.producers:
-            continue
-        names = list(dict.fromkeys(n for _, n in sorted(sp.producers)))
-        why = sp.observable
-        if why is None and used and any(id(t) in used for t, *_ in sp.jobs):
-            why = "a parameter used outside its module"
-        if why is None and sp.scope < 2:
-            why = f"{sp.n} channels in groups of {sp.scope}: nothing to exchange"
-        out.append({"n": sp.n, "scope": sp.scope, "layers": names, "jobs": list(sp.jobs), "why": why})
-    return out
-
-
-def permutation_groups(model: nn.Module, example_inputs=None) -> PermutationSpec:
-    """The function-preserving permutation groups of `model` (any model torch.fx can trace), as a PermutationSpec
-    named by state_dict keys. With `example_inputs` (a tensor or a tuple of the model's positional inputs), every
-    group is also checked numerically: a float64 copy of the model, its groups permuted at random, must give the
-    same outputs (a group that fails is moved to left_out; the analysis is exact where it claims, so this guards
-    against what it does not know)."""
-    keys: dict = {}
-    for k, t in model.state_dict(keep_vars=True).items():
-        keys.setdefault(id(t), k)
+    sd = model.state_dict(keep_vars=True)
     spec = PermutationSpec()
-    for sp in unit_spaces(model):
-        why = sp["why"]
+    for sp in analyse(model).spaces:
+        why = sp.why
         members = []
-        for t, dim, off, n, kind, block, _stateful in sp["jobs"]:
-            key = keys.get(id(t))
-            if key is None:
-                why = why or "a tensor that has no state_dict key"
+        for m in sp.members:
+            t = sd.get(m.name)
+            if why is None and not isinstance(t, torch.Tensor):
+                why = f"{m.name} is not in the model's state_dict"
+            if why is not None:
                 break
-            plain = off == 0 and n == t.shape[dim] and kind == "plain"
-            members.append([key, dim] if plain else [key, dim, off, block if kind == "block" else 1])
+            plain = m.offset == 0 and m.block == 1 and m.n == t.shape[m.dim]
+            members.append([m.name, m.dim] if plain else [m.name, m.dim, m.offset, m.block])
         if why is not None:
-            spec.left_out.append({"size": sp["n"], "layers": sp["layers"], "why": why})
+            spec.left_out.append({"size": sp.n, "layers": list(sp.layers), "why": why})
             continue
-        g = {"size": sp["n"], "members": members, "layers": sp["layers"]}
-        if sp["scope"] < sp["n"]:
-            g["within"] = sp["scope"]
+        g = {"size": sp.n, "members": members, "layers": list(sp.layers)}
+        if sp.scope < sp.n:
+            g["within"] = sp.scope
         spec.groups.append(g)
     if example_inputs is not None:
         _check_numerically(model, spec, example_inputs)
