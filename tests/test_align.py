@@ -145,3 +145,21 @@ def test_bad_calls_are_refused_before_anything_moves():
         align_(b, wider)
     for k, t in b.state_dict().items():
         assert torch.equal(t, before[k]), k
+
+
+def test_bench_align_barrier_on_tiny_data():
+    """bench.align's barrier: zero for a network against itself; for two trained ones, both alignments keep b's
+    outputs and give a number for every alpha."""
+    from bench import align as bench_align
+    from bench.training import datasets
+
+    tensors = bench_align._tensors(datasets.load("builtin-tiny"), 256, 128)
+    x, y, xt, yt, classes = tensors
+    torch.manual_seed(0)
+    net = bench_align.mlp(x[0].numel(), 8, classes).eval()
+    alphas = [0.0, 0.5, 1.0]
+    assert abs(bench_align.barrier(net, net, x, y, xt, yt, alphas)["barrier"]) < 1e-6
+    r = bench_align.barrier_case("cnn", 4, tensors, 1)
+    for method in ("naive", "weights", "activations"):
+        assert len(r[method]["train_loss"]) == 11
+    assert r["weights"]["max_output_change"] < 1e-4 and r["activations"]["max_output_change"] < 1e-4

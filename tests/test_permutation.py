@@ -319,3 +319,16 @@ def test_example_inputs_check_every_group():
 def test_the_top_level_names_are_exported():
     for name in ("PermutationSpec", "permutation_groups", "apply_permutation_", "align_"):
         assert name in swapkern.__all__ and hasattr(swapkern, name)
+
+
+def test_example_inputs_catch_a_group_that_changes_the_function():
+    """The numerical check is a real check: a spec missing a member (fc2's columns) fails it and is left out."""
+    from swapkern.permutation import _check_numerically
+
+    model, x = _zoo("cat_flatten")
+    spec = permutation_groups(model)
+    gi = next(i for i, g in enumerate(spec.groups) if g["layers"] == ["fc"])
+    spec.groups[gi]["members"] = [m for m in spec.groups[gi]["members"] if m[0] != "out.weight"]
+    _check_numerically(model, spec, x)
+    assert ["fc"] not in [g["layers"] for g in spec.groups]
+    assert {"size": 6, "layers": ["fc"], "why": "changed the outputs on example_inputs"} in spec.left_out
