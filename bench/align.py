@@ -169,14 +169,14 @@ def barrier(a, b, x, y, xt, yt, alphas):
     return {"barrier": max(excess), "train_loss": losses, "test_acc": accs}
 
 
-def barrier_case(kind, width, tensors, epochs):
+def barrier_case(kind, width, tensors, epochs, points=11):
     x, y, xt, yt, classes = tensors
     make = (lambda: mlp(x[0].numel(), width, classes)) if kind == "mlp" else (lambda: small_cnn(x.shape[1], classes, width))
     torch.manual_seed(10)
     a = train(make(), x, y, epochs, seed=10)
     torch.manual_seed(20)
     b = train(make(), x, y, epochs, seed=20)
-    alphas = [i / 10 for i in range(11)]
+    alphas = [i / (points - 1) for i in range(points)]
     out = {"model": kind, "width": width, "acc_a": evaluate(a, xt, yt)[1], "acc_b": evaluate(b, xt, yt)[1]}
     out["naive"] = barrier(a, b, x, y, xt, yt, alphas)
     with torch.no_grad():
@@ -240,7 +240,7 @@ def main(argv=None):
         for kind, width in cases:
             r = barrier_case(kind, width, tensors, args.epochs)
             result["barrier"].append(r)
-            mid = [r[k]["test_acc"][5] for k in ("naive", "weights", "activations")]
+            mid = [r[k]["test_acc"][len(r[k]["test_acc"]) // 2] for k in ("naive", "weights", "activations")]
             print(
                 f"| {kind} | {width} | {r['acc_a']:.3f} / {r['acc_b']:.3f} | {r['naive']['barrier']:.3f} | "
                 f"{r['weights']['barrier']:.3f} | {r['activations']['barrier']:.3f} | "

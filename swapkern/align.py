@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .permutation import PermutationSpec, apply_permutation_, permutation_groups, resolve
 
@@ -183,7 +184,12 @@ def _weight_matching(spec, ma, mb, max_iter, seed):
 
 # -- activation matching ----------------------------------------------------------------------------------------------
 def _activation_matching(spec, model_a, model_b, batches):
-    stats: dict = {}  # group -> [samples, sum a, sum b, sum a^2, sum b^2, a @ b.T, shifts]
+    """Per group, the sum over features f of the correlation of unit i's feature f in model_a with unit j's in
+    model_b, matched by one assignment. A group's units: the output channels of its producing layers (one feature
+    each); the heads of an attention layer (features: the head's q, k and v projections of the layer's input,
+    whose dims stay in place)."""
+    stats: dict = {}  # group -> [samples, sum a, sum b, sum a^2, sum b^2, sum a_f b_f^T, shifts], per feature
+    captured: dict = {}
     hooks = []
 
     def channels(m, out):
@@ -191,11 +197,17 @@ def _activation_matching(spec, model_a, model_b, batches):
             return None
         x = out.detach()
         x = x.movedim(-1, 0) if isinstance(m, nn.Linear) else x.movedim(1, 0)
-        return x.reshape(x.shape[0], -1).double()
+        return x.reshape(1, x.shape[0], -1).double()  # (features 1, units, samples)
 
-    captured: dict = {}
+    def heads(m, args, kwargs):
+        x = args[0] if args else kwargs["query"]
+        qkv = F.linear(x.detach(), m.in_proj_weight, m.in_proj_bias).reshape(-1, 3, m.num_heads, m.head_dim)
+        return qkv.permute(1, 3, 2, 0).reshape(3 * m.head_dim, m.num_heads, -1).double()
 
-    def hook(gi, side):
+    def hook(gi, side, is_heads):
+        if is_heads:
+            return lambda m, args, kwargs: captured.setdefault((gi, side), []).append(heads(m, args, kwargs))
+
         def fn(m, args, out):
             x = channels(m, out)
             if x is not None:
@@ -210,7 +222,10 @@ def _activation_matching(spec, model_a, model_b, batches):
                 m = mods.get(name)
                 if m is None:
                     raise ValueError(f"activations: the spec's layer {name!r} is not a module of the model")
-                hooks.append(m.register_forward_hook(hook(gi, side)))
+                if g.get("heads"):
+                    hooks.append(m.register_forward_pre_hook(hook(gi, side, True), with_kwargs=True))
+                else:
+                    hooks.append(m.register_forward_hook(hook(gi, side, False)))
     modes = [(m, m.training) for model in (model_a, model_b) for m in model.modules()]
     try:
         model_a.eval()
@@ -223,20 +238,21 @@ def _activation_matching(spec, model_a, model_b, batches):
                 model_a(*inputs)
                 model_b(*inputs)
                 for gi, g in enumerate(spec.groups):
-                    xs = [torch.cat(captured.get((gi, s), []) or [torch.zeros(g["size"], 0)], dim=1) for s in "ab"]
-                    if any(x.shape[0] != g["size"] for x in xs) or xs[0].shape != xs[1].shape:
+                    xs = [captured.get((gi, s), []) for s in "ab"]
+                    xs = [torch.cat(x, dim=2) if x else torch.zeros(1, g["size"], 0) for x in xs]
+                    if any(x.shape[1] != g["size"] for x in xs) or xs[0].shape != xs[1].shape:
                         raise ValueError(f"activations: the layers of group {gi} gave {[tuple(x.shape) for x in xs]}")
                     if gi not in stats:  # sums of x - (the first batch's mean): no cancellation in the variance
-                        shift = [x.mean(1, keepdim=True) if x.shape[1] else 0.0 for x in xs]
+                        shift = [x.mean(2, keepdim=True) if x.shape[2] else 0.0 for x in xs]
                         stats[gi] = [0, 0.0, 0.0, 0.0, 0.0, 0.0, shift]
                     st = stats[gi]
                     xa, xb = xs[0] - st[6][0], xs[1] - st[6][1]
-                    st[0] += xa.shape[1]
-                    st[1] = st[1] + xa.sum(1)
-                    st[2] = st[2] + xb.sum(1)
-                    st[3] = st[3] + (xa * xa).sum(1)
-                    st[4] = st[4] + (xb * xb).sum(1)
-                    st[5] = st[5] + xa @ xb.T
+                    st[0] += xa.shape[2]
+                    st[1] = st[1] + xa.sum(2)
+                    st[2] = st[2] + xb.sum(2)
+                    st[3] = st[3] + (xa * xa).sum(2)
+                    st[4] = st[4] + (xb * xb).sum(2)
+                    st[5] = st[5] + torch.bmm(xa, xb.transpose(1, 2))
                 seen += 1
             if not seen:
                 raise ValueError("activations: batches gave no batch")
@@ -250,10 +266,10 @@ def _activation_matching(spec, model_a, model_b, batches):
         count, sa, sb, qa, qb, cross, _ = stats[gi]
         if count < 2:
             raise ValueError(f"activations: the layers of group {gi} ({g.get('layers')}) gave fewer than 2 samples")
-        ma, mb = sa / count, sb / count
+        ma, mb = sa / count, sb / count  # (features, units)
         sda = (qa / count - ma * ma).clamp_min(0).sqrt() + 1e-12
         sdb = (qb / count - mb * mb).clamp_min(0).sqrt() + 1e-12
-        corr = (cross / count - ma[:, None] * mb[None, :]) / (sda[:, None] * sdb[None, :])
+        corr = ((cross / count - ma[:, :, None] * mb[:, None, :]) / (sda[:, :, None] * sdb[:, None, :])).sum(0)
         p = _assign(corr, g.get("within", g["size"]))
         perms.append(p)
         before.append(float(corr.diagonal().sum()))

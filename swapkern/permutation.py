@@ -108,9 +108,70 @@ def permutation_groups(model: nn.Module, example_inputs=None) -> PermutationSpec
         if sp.scope < sp.n:
             g["within"] = sp.scope
         spec.groups.append(g)
+    _attention_heads(model, spec)
     if example_inputs is not None:
         _check_numerically(model, spec, example_inputs)
     return spec
+
+
+_MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights")
+
+
+def _attention_heads(model, spec):
+    """The heads of every nn.MultiheadAttention (packed q/k/v projection, no bias_k / bias_v) whose parameters
+    nothing else reads: a group of num_heads units, each the head's rows of q, k and v (with their bias) and its
+    columns of the output projection. Heads attend independently and their outputs are concatenated before the
+    output projection, so moving whole heads keeps the function; the dims inside a head stay (left_out). Refused
+    where a call could see the heads apart: an attn_mask (a 3-D one is per head), per-head attention weights
+    (average_attn_weights=False with need_weights), or a parameter used elsewhere in the graph."""
+    from ._neuron import analyse, trace
+
+    mhas = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
+    if not mhas:
+        return
+    gm = trace(model)
+    names: dict = {}
+    for n, t in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(t), []).append(n)
+    claimed = {m[0] for g in spec.groups for m in g["members"]}
+    claimed |= {m.name for sp in analyse(model).spaces if sp.why is not None for m in sp.members}
+    sd = model.state_dict(keep_vars=True)
+    for q, m in mhas:
+        calls = [nd for nd in gm.graph.nodes if nd.op == "call_module" and nd.target == q]
+        if not calls:
+            continue
+        h, e = m.num_heads, m.embed_dim
+        d = e // h
+        why = None
+        params = [m.in_proj_weight, m.in_proj_bias, m.out_proj.weight, m.out_proj.bias]
+        if not m._qkv_same_embed_dim or m.in_proj_weight is None or m.bias_k is not None or m.bias_v is not None:
+            why = f"{q}: separate q/k/v projections or bias_k/bias_v (not handled)"
+        elif h < 2:
+            why = f"{q}: one head"
+        elif any(t is not None and len(names.get(id(t), [])) != 1 for t in params):
+            why = f"{q}: a parameter shared with another module"
+        elif any(nd.op == "get_attr" and str(nd.target).startswith(q + ".") for nd in gm.graph.nodes) or any(
+            nd.op == "call_module" and str(nd.target).startswith(q + ".") for nd in gm.graph.nodes
+        ):
+            why = f"{q}: its parameters or submodules are used outside the attention"
+        elif any(names[id(t)][0] in claimed or names[id(t)][0] not in sd for t in params if t is not None):
+            why = f"{q}: its parameters belong to another group or are not in state_dict"
+        else:
+            for nd in calls:
+                got = dict(zip(_MHA_ARGS, nd.args, strict=False)) | dict(nd.kwargs)
+                if got.get("attn_mask") is not None:
+                    why = f"{q}: called with an attn_mask (a 3-D one differs per head)"
+                elif got.get("need_weights", True) is not False and got.get("average_attn_weights", True) is not True:
+                    why = f"{q}: returns per-head attention weights"
+                if why:
+                    break
+        if why is not None:
+            spec.left_out.append({"size": h, "layers": [q], "why": why})
+            continue
+        w, b, ow = (names[id(t)][0] if t is not None else None for t in params[:3])
+        members = [[w, 0, i * e, d] for i in range(3)] + ([[b, 0, i * e, d] for i in range(3)] if b else [])
+        spec.groups.append({"size": h, "members": members + [[ow, 1, 0, d]], "layers": [q], "heads": True})
+        spec.left_out.append({"size": d, "layers": [q], "why": "the dims inside each head stay (whole heads move)"})
 
 
 def _check_numerically(model, spec, example_inputs):
