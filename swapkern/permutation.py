@@ -316,10 +316,16 @@ def apply_permutation_(model: nn.Module, perms, optimizer=None, *, spec: Permuta
     rounds = [two_rounds(p) for p in perms]
     if not any(r for pair in rounds for r in pair):
         return model
+    from ._sharded import is_sharded
+
+    if any(is_sharded(t) for ms in members for t, *_ in ms):
+        raise ValueError("apply_permutation_ does not handle sharded (DTensor) parameters; gather them first")
     devices = {t.device for ms in members for t, *_ in ms}
     if len(devices) != 1:
         raise ValueError(f"the spec's tensors live on several devices: {sorted(map(str, devices))}")
     device = devices.pop()
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"the spec's tensors are on {device}: permutations run on CPU and CUDA tensors")
     groups = []
     for gi, (g, (r1, r2)) in enumerate(zip(spec.groups, rounds, strict=True)):
         k = max(1, len(r1), len(r2))
