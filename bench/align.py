@@ -171,7 +171,10 @@ def barrier(a, b, x, y, xt, yt, alphas):
 
 def barrier_case(kind, width, tensors, epochs, points=11):
     x, y, xt, yt, classes = tensors
-    make = (lambda: mlp(x[0].numel(), width, classes)) if kind == "mlp" else (lambda: small_cnn(x.shape[1], classes, width))
+    if kind == "mlp":
+        make = lambda: mlp(x[0].numel(), width, classes)  # noqa: E731
+    else:
+        make = lambda: small_cnn(x.shape[1], classes, width)  # noqa: E731
     torch.manual_seed(10)
     a = train(make(), x, y, epochs, seed=10)
     torch.manual_seed(20)
@@ -218,7 +221,7 @@ def main(argv=None):
         args.n_train, args.n_test = 512, 256
     result = {"machine": machine_info(), "args": vars(args), "timing": [], "barrier": []}
     if args.timing:
-        print("| model | groups | units | spec s | align s (passes) | distance before -> after | permuted copy: s, exact |")
+        print("| model | groups | units | spec s | align s (passes) | distance before -> after | copy: s, exact |")
         print("|---|---|---|---|---|---|---|")
         for name in args.models:
             r = time_model(name, args.device)
@@ -234,7 +237,7 @@ def main(argv=None):
         tensors = _tensors(data, args.n_train, args.n_test)
         result["data"] = data.name
         print(f"\ndata {data.name}: {args.n_train} train, {args.n_test} test, {args.epochs} epochs")
-        print("| net | width | test acc a / b | barrier naive | weights | activations | mid test acc naive / w / act |")
+        print("| net | width | test acc a / b | barrier naive | weights | activations | mid test acc naive/w/act |")
         print("|---|---|---|---|---|---|---|")
         cases = [("mlp", w) for w in args.widths] + [("cnn", w) for w in args.cnn_widths]
         for kind, width in cases:

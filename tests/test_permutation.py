@@ -396,3 +396,78 @@ def test_multihead_attention_heads_move_only_where_they_cannot_be_seen(how):
         assert not heads
         why = "attn_mask" if how == "mask" else "per-head attention weights"
         assert any(why in lo["why"] for lo in spec.left_out)
+
+
+class _Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.fc, self.head = nn.Embedding(10, 8), nn.Linear(8, 8), nn.Linear(8, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, x):
+        return self.head(torch.relu(self.fc(self.emb(x))))
+
+
+class _Reused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin, self.a, self.out = nn.Linear(4, 4), nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.a(torch.relu(self.lin(torch.relu(self.lin(x)))))))
+
+
+class _Merged(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.out = nn.Linear(4, 6), nn.Linear(12, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        return self.out(h.view(x.shape[0] // 2, -1))
+
+
+PATTERNS = {  # the integrity issue's patterns: (model, input); the spec must keep the function whatever it moves
+    "reused": (_Reused, lambda: torch.randn(3, 4)),
+    "tied": (_Tied, lambda: torch.randint(0, 10, (3,))),
+    "prelu": (lambda: nn.Sequential(nn.Linear(4, 6), nn.PReLU(6), nn.Linear(6, 2)), lambda: torch.randn(3, 4)),
+    "prelu_conv": (
+        lambda: nn.Sequential(nn.Conv2d(3, 6, 3), nn.PReLU(6), nn.Conv2d(6, 2, 1)),
+        lambda: torch.randn(2, 3, 5, 5),
+    ),
+    "bn1d_3d": (
+        lambda: nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 2)),
+        lambda: torch.randn(3, 6, 4),
+    ),
+    "pool_features": (
+        lambda: nn.Sequential(nn.Linear(4, 6), nn.MaxPool1d(2), nn.Linear(3, 2)),
+        lambda: torch.randn(3, 5, 4),
+    ),
+    "merged_view": (_Merged, lambda: torch.randn(4, 4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_the_integrity_patterns_keep_the_function(name):
+    torch.manual_seed(0)
+    make, inp = PATTERNS[name]
+    model = _randomise_norms(make().double().eval())
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.PReLU):
+                m.weight.uniform_(-1, 1)
+    x = inp()
+    x = x.double() if x.is_floating_point() else x
+    with torch.no_grad():
+        want = model(x)
+    spec = permutation_groups(model)
+    assert spec.groups or spec.left_out
+    if name in ("prelu_conv", "reused", "tied"):  # what the analysis proves free here
+        assert spec.groups
+    if name == "prelu_conv":
+        assert ["1.weight", 0] in spec.groups[0]["members"]  # the slopes move with their channels
+    for seed in range(3):
+        gen = torch.Generator().manual_seed(seed)
+        apply_permutation_(model, [random_permutation(g, gen) for g in spec.groups], spec=spec)
+        with torch.no_grad():
+            assert _rel(model(x), want) < 1e-10
