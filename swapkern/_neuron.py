@@ -52,6 +52,7 @@ _INSTANCENORMS = {nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2, nn.InstanceNorm3d:
 _KNOWN_LEAVES = (
     _ELEMENTWISE_MODULES + tuple(_POOL_MODULES) + tuple(_CONVS) + tuple(_BATCHNORMS) + tuple(_INSTANCENORMS)
     + (nn.Linear, nn.LayerNorm, nn.GroupNorm, nn.Flatten, nn.PReLU, nn.Embedding, nn.Softmax, nn.LogSoftmax)
+    + (nn.Upsample,)
 )  # fmt: skip
 _ELEMENTWISE_FUNCTIONS = {
     F.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.elu, F.selu, F.celu, F.hardtanh, F.hardswish, F.hardsigmoid,
@@ -298,8 +299,8 @@ class _Analysis:
         return self.meta.get(a.name, (None, None)) if isinstance(a, torch.fx.Node) else (None, None)
 
     def put(self, node, value, p, nd, batch=None):
-        if value is not None:
-            self.meta[node.name] = (p, nd)
+        if value is not None or nd is not None:  # a value without movable channels may still have a known rank
+            self.meta[node.name] = (p if value is not None else None, nd)
         if batch is not None:
             self.batch[node.name] = batch
         return value
@@ -381,6 +382,8 @@ class _Analysis:
             return self.softmax(node, src, x, m.dim, f"{name}: {type(m).__name__} is not known to keep channels apart")
         if isinstance(m, nn.Flatten):
             return self.flatten(node, src, x, m.start_dim, m.end_dim)
+        if isinstance(m, nn.Upsample):
+            return self.resample(node, name, src, x)
         for cls, k in _POOL_MODULES.items():
             if isinstance(m, cls):
                 if getattr(m, "return_indices", False):
@@ -396,7 +399,7 @@ class _Analysis:
         x = self.arg_value(src)
         p, nd = self.pos(src)
         order = self.layer_order.setdefault(name, len(self.layer_order))
-        self.touch(w, "")
+        self.touch(w, "its input's channels keep their order" if x is None else "")
         self.touch(b, "")
         cdim = -1 if conv is None else -(conv + 1)  # where the layer reads its channels, from the back
         out_nd = nd if conv is None else (nd or conv + 2)  # a convolution's input is taken as batched
@@ -522,9 +525,11 @@ class _Analysis:
     def flatten(self, node, src, x, start, end=-1):
         """Dims start..end merged: the channels pass untouched outside them; as the first merged dim, through
         the last dim, each becomes a block of consecutive features; anything else mixes them."""
-        if x is None:
-            return None
         p, nd = self.pos(src)
+        if x is None:  # the rank may still be known: flatten(x, s) gives s + 1 dims
+            if isinstance(start, int) and start >= 0 and end == -1:
+                return self.put(node, None, None, start + 1)
+            return None
         if nd is None:
             return self.unknown(node, "a flatten of a value whose rank the graph does not give")
         s, e = start % nd, end % nd
@@ -629,6 +634,15 @@ class _Analysis:
             return self.unknown(node, f"{name}: pooling over the channels")
         return self.carry(node, src, x)
 
+    def resample(self, node, name, src, x):
+        """Upsample / interpolate: (N, C, *spatial) resampled over the spatial dims; the channels must be dim 1."""
+        if x is None:
+            return None
+        p, nd = self.pos(src)
+        if nd is None or nd + p != 1:
+            return self.unknown(node, f"{name}: resampling a value whose channels may not be its dim 1")
+        return self.carry(node, src, x)
+
     # -- functions ----------------------------------------------------------------------------------------------
     def is_scalar(self, a):
         return not isinstance(a, torch.fx.Node) or a.name in self.scalar
@@ -673,6 +687,10 @@ class _Analysis:
             return self.binary(node)
         if t is F.linear:
             return self.functional_linear(node)
+        if t is F.interpolate:
+            if not all(self.is_scalar(a) for a in node.all_input_nodes if a is not src):
+                return self.unknown(node, "interpolate with a tensor argument")
+            return self.resample(node, "interpolate", src, x)
         if t is torch.flatten or (method and t == "flatten"):
             start = args[1] if len(args) > 1 else kw.get("start_dim", 0)
             end = args[2] if len(args) > 2 else kw.get("end_dim", -1)

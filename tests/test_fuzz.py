@@ -404,3 +404,115 @@ def test_fuzz_crash_prone_classes():
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}"
     assert " passed" in r.stdout
+
+
+# -- neuron: random models from the patterns the analysis must get right (issue 23) -------------------------------
+# A chain of blocks on (N, C) or (N, L, C) values: Linears, activations, a per-entry module on dim 1 (BatchNorm1d,
+# PReLU; per feature on rank 2, per position on rank 3, so L == C is the ambiguous case), LayerNorm, a Linear
+# called again, residuals, MaxPool1d over the features, softmax over either dim. In float64 and eval mode, five
+# neuron steps keep every output to 1e-12 on every backend (or the model is refused), and the backends agree bit
+# for bit on the weights.
+_NEURON_BLOCKS = ("linear", "act", "dim1", "prelu1", "ln", "reuse", "residual", "pool", "softmax")
+
+
+class _NeuronNet(torch.nn.Module):
+    def __init__(self, plan, c, L, rank):
+        super().__init__()
+        self.mods, self.steps = torch.nn.ModuleList(), []
+        reusable = {}
+        for kind, arg in plan:
+            if kind == "linear" or (kind == "reuse" and c not in reusable):
+                m, c0, c = torch.nn.Linear(c, arg if kind == "linear" else c), c, arg if kind == "linear" else c
+                if c0 == c:
+                    reusable[c] = len(self.mods)
+            elif kind == "reuse":
+                self.steps.append(("call", reusable[c]))
+                continue
+            elif kind == "act":
+                m = (torch.nn.ReLU(), torch.nn.Tanh(), torch.nn.GELU())[arg % 3]
+            elif kind == "dim1":
+                size = c if rank == 2 else L
+                m = torch.nn.BatchNorm1d(size) if arg % 2 else torch.nn.PReLU(size)
+            elif kind == "prelu1":
+                m = torch.nn.PReLU()
+            elif kind == "ln":
+                m = torch.nn.LayerNorm(c)
+            elif kind == "residual":
+                m = torch.nn.Linear(c, c)
+                self.mods.append(m)
+                self.steps.append(("residual", len(self.mods) - 1))
+                continue
+            elif kind == "pool":
+                if c % 2:
+                    continue
+                m, c = torch.nn.MaxPool1d(2), c // 2
+            else:
+                self.steps.append(("softmax", -1 - arg % (rank - 1)))
+                continue
+            self.mods.append(m)
+            self.steps.append(("call", len(self.mods) - 1))
+        self.mods.append(torch.nn.Linear(c, 2))
+        self.steps.append(("call", len(self.mods) - 1))
+
+    def forward(self, x):
+        for kind, i in self.steps:
+            if kind == "call":
+                x = self.mods[i](x)
+            elif kind == "residual":
+                x = x + torch.tanh(self.mods[i](x))
+            else:
+                x = torch.softmax(x, dim=i)
+        return x
+
+
+@st.composite
+def neuron_nets(draw):
+    rank = draw(st.sampled_from([2, 3]))
+    L = draw(st.integers(2, 5))
+    c = draw(st.integers(2, 5))
+    n = draw(st.integers(1, 6))
+    plan = [(draw(st.sampled_from(_NEURON_BLOCKS)), draw(st.integers(2, 5))) for _ in range(n)]
+    plan.insert(draw(st.integers(0, n)), ("linear", draw(st.integers(2, 5))))  # mostly something to swap
+    return plan, c, L, rank
+
+
+@_fuzz
+@given(net=neuron_nets(), seed=st.integers(0, 2**16))
+def test_fuzz_neuron_keeps_the_function_or_refuses(net, seed):
+    import copy
+
+    plan, c, L, rank = net
+    torch.manual_seed(seed)
+    base = _NeuronNet(plan, c, L, rank).double().eval()
+    with torch.no_grad():
+        for m in base.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+            if isinstance(m, torch.nn.BatchNorm1d | torch.nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_()
+            if isinstance(m, torch.nn.PReLU):
+                m.weight.uniform_(-1.0, 1.0)
+    x = torch.randn(3, c, dtype=torch.float64) if rank == 2 else torch.randn(3, L, c, dtype=torch.float64)
+    with torch.no_grad():
+        want = base(x)
+    try:
+        swapkern.WeightSwap(copy.deepcopy(base), "neuron")
+    except ValueError as e:
+        assert "no unit space can be permuted" in str(e), e
+        return
+    finals = {}
+    for backend in usable_backends("cpu"):
+        model = copy.deepcopy(base)
+        with swapkern.use_backend(backend):
+            ws = swapkern.WeightSwap(model, "neuron", swaps=2, seed=seed)
+            for _ in range(5):
+                ws.step()
+        with torch.no_grad():
+            got = model(x)
+        assert float((got - want).abs().max()) <= 1e-12, f"{backend}: {plan} c={c} L={L} rank={rank}"
+        finals[backend] = model.state_dict()
+    ref = finals["torch"]
+    for backend, sd in finals.items():
+        assert all(torch.equal(sd[k], ref[k]) for k in ref), f"{backend} differs from torch on {plan}"
