@@ -90,7 +90,8 @@ def permutation_groups(model: nn.Module, example_inputs=None) -> PermutationSpec
         raise TypeError(f"permutation groups need an nn.Module, got {type(model).__name__}")
     sd = model.state_dict(keep_vars=True)
     spec = PermutationSpec()
-    for sp in analyse(model).spaces:
+    analysis = analyse(model)
+    for sp in analysis.spaces:
         why = sp.why
         members = []
         for m in sp.members:
@@ -108,7 +109,7 @@ def permutation_groups(model: nn.Module, example_inputs=None) -> PermutationSpec
         if sp.scope < sp.n:
             g["within"] = sp.scope
         spec.groups.append(g)
-    _attention_heads(model, spec)
+    _attention_heads(model, spec, analysis)
     if example_inputs is not None:
         _check_numerically(model, spec, example_inputs)
     return spec
@@ -117,14 +118,14 @@ def permutation_groups(model: nn.Module, example_inputs=None) -> PermutationSpec
 _MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights")
 
 
-def _attention_heads(model, spec):
+def _attention_heads(model, spec, analysis):
     """The heads of every nn.MultiheadAttention (packed q/k/v projection, no bias_k / bias_v) whose parameters
     nothing else reads: a group of num_heads units, each the head's rows of q, k and v (with their bias) and its
     columns of the output projection. Heads attend independently and their outputs are concatenated before the
     output projection, so moving whole heads keeps the function; the dims inside a head stay (left_out). Refused
     where a call could see the heads apart: an attn_mask (a 3-D one is per head), per-head attention weights
     (average_attn_weights=False with need_weights), or a parameter used elsewhere in the graph."""
-    from ._neuron import analyse, trace
+    from ._neuron import trace
 
     mhas = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
     if not mhas:
@@ -134,7 +135,7 @@ def _attention_heads(model, spec):
     for n, t in model.named_parameters(remove_duplicate=False):
         names.setdefault(id(t), []).append(n)
     claimed = {m[0] for g in spec.groups for m in g["members"]}
-    claimed |= {m.name for sp in analyse(model).spaces if sp.why is not None for m in sp.members}
+    claimed |= {m.name for sp in analysis.spaces if sp.why is not None for m in sp.members}
     sd = model.state_dict(keep_vars=True)
     for q, m in mhas:
         calls = [nd for nd in gm.graph.nodes if nd.op == "call_module" and nd.target == q]
