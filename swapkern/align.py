@@ -200,9 +200,17 @@ def _activation_matching(spec, model_a, model_b, batches):
         return x.reshape(1, x.shape[0], -1).double()  # (features 1, units, samples)
 
     def heads(m, args, kwargs):
-        x = args[0] if args else kwargs["query"]
-        qkv = F.linear(x.detach(), m.in_proj_weight, m.in_proj_bias).reshape(-1, 3, m.num_heads, m.head_dim)
-        return qkv.permute(1, 3, 2, 0).reshape(3 * m.head_dim, m.num_heads, -1).double()
+        """(3 * head_dim, heads, tokens): q, k, v of each head (q alone when key and value have other lengths)."""
+        got = dict(zip(("query", "key", "value"), args, strict=False)) | kwargs
+        e, w, b = m.embed_dim, m.in_proj_weight, m.in_proj_bias
+        parts = []
+        for i, n in enumerate(("query", "key", "value")):
+            bi = None if b is None else b[i * e : (i + 1) * e]
+            parts.append(F.linear(got[n].detach(), w[i * e : (i + 1) * e], bi).reshape(-1, m.num_heads, m.head_dim))
+        if len({p.shape[0] for p in parts}) > 1:
+            parts = parts[:1]
+        x = torch.stack(parts, 1)  # (tokens, parts, heads, head_dim)
+        return x.permute(1, 3, 2, 0).reshape(len(parts) * m.head_dim, m.num_heads, -1).double()
 
     def hook(gi, side, is_heads):
         if is_heads:

@@ -182,3 +182,35 @@ def _barrier_on_tiny_data(bench_align, datasets):
     for method in ("naive", "weights", "activations"):
         assert len(r[method]["train_loss"]) == 3
     assert r["weights"]["max_output_change"] < 1e-4 and r["activations"]["max_output_change"] < 1e-4
+
+
+class CrossAttends(nn.Module):
+    """Cross-attention: queries from one sequence, keys and values from another of another length."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.kv = nn.Linear(6, 8), nn.Linear(6, 8)
+        self.att, self.out = nn.MultiheadAttention(8, 4, batch_first=True), nn.Linear(8, 3)
+
+    def forward(self, x, y):
+        kv = self.kv(y)
+        return self.out(self.att(self.q(x), kv, kv, need_weights=False)[0])
+
+
+@pytest.mark.parametrize("method", ["weights", "activations"])
+def test_cross_attention_heads_are_aligned_back(method):
+    torch.manual_seed(0)
+    a = CrossAttends().double().eval()
+    spec = permutation_groups(a)
+    assert [g["size"] for g in spec.groups if g.get("heads")] == [4]
+    b = copy.deepcopy(a)
+    truth = [torch.tensor([2, 0, 3, 1]) if g.get("heads") else random_permutation(g) for g in spec.groups]
+    apply_permutation_(b, truth, spec=spec)
+    batches = [(torch.randn(4, 5, 6).double(), torch.randn(4, 7, 6).double()) for _ in range(2)]
+    with torch.no_grad():
+        want = b(*batches[0])
+    result = align_(b, a, method, batches=batches)
+    for p, q in zip(truth, result.perms, strict=True):
+        assert torch.equal(q, torch.argsort(p))
+    with torch.no_grad():
+        assert float((b(*batches[0]) - want).abs().max()) < 1e-12
