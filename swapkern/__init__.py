@@ -19,7 +19,9 @@ from .ops import (
     swap_pixels_,
     swap_rows_,
 )
+from .align import Alignment, align_
 from .optim import WeightSwap
+from .permutation import PermutationSpec, apply_permutation_, permutation_groups
 
 __version__ = "0.1.0"
 
@@ -43,4 +45,9 @@ __all__ = [
     "swap_pixels_",
     "swap_rows_",
     "use_backend",
+    "PermutationSpec",
+    "apply_permutation_",
+    "permutation_groups",
+    "Alignment",
+    "align_",
 ]

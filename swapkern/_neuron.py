@@ -428,7 +428,7 @@ class _Analysis:
             else:
                 off = 0
                 for seg in x:
-                    self.job(seg.space, w, 1, off, seg.n, kind="block" if block > 1 else "plain", block=block)
+                    self.job(seg.space, w, 1, off * block, seg.n, kind="block" if block > 1 else "plain", block=block)
                     off += seg.n
         # Output channels: a new space (a module called twice: its rows tie the two when the uses are reconciled).
         s = self.new_space(out, out // groups)
