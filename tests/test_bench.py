@@ -76,8 +76,12 @@ def test_quick_smoke_run(tmp_path, tiny):
     assert math.isnan(r["final_acc_ci"]) and math.isnan(r["steps_ratio"]["lo"]) and math.isnan(r["time_ratio"]["p"])
     md = (out / "summary.md").read_text()
     assert "[n/a]" in md and "an interval needs at least 3 seeds" in md
-    # Every run kept its raw wall-clock beside the median step time that times it to the target.
-    assert all(x["timing"] == "batch+step" and 0 < x["step_seconds_median"] <= x["step_seconds_p90"] for x in runs)
+    # Every run kept its raw wall-clock beside the median step time that times it to the target, timed in parts; the
+    # arms of one batch size and seed trained in one lockstep (10 arms: 3 feature arms, the sweep, metropolis).
+    assert all(x["timing"] == "parts" and 0 < x["step_seconds_median"] <= x["step_seconds_p90"] for x in runs)
+    assert all(x["lockstep"] == 10 and set(x["part_seconds_median"]) == {"batch", "perturb", "model", "wswap"}
+               for x in runs)
+    assert len({x["lockstep_started"] for x in runs}) == 4  # 2 batch sizes x 2 seeds
     # A rerun resumes: nothing left to train.
     before = {p: p.stat().st_mtime for p in (out / "runs").glob("*.json")}
     train.main(argv)
@@ -97,6 +101,42 @@ def test_p_zero_and_sham_match_the_baseline_exactly(tiny):
             assert other["curves"][key] == base["curves"][key], (cfg.arm(), key)
     swapped = train_one(tiny, RunConfig(protocol="ESA", **common))
     assert swapped["curves"]["clean_loss"] != base["curves"]["clean_loss"]
+
+
+def test_lockstep_trains_each_arm_exactly_as_alone(tiny):
+    # Arms stepped side by side (step k of each before step k+1 of any) compute what each computes alone, bit for
+    # bit: their random streams are their own. The sham arm times its plan's drawing apart, the weight swap its own.
+    from bench.training.summary import lockstepped, swap_share
+    from bench.training.trainer import train_lockstep
+
+    common = dict(epochs=0.5, batch_size=32, seed=1)
+    cfgs = [
+        RunConfig(**common),
+        RunConfig(protocol="EPA", **common),
+        RunConfig(protocol="1SA", control="sham", **common),
+        RunConfig(weight_protocol="rows", **common),
+    ]
+    together = train_lockstep(tiny, cfgs)
+    for cfg, res in zip(cfgs, together, strict=True):
+        alone = train_one(tiny, cfg)
+        for key in ("step", "train_loss", "clean_loss", "test_acc"):
+            assert res["curves"][key] == alone["curves"][key], (cfg.arm(), key)
+        assert res["lockstep"] == 4 and alone["lockstep"] == 1
+    base, epa, sham, rows = together
+    assert lockstepped(base, sham) and not lockstepped(base, train_one(tiny, cfgs[0]))
+    assert sham["part_seconds_median"]["perturb"] > 0 and base["part_seconds_median"]["perturb"] == 0
+    assert rows["part_seconds_median"]["wswap"] > 0 and base["part_seconds_median"]["wswap"] == 0
+    for r in together:
+        total = sum(r["part_seconds_median"].values())
+        assert r["step_seconds_median"] > 0 and total > 0
+    assert swap_share(rows, base) > 0 and swap_share(epa, train_one(tiny, cfgs[0])) is None
+
+
+def test_sham_arm_is_accepted_by_bench_train(tmp_path):
+    assert train.arm_code("1sa+sham") == "1SA+sham" and train.arm_overrides("1SA+sham", 1)["control"] == "sham"
+    assert "1SA+sham" in train.QUICK_PROTOCOLS
+    with pytest.raises(SystemExit, match="control after"):
+        train.arm_code("1SA+bogus")
 
 
 def test_controls_run(tiny):
