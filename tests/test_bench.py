@@ -182,6 +182,37 @@ def test_t_test_and_holm_on_known_answers():
     assert stats.holm([0.02, 0.9]) == pytest.approx([0.04, 0.9])
 
 
+def test_t_interval_tost_and_detectable_effect_on_known_answers():
+    from scipy import stats as sp
+
+    # Three log ratios: the 95% interval is the t-interval (t(0.975, 2) = 4.303), not the min-max a bootstrap gives.
+    logs = [math.log(1.05), math.log(1.01), math.log(0.67)]
+    r = stats.paired_ratio({0: 105.0, 1: 101.0, 2: 67.0}, {0: 100.0, 1: 100.0, 2: 100.0}, 1e3, 1e3)
+    half = 4.303 * np.std(logs, ddof=1) / math.sqrt(3)
+    assert r["lo"] == pytest.approx(math.exp(np.mean(logs) - half), rel=1e-3) and r["lo"] < 0.67
+    assert r["method"] == stats.METHOD and r["verdict"] == "inconclusive" and r["mde"] < 0.8  # 0.8 not excluded
+    # Ten pairs within 1% of each other: equivalent within the 10% margin (TOST), and a 10% effect is detectable.
+    ten = {i: 100.0 * (1 + 0.01 * ((i % 3) - 1)) for i in range(10)}
+    e = stats.paired_ratio(ten, {i: 100.0 for i in range(10)}, 1e3, 1e3)
+    assert e["verdict"] == "equivalent" and e["tost_p"] < 0.05 and 0.9 < e["mde"] < 1.0 < e["mde_up"]
+    assert 0.9 < e["lo"] <= e["lo90"] < 1 < e["hi90"] <= e["hi"] < 1.1
+    # TOST p is the larger of the two one-sided tests against the margins
+    v = np.array([0.02, 0.05, -0.01, 0.03])
+    p1 = sp.ttest_1samp(v, math.log(0.9), alternative="greater").pvalue
+    p2 = sp.ttest_1samp(v, math.log(1.1), alternative="less").pvalue
+    assert stats.tost(v) == pytest.approx(max(p1, p2))
+    # A clear, large speed-up is "faster"; a censored arm can only be "slower" or "inconclusive".
+    f = stats.paired_ratio({0: 50.0, 1: 52.0, 2: 49.0}, {0: 100.0, 1: 100.0, 2: 100.0}, 1e3, 1e3)
+    assert f["verdict"] == "faster" and f["hi"] < 0.9
+    c = stats.paired_ratio({0: 50.0, 1: None, 2: 49.0}, {0: 100.0, 1: 100.0, 2: 100.0}, 1e3, 1e3)
+    assert c["lower_bound"] and c["verdict"] == "inconclusive"
+    # Power: at the detectable effect, the noncentral t rejects with 80% probability.
+    d, sd, n = -math.log(e["mde"]), e["sd_log"], 10
+    crit = sp.t.ppf(0.975, n - 1)
+    nc = d / (sd / math.sqrt(n))
+    assert sp.nct.sf(crit, n - 1, nc) + sp.nct.cdf(-crit, n - 1, nc) == pytest.approx(0.8, abs=1e-4)
+
+
 def test_stall_in_one_run_is_not_a_speed_up():
     # Two identical runs, one with a 4-second stall of the machine in its third step: by the raw wall-clock it takes
     # far longer to the target; by steps times the median step time, the same.
@@ -199,6 +230,9 @@ def test_stall_in_one_run_is_not_a_speed_up():
             "steps": 10,
             "train_seconds": float(t[-1]),
             "step_seconds_median": 0.01,
+            "part_seconds_median": {"batch": 0.002, "perturb": 0.0, "model": 0.008, "wswap": 0.0},
+            "timing": "parts",
+            "lockstep_started": f"seed {seed}",  # each seed's arms stepped side by side
             "final_acc": 1.0,
             "final_clean_loss": 0.1,
         }
@@ -207,6 +241,12 @@ def test_stall_in_one_run_is_not_a_speed_up():
     assert wall_to_target(results[0], 0.8)[1] > 4.0 and time_to_target(results[0], 0.8) == pytest.approx((8, 0.08))
     row = next(r for r in arm_rows(results, 0.8) if r["arm"] == "1SA")
     assert row["time_ratio"]["ratio"] == pytest.approx(1.0) and row["wall_ratio"]["ratio"] < 0.5
+    assert row["time_ratio"]["pairs"] == 3 and row["swap_share"] == pytest.approx(0.0)
+    # Runs not trained in one lockstep (made one after another) have no time ratio at all: only steps compare.
+    for r in results:
+        r["lockstep_started"] = r["arm"]
+    row = next(r for r in arm_rows(results, 0.8) if r["arm"] == "1SA")
+    assert row["time_ratio"]["pairs"] == 0 and row["steps_ratio"]["pairs"] == 3 and row["swap_share"] is None
 
 
 def test_paired_ratio_and_censoring():
