@@ -199,6 +199,11 @@ def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none
                     "final_acc": acc,
                     "final_acc_ci": acc_ci,
                     "delta_acc": dacc,
+                    "delta_acc_by_seed": {
+                        r["config"]["seed"]: r["final_acc"] - base_acc[r["config"]["seed"]]
+                        for r in runs
+                        if r["config"]["seed"] in base_acc
+                    },
                     "delta_acc_ci": dacc_ci,
                     "final_clean_loss": clean,
                     "final_clean_loss_ci": clean_ci,

@@ -20,6 +20,8 @@ def verdict(exp, rows) -> str:
         return _confirmatory_verdict(exp, rows)
     if exp.name == "symmetry-null":
         return _symmetry_verdict(rows)
+    if exp.name == "weight-dose":
+        return dose_verdict(rows) + ". " + _holm_line(arms, "experiment")
     if exp.name == "weight-intensity":
         return _intensity_verdict(rows) + ". " + _holm_line(arms, "experiment")
     counts = _verdict_counts(arms)
@@ -237,3 +239,50 @@ def _spearman(pts):
     n = len(a)
     d2 = sum((i - j) ** 2 for i, j in zip(a, b, strict=True))
     return 1 - 6 * d2 / (n * (n * n - 1))
+
+
+def dose_trend(rows, protocol):
+    """The trend of a weight-swap protocol's harm over its rate: per seed, the least-squares slope of the final
+    accuracy lost against the baseline (points) over log10 p (the arms `protocol@pP`), then the mean slope over the
+    seeds with its 95% t-interval (points lost per tenfold rate) and the two-sided p of a t-test of slope 0.
+    Returns (slope, lo, hi, p, n seeds, rates) or None with fewer than two rates."""
+    pts = {}
+    for r in rows:
+        m = re.fullmatch(re.escape(protocol) + r"@p([0-9.e-]+)", r["arm"])
+        if m:
+            for seed, d in r.get("delta_acc_by_seed", {}).items():
+                pts.setdefault(seed, []).append((math.log10(float(m.group(1))), -100 * d))
+    slopes = []
+    for xy in pts.values():
+        if len(xy) < 2:
+            continue
+        mx = sum(x for x, _ in xy) / len(xy)
+        my = sum(y for _, y in xy) / len(xy)
+        sxx = sum((x - mx) ** 2 for x, _ in xy)
+        slopes.append(sum((x - mx) * (y - my) for x, y in xy) / sxx)
+    if not slopes:
+        return None
+    est, lo, hi = stats.t_interval(slopes)
+    rates = len(next(iter(pts.values())))
+    return est, lo, hi, stats.t_test(slopes), len(slopes), rates
+
+
+def dose_verdict(rows):
+    """weight-dose: per protocol, the accuracy lost at the lowest and highest rate, and the trend test."""
+    parts = []
+    for w in dict.fromkeys(r["arm"].split("@")[0] for r in rows if "@p" in r["arm"]):
+        t = dose_trend(rows, w)
+        arms = sorted((r for r in rows if r["arm"].startswith(w + "@p")), key=lambda r: float(r["arm"].split("@p")[1]))
+        ends = ", ".join(
+            f"p {r['arm'].split('@p')[1]}: {stats.fmt_mean(r['delta_acc'], r['delta_acc_ci'], 100, sign=True)} pts"
+            for r in (arms[0], arms[-1])
+        )
+        if t is None or math.isnan(t[1]):
+            parts.append(f"{w}: {ends}; no trend test (fewer than {stats.MIN_SEEDS} seeds)")
+            continue
+        est, lo, hi, p, n, k = t
+        parts.append(
+            f"{w}: {ends}; trend {est:+.1f} points lost per tenfold rate [95% t-interval {lo:+.1f}, {hi:+.1f}], "
+            f"p {p:.2g} (per-seed slopes over {k} rates, n = {n} seeds)"
+        )
+    return "Accuracy lost against the rate of weight swaps: " + "; ".join(parts)
