@@ -413,3 +413,24 @@ def test_sharded_rows_time_a_step_on_two_ranks_and_count_the_bytes():
     fsdp = [r for r in rows if r["backend"].startswith("FSDP2")]
     assert len(fsdp) == len(rows) // 2 and all(r["median_us"] > 0 for r in rows)
     assert any(r["bytes_sent_per_step"] > 0 for r in fsdp if ", rows," in r["case"])
+
+
+def test_report_check_passes_on_the_saved_runs_and_catches_a_hand_edit(tmp_path, monkeypatch):
+    # Every generated block of RESULTS.md and the README is what the saved runs give (python -m bench.report --check)
+    from bench import report
+
+    assert report.main(["--check"]) == 0
+    # A number edited by hand inside a block is caught; text outside the blocks (sections appended for other
+    # issues) is neither read nor changed; a rewrite restores the block.
+    values, _ = report.blocks()
+    copy = tmp_path / "RESULTS.md"
+    text = open(report.FILES["results"]).read()
+    edited = text.replace("<!-- report:sharded -->\n", "<!-- report:sharded -->\n| rows | 1 us |\n", 1)
+    edited += "\n## Issue 99: appended by someone else\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    copy.write_text(edited)
+    monkeypatch.setitem(report.FILES, "results", str(copy))
+    assert report.main(["--check"]) == 1
+    new, changed, found = report.fill(edited, values)
+    assert changed == ["sharded"] and set(found) >= {"cifar10-table", "claims", "goals", "sharded"}
+    assert new.endswith("| 1 | 2 |\n") and new.replace("## Issue 99", "") != new
+    assert report.fill(new, values)[1] == []
