@@ -113,7 +113,7 @@ def draw(exp, results, rows, out_dir, *, layout=STUDY) -> list:
             paths.append(os.path.join(out_dir, f"curves_bs{g}.png"))
             plots.curves(_by_arm(feature), paths[-1], f"feature swaps, batch {g}, {feature[0]['data']}")
             paths.append(os.path.join(out_dir, f"time_to_target_bs{g}.png"))
-            plots.ratio_bars(ratios, paths[-1], f"batch {g}")
+            plots.ratio_bars(ratios, paths[-1], f"batch {g}", key="steps_ratio")
             paths += _weight_sweep(results, rows, g, out_dir)
             continue
         stem = os.path.join(out_dir, f"{exp.name}-{g.replace(' ', '_').replace('%', 'pc')}")
@@ -121,7 +121,7 @@ def draw(exp, results, rows, out_dir, *, layout=STUDY) -> list:
             paths.append(stem + "-curves.png")
             plots.curves(_by_arm(in_g), paths[-1], f"{exp.name}: {g}")
         paths.append(stem + "-ratios.png")
-        plots.ratio_bars(ratios, paths[-1], f"{exp.name}: {g}")
+        plots.ratio_bars(ratios, paths[-1], f"{exp.name}: {g}", key="steps_ratio")
     if layout == STUDY and exp.name == "weight-intensity":
         paths.append(_perturbation_sweep(rows, out_dir))
     return paths
