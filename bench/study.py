@@ -110,7 +110,8 @@ def declare_choice(out, sc):
         return None
     chosen = choose_lr(runs)
     with open(path, "w") as f:
-        json.dump({"rule": choose_lr.__doc__, "chosen": chosen, "grid_runs": len(runs), "at": time.ctime()}, f, indent=1)
+        declared = {"rule": choose_lr.__doc__, "chosen": chosen, "grid_runs": len(runs), "at": time.ctime()}
+        json.dump(declared, f, indent=1)
     return chosen
 
 

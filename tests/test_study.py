@@ -206,7 +206,8 @@ def test_poster_rate_is_chosen_from_the_saved_grid_and_declared_before_the_compa
     decisive = poster_experiments(sc, chosen)[1]
     assert decisive.declared and decisive.seed0 == 300 and decisive.seeds == 10
     assert [a for a, _ in decisive.arms] == ["none", "1SA"]
-    assert {g: o["lr"] for g, o in decisive.groups} == pytest.approx({"batch 32": 0.1 * 0.5**0.5, "batch 128": 0.2 * 2**0.5})
+    rates = {g: o["lr"] for g, o in decisive.groups}
+    assert rates == pytest.approx({"batch 32": 0.1 * 0.5**0.5, "batch 128": 0.2 * 2**0.5})
 
 
 def test_dose_trend_is_a_per_seed_slope_with_a_t_interval():

@@ -72,7 +72,8 @@ def _detectable(arms, key="steps_ratio") -> str:
         return "No detectable effect stated (fewer than 3 pairs, or no spread)"
     med = m[len(m) // 2]
     return (
-        f"At these seeds a speed-up to {med:.2f}x the baseline's steps (median over rows; range {m[0]:.2f}-{m[-1]:.2f}) "
+        f"At these seeds a speed-up to {med:.2f}x the baseline's steps (median over rows; range "
+        f"{m[0]:.2f}-{m[-1]:.2f}) "
         f"is detected with {100 * stats.POWER:.0f}% power"
     )
 
