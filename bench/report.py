@@ -25,6 +25,7 @@ import os
 import re
 import statistics
 import sys
+import textwrap
 import time
 
 from .common import stats
@@ -471,7 +472,7 @@ def measured(study, quick=None) -> str:
         wtxt = (
             f" Weight swaps do slow learning: one row swap a step cost a 16-channel CNN "
             f"{-100 * r1['delta_acc']:.1f} points of final accuracy ({r1['seeds']} seeds, no interval; "
-            f"{_subset(study.data['weight-intensity']).split(' /')[0]}, {steps} steps, baseline "
+            f"{_subset(study.data['weight-intensity']).split(' /')[0]}ing images, {steps} steps, baseline "
             f"{100 * base['final_acc']:.0f}%)"
         )
         dose = quick.section("weight-dose") if quick else None
@@ -485,22 +486,30 @@ def measured(study, quick=None) -> str:
         wtxt += "."
     cr = copy_ratios()
     meds = {c: statistics.median(v) for c, v in cr.items()}
+    runs = _fast_rows()
+    one = [statistics.median(_goal_value(rows, c, "plain") for rows in runs) for _, c, k, *_ in _GOALS[:2]]
+    resnet = "ResNet-18 (CIFAR input, batch 128): rows, state=False"
+    loop = statistics.median(_goal_value(rows, resnet, "plain") for rows in runs)
+    step_us = statistics.median(_row(rows, resnet, "native")["median_us"] for rows in runs)
     fp32 = [v for c, v in meds.items() if "float32" in c]
     bf16 = [v for c, v in meds.items() if "bfloat16" in c]
-    return (
+    return textwrap.fill(
         "What we measured so far (details, commands and machines in `bench/RESULTS.md`; these numbers are "
         "regenerated from the saved runs by `python -m bench.report`): on the CPU, on subsets (1,000-10,000 images) "
         f"of {DATA}, of {len(feats)} feature-swap comparisons with the baseline in steps to a target accuracy "
-        f"(95% paired t-intervals, 3-5 seeds), {n['faster']} is faster, {n['slower']} slower, {n['equivalent']} "
+        f"(95% paired t-intervals, 3-5 seeds), {n['faster'] or 'none'} faster, {n['slower']} slower, {n['equivalent']} "
         f"equivalent within a declared 10% margin (a speed-up of more than 10% excluded) and {n['inconclusive']} "
         f"inconclusive; {len(big)} of those cannot exclude a speed-up to 0.8x, so the poster's 2x is not reproduced "
         f"but a speed-up is excluded only in the {n['equivalent']}. The three 1-4% leads of the exploratory study "
-        f"were not confirmed on 10 fresh seeds ({ceq} of 3 equivalent within 10%)." + wtxt + " On 2 CPU threads the "
-        "one-image protocols run about 2x faster than the few lines of PyTorch a user would write instead, a "
-        "whole-model weight-swap step takes about 30 us (9.5x a per-parameter loop), and large swaps take "
+        f"were not confirmed on 10 fresh seeds ({ceq} of 3 equivalent within 10%)." + wtxt + " On 2 CPU threads "
+        f"(medians of five runs) the one-image protocols 1PA and 1SA run {one[0]:.2f}x and {one[1]:.2f}x faster than "
+        "the few lines of PyTorch a user would write instead, a whole-model weight-swap step on ResNet-18 takes "
+        f"{step_us:.0f} us ({loop:.1f}x faster than a per-parameter loop), and large swaps take "
         f"{min(fp32):.1f}-{max(fp32):.1f}x (float32) and {min(bf16):.1f}-{max(bf16):.1f}x (bfloat16) the time of "
         "copying the same bytes. The one binary serves torch 2.10 and later. The GPU kernels compile and are "
-        "checked ahead of time on the CPU but have not yet run on a GPU."
+        "checked ahead of time on the CPU but have not yet run on a GPU.",
+        width=116,
+        break_on_hyphens=False,
     )
 
 
