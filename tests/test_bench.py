@@ -257,6 +257,9 @@ def test_paired_ratio_and_censoring():
     c = stats.paired_ratio({0: 50.0, 1: None, 2: 200.0}, base, 1000, 1000)
     assert c["censored_arm"] == 1 and c["lower_bound"] and c["pairs"] == 3
     assert c["ratio"] == pytest.approx(math.exp((math.log(0.5) + math.log(5.0) + math.log(0.5)) / 3))
+    # a censored run counts at its own budget when budgets differ by seed (its own steps x its own step time)
+    own = stats.paired_ratio({0: 50.0, 1: None, 2: 200.0}, base, {0: 9e9, 1: 400.0, 2: 9e9}, 1000)
+    assert own["ratio"] == pytest.approx(math.exp((math.log(0.5) + math.log(2.0) + math.log(0.5)) / 3))
     d = stats.paired_ratio({0: 50.0, 1: 60.0}, {0: 100.0, 1: None}, 1000, 1000)
     assert d["censored_base"] == 1 and d["pairs"] == 1 and stats.fmt_ratio(d).startswith("0.50")
 

@@ -131,7 +131,8 @@ def paired_ratio(arm, base, budget_arm, budget_base, seed=0, alternative="two-si
     """Ratio arm / baseline of a time-to-target, paired by seed.
 
     arm, base: {seed: value or None (never reached the target: censored)}. A censored arm run counts at its
-    budget (the ratio is then a lower bound); a pair whose baseline is censored has no ratio and is reported.
+    budget (budget_arm: one for all, or {seed: budget}, e.g. that run's own steps x its step time; the ratio is
+    then a lower bound); a pair whose baseline is censored has no ratio and is reported.
     Returns the geometric-mean ratio with its 95% paired t-interval on the log ratios (nan with fewer than
     MIN_SEEDS pairs), the p-value of the paired t-test (alternative: "two-sided" or "less") and its two-sided one
     (p_two), the TOST p-value within the margin and the 90% interval it reads, the spread of the log ratios, the
@@ -145,7 +146,7 @@ def paired_ratio(arm, base, budget_arm, budget_base, seed=0, alternative="two-si
         a = arm[s]
         if a is None:
             censored_arm += 1
-            a = budget_arm
+            a = budget_arm[s] if isinstance(budget_arm, dict) else budget_arm
         logs.append(math.log(max(a, 1e-12) / max(base[s], 1e-12)))
     est, lo, hi = t_interval(logs)
     _, lo90, hi90 = t_interval(logs, 1 - 2 * ALPHA)

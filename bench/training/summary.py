@@ -170,8 +170,11 @@ def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none
 
             budget_steps = max(r["steps"] for r in runs)
             steps_ratio = ratio(time_to_target, 0, budget_steps)
-            time_ratio = ratio(time_to_target, 1, max(r["steps"] * step_time(r) for r in runs), lockstepped)
-            wall_ratio = ratio(wall_to_target, 1, max(r["train_seconds"] for r in runs))
+            # a censored run's time counts at its own budget (its steps at its own step time), never at another
+            # seed's: the seeds of a study run at different hours, under different loads
+            own = lambda f: {r["config"]["seed"]: f(r) for r in runs}  # noqa: E731
+            time_ratio = ratio(time_to_target, 1, own(lambda r: r["steps"] * step_time(r)), lockstepped)
+            wall_ratio = ratio(wall_to_target, 1, own(lambda r: r["train_seconds"]))
             shares = [
                 swap_share(r, base_by[r["config"]["seed"]]) for r in runs if r["config"]["seed"] in base_by
             ]
