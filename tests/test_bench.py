@@ -77,9 +77,9 @@ def test_quick_smoke_run(tmp_path, tiny):
     md = (out / "summary.md").read_text()
     assert "[n/a]" in md and "an interval needs at least 3 seeds" in md
     # Every run kept its raw wall-clock beside the median step time that times it to the target, timed in parts; the
-    # arms of one batch size and seed trained in one lockstep (10 arms: 3 feature arms, the sweep, metropolis).
+    # arms of one batch size and seed trained in one lockstep (8 arms: 3 feature arms, 4 sweep arms, metropolis).
     assert all(x["timing"] == "parts" and 0 < x["step_seconds_median"] <= x["step_seconds_p90"] for x in runs)
-    assert all(x["lockstep"] == 10 and set(x["part_seconds_median"]) == {"batch", "perturb", "model", "wswap"}
+    assert all(x["lockstep"] == 8 and set(x["part_seconds_median"]) == {"batch", "perturb", "model", "wswap"}
                for x in runs)
     assert len({x["lockstep_started"] for x in runs}) == 4  # 2 batch sizes x 2 seeds
     # A rerun resumes: nothing left to train.
