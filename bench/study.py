@@ -6,7 +6,9 @@ learning in step with their intensity.
 Each experiment is a declarative spec (arms, seeds, data, budget, metric) in bench/training/suite.py. Every
 (experiment, arm, seed) run is saved as it finishes under DIR/<experiment>/runs/; a rerun skips finished runs.
 DIR/REPORT.md has a table and a one-line verdict per experiment, beside plots and the raw per-run JSON.
-Scales: quick (built-in data, minutes), cpu (CIFAR-10 subsets on the CPU trainer, about two hours on 2 cores),
+Scales: quick (built-in data, minutes), cpu (subsets of the image tree given, e.g. the JPEG re-encoding of CIFAR-10,
+on the CPU trainer, about three hours on 2 cores), poster (the poster's regime decisively, on the whole tree: a
+saved learning-rate grid, its choice written to poster-lr-grid/choice.json, then 10 seeds of none and 1SA),
 gpu (the speed-run trainer on full CIFAR-10), gpu-short (the replication on the speed-run trainer, seeds added
 round by round while they fit in 5 minutes; the report rewritten after every run, so a cut loses only the run in
 flight). --dry-run: gpu-short's code on the CPU in seconds (tiny data, a narrow net).
@@ -25,7 +27,7 @@ import torch
 
 from .common.provenance import machine_info
 from .training import datasets, experiment, report
-from .training.suite import DRY_RUN, SCALES, experiments
+from .training.suite import DRY_RUN, SCALES, choose_lr, experiments, poster_experiments
 from .training.summary import add_details, summarise
 from .training.verdicts import verdict
 
@@ -89,6 +91,30 @@ def _summarised(exp, results, out, t0, figures=True):
     return exp, rows, summary.desc, paths, report.provenance(results)
 
 
+def declare_choice(out, sc):
+    """The decisive experiment's rates, chosen by suite.choose_lr from the saved grid's runs and written with the
+    rule to out/poster-lr-grid/choice.json before any comparison run (kept if already written, so a resumed study
+    keeps the choice it declared); None while the grid is unfinished."""
+    import glob
+    import json
+
+    path = os.path.join(out, "poster-lr-grid", "choice.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return {int(b): lr for b, lr in json.load(f)["chosen"].items()}
+    grid = poster_experiments(sc, None)[0]
+    want = sum(len(g[2]) for g in grid.groups) * grid.seeds
+    runs = [json.load(open(p)) for p in glob.glob(os.path.join(out, "poster-lr-grid", "runs", "*.json"))]
+    runs = [r for r in runs if r["config"]["seed"] in grid.seed_list()]
+    if len(runs) < want:
+        return None
+    chosen = choose_lr(runs)
+    with open(path, "w") as f:
+        declared = {"rule": choose_lr.__doc__, "chosen": chosen, "grid_runs": len(runs), "at": time.ctime()}
+        json.dump(declared, f, indent=1)
+    return chosen
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=list(SCALES), default="quick")
@@ -112,7 +138,7 @@ def main(argv=None):
     data = datasets.load(args.data or sc.data)
     if sc.train or sc.test:
         data = data.subset(sc.train, sc.test)
-    exps = experiments(sc, args.scale == "quick")
+    exps = experiments(sc, args.scale == "quick") if sc.name != "poster" else poster_experiments(sc, {})
     if args.only:
         unknown = set(args.only) - {e.name for e in exps}
         if unknown:
@@ -129,6 +155,12 @@ def main(argv=None):
     started, sections, machine = time.time(), [], machine_info()
     write = lambda secs: report.report(args.out, sc, data, secs, started, machine, args.note)  # noqa: E731
     for exp in exps:
+        if exp.name == "poster-decisive":  # its rate: chosen from the saved grid by the declared rule, first
+            chosen = declare_choice(args.out, sc)
+            if chosen is None:
+                print("poster-decisive: not run, the grid poster-lr-grid is unfinished (run it first)")
+                continue
+            exp = next(e for e in poster_experiments(sc, chosen) if e.name == exp.name)
         rewrite = (lambda sec: write([*sections, sec])) if sc.minutes else None  # as it goes, under a deadline
         sections.append(section(exp, sc, data, device, args.out, rewrite=rewrite))
         write(sections)

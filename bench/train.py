@@ -1,6 +1,11 @@
 """Does swapping speed training up? Trains with and without swaps and reports, per protocol and batch size, steps
-and wall-clock to a target test accuracy as ratios to the no-swap baseline (paired by seed, bootstrap 95%
-intervals, censored runs counted), and final accuracy.
+and time to a target test accuracy as ratios to the no-swap baseline (paired by seed, 95% paired t-intervals on
+the log ratios, censored runs counted), each with its verdict within the declared 10% margin (faster, slower,
+equivalent, inconclusive: TOST), the smallest speed-up its seeds could detect, the swap's share of a step, and final
+accuracy. The arms of one seed train side by side in one process (step k of every arm before step k+1 of any), so
+machine load hits them alike; time to target is the steps to it times the run's median step (its batch's building
+with the swap, the model's step, the weight swap, timed apart). A protocol written CODE+sham (or +gauss, +erase,
++rcp) is a control arm: it draws CODE's plan and applies nothing (or a matched perturbation); --quick keeps one.
 
     python -m bench.train [--data auto|builtin|cifar10|PATH] [--protocols none 1SA ...] [--weight-protocol NAME]
                           [--seeds N] [--epochs N] [--batch-size N [N ...]] [--target-acc F] [--device D]
@@ -22,12 +27,12 @@ import torch
 
 from .common.provenance import machine_info
 from .training import datasets, experiment, report
-from .training.config import RunConfig
+from .training.config import CONTROLS, RunConfig
 from .training.experiment import Experiment, default_lr
 from .training.summary import summarise
 
 DEFAULT_PROTOCOLS = ["none", "1SA", "1PA", "ASA", "ESA", "EPA"]
-QUICK_PROTOCOLS = ["none", "1SA", "ESA", "EPA"]
+QUICK_PROTOCOLS = ["none", "1SA", "1SA+sham", "ESA", "EPA"]
 
 
 def build_parser():
@@ -68,7 +73,7 @@ def settings(args):
     if args.subset or args.test_subset or (trainer == "cpu" and len(data.train_y) > 20000 and not args.quick):
         data = data.subset(args.subset or 10000, args.test_subset or (2000 if trainer == "cpu" else None))
     protocols = args.protocols or (QUICK_PROTOCOLS if args.quick else DEFAULT_PROTOCOLS)
-    protocols = ["none"] + [p.upper() for p in protocols if p.lower() != "none"]
+    protocols = ["none"] + [arm_code(p) for p in protocols if p.lower() != "none"]
     if data.channels == 1:
         skipped = [p for p in protocols if p[1:2] == "S"]
         if skipped:
@@ -80,11 +85,25 @@ def settings(args):
     return device, trainer, data, protocols, seeds, epochs, batches
 
 
+def arm_code(text: str) -> str:
+    """A --protocols entry as an arm: a protocol code ("1sa" -> "1SA"), or CODE+CONTROL ("1SA+sham")."""
+    code, _, control = text.partition("+")
+    if control and control.lower() not in CONTROLS:
+        raise SystemExit(f"--protocols: {text!r}: the control after + must be one of {', '.join(CONTROLS)}")
+    return code.upper() + (f"+{control.lower()}" if control else "")
+
+
+def arm_overrides(arm: str, swaps: int) -> dict:
+    """RunConfig overrides of an arm_code: the protocol, its swaps, and the control if any."""
+    code, _, control = arm.partition("+")
+    return {"protocol": code, "swaps": swaps, **({"control": control} if control else {})}
+
+
 def experiment_for(args, trainer, protocols, seeds, batches) -> Experiment:
     """The flags as one experiment: arms are the feature protocols (the baseline first) and, with
     --weight-protocol, the weight-swap sweep (each intensity without and with the optimizer state, then one
     Metropolis arm); groups are the batch sizes, each with its learning rate (--lr, else the trainer's rule)."""
-    overrides = [{"protocol": p, "swaps": args.swaps} for p in protocols]
+    overrides = [arm_overrides(p, args.swaps) for p in protocols]
     if args.weight_protocol:
         w = args.weight_protocol
         overrides += [
@@ -110,7 +129,8 @@ def main(argv=None):
     out = args.out or os.path.join("bench", "results", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
     print(
-        f"data {data.name}: {len(data.train_y)} train / {len(data.test_y)} test images, {data.classes} classes; "
+        f"data {data.name}{' (' + data.source + ')' if data.source else ''}: {len(data.train_y)} train / "
+        f"{len(data.test_y)} test images, {data.classes} classes; "
         f"trainer {trainer} on {device}; {seeds} seeds x {epochs:g} epochs; batch {batches}; out {out}"
     )
     exp = experiment_for(args, trainer, protocols, seeds, batches)
@@ -122,6 +142,7 @@ def main(argv=None):
         "machine": machine,
         "argv": vars(args),
         "data": data.name,
+        "source": data.source,
         "trainer": trainer,
         "device": device,
         "seeds": seeds,
@@ -131,6 +152,7 @@ def main(argv=None):
     }
     report.write(exp, results, summary, out, layout=report.SUMMARY, meta=meta)
     print(f"\ntarget test accuracy {100 * summary.target:.1f}%  (ratios < 1: faster than the baseline)\n")
+    print(report.legend() + "\n")
     print(report.table(summary.rows))
     print(f"\nwrote {out}/summary.md, summary.csv, curves.csv, runs/, *.png")
     return summary.rows

@@ -76,8 +76,12 @@ def test_quick_smoke_run(tmp_path, tiny):
     assert math.isnan(r["final_acc_ci"]) and math.isnan(r["steps_ratio"]["lo"]) and math.isnan(r["time_ratio"]["p"])
     md = (out / "summary.md").read_text()
     assert "[n/a]" in md and "an interval needs at least 3 seeds" in md
-    # Every run kept its raw wall-clock beside the median step time that times it to the target.
-    assert all(x["timing"] == "batch+step" and 0 < x["step_seconds_median"] <= x["step_seconds_p90"] for x in runs)
+    # Every run kept its raw wall-clock beside the median step time that times it to the target, timed in parts; the
+    # arms of one batch size and seed trained in one lockstep (8 arms: 3 feature arms, 4 sweep arms, metropolis).
+    assert all(x["timing"] == "parts" and 0 < x["step_seconds_median"] <= x["step_seconds_p90"] for x in runs)
+    assert all(x["lockstep"] == 8 and set(x["part_seconds_median"]) == {"batch", "perturb", "model", "wswap"}
+               for x in runs)
+    assert len({x["lockstep_started"] for x in runs}) == 4  # 2 batch sizes x 2 seeds
     # A rerun resumes: nothing left to train.
     before = {p: p.stat().st_mtime for p in (out / "runs").glob("*.json")}
     train.main(argv)
@@ -97,6 +101,42 @@ def test_p_zero_and_sham_match_the_baseline_exactly(tiny):
             assert other["curves"][key] == base["curves"][key], (cfg.arm(), key)
     swapped = train_one(tiny, RunConfig(protocol="ESA", **common))
     assert swapped["curves"]["clean_loss"] != base["curves"]["clean_loss"]
+
+
+def test_lockstep_trains_each_arm_exactly_as_alone(tiny):
+    # Arms stepped side by side (step k of each before step k+1 of any) compute what each computes alone, bit for
+    # bit: their random streams are their own. The sham arm times its plan's drawing apart, the weight swap its own.
+    from bench.training.summary import lockstepped, swap_share
+    from bench.training.trainer import train_lockstep
+
+    common = dict(epochs=0.5, batch_size=32, seed=1)
+    cfgs = [
+        RunConfig(**common),
+        RunConfig(protocol="EPA", **common),
+        RunConfig(protocol="1SA", control="sham", **common),
+        RunConfig(weight_protocol="rows", **common),
+    ]
+    together = train_lockstep(tiny, cfgs)
+    for cfg, res in zip(cfgs, together, strict=True):
+        alone = train_one(tiny, cfg)
+        for key in ("step", "train_loss", "clean_loss", "test_acc"):
+            assert res["curves"][key] == alone["curves"][key], (cfg.arm(), key)
+        assert res["lockstep"] == 4 and alone["lockstep"] == 1
+    base, epa, sham, rows = together
+    assert lockstepped(base, sham) and not lockstepped(base, train_one(tiny, cfgs[0]))
+    assert sham["part_seconds_median"]["perturb"] > 0 and base["part_seconds_median"]["perturb"] == 0
+    assert rows["part_seconds_median"]["wswap"] > 0 and base["part_seconds_median"]["wswap"] == 0
+    for r in together:
+        total = sum(r["part_seconds_median"].values())
+        assert r["step_seconds_median"] > 0 and total > 0
+    assert swap_share(rows, base) > 0 and swap_share(epa, train_one(tiny, cfgs[0])) is None
+
+
+def test_sham_arm_is_accepted_by_bench_train(tmp_path):
+    assert train.arm_code("1sa+sham") == "1SA+sham" and train.arm_overrides("1SA+sham", 1)["control"] == "sham"
+    assert "1SA+sham" in train.QUICK_PROTOCOLS
+    with pytest.raises(SystemExit, match="control after"):
+        train.arm_code("1SA+bogus")
 
 
 def test_controls_run(tiny):
@@ -142,6 +182,37 @@ def test_t_test_and_holm_on_known_answers():
     assert stats.holm([0.02, 0.9]) == pytest.approx([0.04, 0.9])
 
 
+def test_t_interval_tost_and_detectable_effect_on_known_answers():
+    from scipy import stats as sp
+
+    # Three log ratios: the 95% interval is the t-interval (t(0.975, 2) = 4.303), not the min-max a bootstrap gives.
+    logs = [math.log(1.05), math.log(1.01), math.log(0.67)]
+    r = stats.paired_ratio({0: 105.0, 1: 101.0, 2: 67.0}, {0: 100.0, 1: 100.0, 2: 100.0}, 1e3, 1e3)
+    half = 4.303 * np.std(logs, ddof=1) / math.sqrt(3)
+    assert r["lo"] == pytest.approx(math.exp(np.mean(logs) - half), rel=1e-3) and r["lo"] < 0.67
+    assert r["method"] == stats.METHOD and r["verdict"] == "inconclusive" and r["mde"] < 0.8  # 0.8 not excluded
+    # Ten pairs within 1% of each other: equivalent within the 10% margin (TOST), and a 10% effect is detectable.
+    ten = {i: 100.0 * (1 + 0.01 * ((i % 3) - 1)) for i in range(10)}
+    e = stats.paired_ratio(ten, {i: 100.0 for i in range(10)}, 1e3, 1e3)
+    assert e["verdict"] == "equivalent" and e["tost_p"] < 0.05 and 0.9 < e["mde"] < 1.0 < e["mde_up"]
+    assert 0.9 < e["lo"] <= e["lo90"] < 1 < e["hi90"] <= e["hi"] < 1.1
+    # TOST p is the larger of the two one-sided tests against the margins
+    v = np.array([0.02, 0.05, -0.01, 0.03])
+    p1 = sp.ttest_1samp(v, math.log(0.9), alternative="greater").pvalue
+    p2 = sp.ttest_1samp(v, math.log(1.1), alternative="less").pvalue
+    assert stats.tost(v) == pytest.approx(max(p1, p2))
+    # A clear, large speed-up is "faster"; a censored arm can only be "slower" or "inconclusive".
+    f = stats.paired_ratio({0: 50.0, 1: 52.0, 2: 49.0}, {0: 100.0, 1: 100.0, 2: 100.0}, 1e3, 1e3)
+    assert f["verdict"] == "faster" and f["hi"] < 0.9
+    c = stats.paired_ratio({0: 50.0, 1: None, 2: 49.0}, {0: 100.0, 1: 100.0, 2: 100.0}, 1e3, 1e3)
+    assert c["lower_bound"] and c["verdict"] == "inconclusive"
+    # Power: at the detectable effect, the noncentral t rejects with 80% probability.
+    d, sd, n = -math.log(e["mde"]), e["sd_log"], 10
+    crit = sp.t.ppf(0.975, n - 1)
+    nc = d / (sd / math.sqrt(n))
+    assert sp.nct.sf(crit, n - 1, nc) + sp.nct.cdf(-crit, n - 1, nc) == pytest.approx(0.8, abs=1e-4)
+
+
 def test_stall_in_one_run_is_not_a_speed_up():
     # Two identical runs, one with a 4-second stall of the machine in its third step: by the raw wall-clock it takes
     # far longer to the target; by steps times the median step time, the same.
@@ -159,6 +230,9 @@ def test_stall_in_one_run_is_not_a_speed_up():
             "steps": 10,
             "train_seconds": float(t[-1]),
             "step_seconds_median": 0.01,
+            "part_seconds_median": {"batch": 0.002, "perturb": 0.0, "model": 0.008, "wswap": 0.0},
+            "timing": "parts",
+            "lockstep_started": f"seed {seed}",  # each seed's arms stepped side by side
             "final_acc": 1.0,
             "final_clean_loss": 0.1,
         }
@@ -167,6 +241,12 @@ def test_stall_in_one_run_is_not_a_speed_up():
     assert wall_to_target(results[0], 0.8)[1] > 4.0 and time_to_target(results[0], 0.8) == pytest.approx((8, 0.08))
     row = next(r for r in arm_rows(results, 0.8) if r["arm"] == "1SA")
     assert row["time_ratio"]["ratio"] == pytest.approx(1.0) and row["wall_ratio"]["ratio"] < 0.5
+    assert row["time_ratio"]["pairs"] == 3 and row["swap_share"] == pytest.approx(0.0)
+    # Runs not trained in one lockstep (made one after another) have no time ratio at all: only steps compare.
+    for r in results:
+        r["lockstep_started"] = r["arm"]
+    row = next(r for r in arm_rows(results, 0.8) if r["arm"] == "1SA")
+    assert row["time_ratio"]["pairs"] == 0 and row["steps_ratio"]["pairs"] == 3 and row["swap_share"] is None
 
 
 def test_paired_ratio_and_censoring():
@@ -177,6 +257,9 @@ def test_paired_ratio_and_censoring():
     c = stats.paired_ratio({0: 50.0, 1: None, 2: 200.0}, base, 1000, 1000)
     assert c["censored_arm"] == 1 and c["lower_bound"] and c["pairs"] == 3
     assert c["ratio"] == pytest.approx(math.exp((math.log(0.5) + math.log(5.0) + math.log(0.5)) / 3))
+    # a censored run counts at its own budget when budgets differ by seed (its own steps x its own step time)
+    own = stats.paired_ratio({0: 50.0, 1: None, 2: 200.0}, base, {0: 9e9, 1: 400.0, 2: 9e9}, 1000)
+    assert own["ratio"] == pytest.approx(math.exp((math.log(0.5) + math.log(2.0) + math.log(0.5)) / 3))
     d = stats.paired_ratio({0: 50.0, 1: 60.0}, {0: 100.0, 1: None}, 1000, 1000)
     assert d["censored_base"] == 1 and d["pairs"] == 1 and stats.fmt_ratio(d).startswith("0.50")
 
@@ -351,3 +434,22 @@ def test_overhead_setup_rows_time_construction_and_first_steps():
     assert all(r["repeats"] == 2 and r["median_us"] > 0 for r in rows)
     # two weights; with state=True their momentum buffers move too
     assert all(("(2 jobs), state=False" in r["case"]) != ("(4 jobs), state=True" in r["case"]) for r in rows)
+def test_report_check_passes_on_the_saved_runs_and_catches_a_hand_edit(tmp_path, monkeypatch):
+    # Every generated block of RESULTS.md and the README is what the saved runs give (python -m bench.report --check)
+    from bench import report
+
+    assert report.main(["--check"]) == 0
+    # A number edited by hand inside a block is caught; text outside the blocks (sections appended for other
+    # issues) is neither read nor changed; a rewrite restores the block.
+    values, _ = report.blocks()
+    copy = tmp_path / "RESULTS.md"
+    text = open(report.FILES["results"]).read()
+    edited = text.replace("<!-- report:sharded -->\n", "<!-- report:sharded -->\n| rows | 1 us |\n", 1)
+    edited += "\n## Issue 99: appended by someone else\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    copy.write_text(edited)
+    monkeypatch.setitem(report.FILES, "results", str(copy))
+    assert report.main(["--check"]) == 1
+    new, changed, found = report.fill(edited, values)
+    assert changed == ["sharded"] and set(found) >= {"cifar10-table", "claims", "goals", "sharded"}
+    assert new.endswith("| 1 | 2 |\n") and new.replace("## Issue 99", "") != new
+    assert report.fill(new, values)[1] == []

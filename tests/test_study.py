@@ -175,3 +175,57 @@ def test_intensity_arms_parse_and_verdict_counts_censored_arms():
     v = _intensity_verdict(rows)
     assert v.startswith("0 of 3 swapped arms reach") and "in 1 of 1 protocol/kind series" in v
     assert "mixed -1.0 points" in v
+
+
+def test_poster_rate_is_chosen_from_the_saved_grid_and_declared_before_the_comparison(tmp_path):
+    import json
+
+    from bench.training.suite import POSTER_BATCHES, POSTER_LR_GRID, SCALES, choose_lr, poster_experiments
+
+    sc = SCALES["poster"]
+    assert sc.train is None and sc.seeds >= 10  # the whole training set, 10 seeds
+    grid = poster_experiments(sc, None)
+    assert [e.name for e in grid] == ["poster-lr-grid"]  # no comparison while the grid is unfinished
+    assert study.declare_choice(str(tmp_path), sc) is None
+    runs = tmp_path / "poster-lr-grid" / "runs"
+    runs.mkdir(parents=True)
+    best = {32: 0.1, 128: 0.2}
+    for b in POSTER_BATCHES:
+        for lr in POSTER_LR_GRID:
+            for seed in grid[0].seed_list():
+                acc = 0.5 if lr == best[b] else 0.4
+                cfg = {"batch_size": b, "lr": lr * (b / 64) ** 0.5, "seed": seed}
+                (runs / f"b{b}-lr{lr}-s{seed}.json").write_text(json.dumps({"config": cfg, "best_acc": acc}))
+    chosen = study.declare_choice(str(tmp_path), sc)
+    assert chosen == best == choose_lr([json.loads(p.read_text()) for p in runs.glob("*.json")])
+    saved = json.loads((tmp_path / "poster-lr-grid" / "choice.json").read_text())
+    assert saved["grid_runs"] == 16 and "highest mean best test accuracy" in saved["rule"]
+    # the choice, once declared, stands: later runs in the folder do not change it
+    (runs / "late.json").write_text(json.dumps({"config": {"batch_size": 32, "lr": 1.0, "seed": 200}, "best_acc": 1}))
+    assert study.declare_choice(str(tmp_path), sc) == best
+    decisive = poster_experiments(sc, chosen)[1]
+    assert decisive.declared and decisive.seed0 == 300 and decisive.seeds == 10
+    assert [a for a, _ in decisive.arms] == ["none", "1SA"]
+    rates = {g: o["lr"] for g, o in decisive.groups}
+    assert rates == pytest.approx({"batch 32": 0.1 * 0.5**0.5, "batch 128": 0.2 * 2**0.5})
+
+
+def test_dose_trend_is_a_per_seed_slope_with_a_t_interval():
+    import math
+
+    from bench.training.verdicts import dose_trend, dose_verdict
+
+    # accuracy lost = 2 + 3 * log10(p) + seed noise: the mean slope is 3 points per tenfold rate
+    rows = [{"arm": "none", "delta_acc_by_seed": {s: 0.0 for s in range(5)}}]
+    for p in (0.01, 0.1, 1.0):
+        rows.append(
+            {
+                "arm": f"rows@p{p:g}",
+                "delta_acc_by_seed": {s: -(2 + (3 + 0.1 * s) * math.log10(p) + 2) / 100 for s in range(5)},
+                "delta_acc": 0.0,
+                "delta_acc_ci": 0.0,
+            }
+        )
+    est, lo, hi, p, n, k = dose_trend(rows, "rows")
+    assert est == pytest.approx(3.2) and lo < 3.2 < hi and n == 5 and k == 3 and p < 0.01
+    assert "trend +3.2 points lost per tenfold rate" in dose_verdict(rows)

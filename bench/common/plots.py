@@ -44,7 +44,8 @@ def curves(by_arm: dict, path: str, title: str):
 
 
 def ratio_bars(rows, path: str, title: str, key="time_ratio"):
-    """Time-to-target ratio to the baseline per arm with its 95% interval (1 = no change; < 1 faster)."""
+    """Steps- or time-to-target ratio (key) to the baseline per arm with its 95% interval, labelled with the
+    interval's method and n (1 = no change; < 1 faster)."""
     rows = [r for r in rows if r[key]["pairs"]]
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(rows) + 2), 4))
     x = np.arange(len(rows))
@@ -55,8 +56,10 @@ def ratio_bars(rows, path: str, title: str, key="time_ratio"):
     ax.bar(x, est, color=colors, alpha=0.7)
     ax.errorbar(x, est, yerr=[est - lo, hi - est], fmt="none", ecolor="black", capsize=4)
     ax.axhline(1.0, color="black", lw=1)
-    ax.set_xticks(x, [r["arm"] for r in rows], rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("time to target / baseline (95% CI)")
+    ax.set_xticks(x, [f"{r['arm']} (n={r[key]['pairs']})" for r in rows], rotation=45, ha="right", fontsize=8)
+    what = "steps" if key == "steps_ratio" else "time"
+    method = rows[0][key].get("method", "bootstrap") if rows else ""
+    ax.set_ylabel(f"{what} to target / baseline\n(95% CI, {method})", fontsize=8)
     ax.set_title(title + "  (red: some runs censored, ratio is a lower bound)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -18,7 +18,8 @@ SUMMARY, STUDY = "summary", "study"  # the two layouts: bench.train's output fol
 
 _SUMMARY_CSV = (
     "batch arm seeds reached steps_to_target steps_ratio steps_lo steps_hi steps_p steps_p_holm time_ratio time_lo "
-    "time_hi time_p time_p_holm wall_ratio censored final_acc final_acc_ci clean_loss"
+    "time_hi time_p time_p_holm wall_ratio censored final_acc final_acc_ci clean_loss steps_verdict steps_tost_p "
+    "steps_mde swap_share"
 ).split()
 _CURVES_CSV = "batch arm seed step epoch time_s train_loss clean_loss test_acc".split()
 
@@ -46,25 +47,48 @@ def _p(q, family="experiment") -> str:
     return f"{q['p']:.2g} ({adj:.2g})"
 
 
-def table(rows, group_name="batch") -> str:
-    """The markdown table of an experiment's rows, with a line under it saying why an interval reads n/a."""
-    head = (
-        f"| {group_name} | arm | seeds | reached | steps to target | steps ratio [95% CI] | time ratio [95% CI] "
-        f"| p steps (Holm) | final acc | vs baseline (pts) | clean loss | s/step |"
+def legend() -> str:
+    """What a table's ratio columns mean: the interval's method, n, the verdict's rule and margin, the detectable
+    effect, and time's one definition."""
+    m = stats.MARGIN
+    return (
+        f"Ratios: arm / baseline, geometric mean over the n seed pairs with its 95% interval ({stats.METHOD}; "
+        f"none from fewer than {stats.MIN_SEEDS} pairs); `>=`: a lower bound (runs that never reached the target "
+        f"count at their budget). Verdict (steps, declared margin {100 * m:.0f}%): *equivalent* when TOST at 5% "
+        f"puts the ratio inside [{1 - m:.2f}, {1 + m:.2f}], else *faster* / *slower* when the 95% interval excludes "
+        f"1, else *inconclusive*. Detectable: the smallest speed-up (ratio) a two-sided paired t-test at 5% finds "
+        f"with {100 * stats.POWER:.0f}% power at these seeds and this spread. Time: steps to target x the median "
+        "step (batch building with the swap, control, model step, weight swap, timed apart), compared only between "
+        "runs trained in one lockstep; n/a for runs made one after another. Swap share: the swap's part of the "
+        "arm's median step (lockstep runs)."
     )
-    lines = [head, "|" + "|".join(["---"] * 12) + "|"]
+
+
+def table(rows, group_name="batch") -> str:
+    """The markdown table of an experiment's rows, with a line under it naming its method (and why n/a)."""
+    head = (
+        f"| {group_name} | arm | n | reached | steps to target | steps ratio [95% CI] | verdict | detectable "
+        f"| time ratio [95% CI] | swap share | p steps (Holm) | final acc | vs baseline (pts) | clean loss | ms/step |"
+    )
+    lines = [head, "|" + "|".join(["---"] * 15) + "|"]
     for r in rows:
         steps = f"{r['steps_to_target']:.0f}" if r["reached"] else "-"
+        sr, base = r["steps_ratio"], r["arm"] == "none"
+        mde = sr.get("mde", float("nan"))
+        share = r.get("swap_share")
         lines.append(
-            f"| {r['group']} | {r['arm']} | {r['seeds']} | {r['reached']}/{r['seeds']} | {steps} "
-            f"| {stats.fmt_ratio(r['steps_ratio'])} | {stats.fmt_ratio(r['time_ratio'])} "
-            f"| {_p(r['steps_ratio']) if r['arm'] != 'none' else '-'} "
+            f"| {r['group']} | {r['arm']} | {sr['pairs']} | {r['reached']}/{r['seeds']} | {steps} "
+            f"| {stats.fmt_ratio(sr)} | {'-' if base else sr.get('verdict', '-')} "
+            f"| {'-' if base or math.isnan(mde) else f'{mde:.2f}'} "
+            f"| {stats.fmt_ratio(r['time_ratio']) if r['time_ratio']['pairs'] else 'n/a'} "
+            f"| {'-' if share is None or base else f'{100 * share:+.1f}%'} "
+            f"| {_p(sr) if not base else '-'} "
             f"| {stats.fmt_mean(r['final_acc'], r['final_acc_ci'], 100)} "
             f"| {stats.fmt_mean(r['delta_acc'], r['delta_acc_ci'], 100, sign=True)} "
-            f"| {r['final_clean_loss']:.3f} | {r['seconds_per_step'] * 1e3:.1f} ms |"
+            f"| {r['final_clean_loss']:.3f} | {r['seconds_per_step'] * 1e3:.1f} |"
         )
-    if any(r["seeds"] < stats.MIN_SEEDS for r in rows):
-        lines += ["", f"[n/a]: {stats.NO_INTERVAL} (and no test is made)."]
+    lines += ["", f"CI: 95% {stats.METHOD}; n: seed pairs. " + (stats.NO_INTERVAL + "." if any(
+        r["seeds"] < stats.MIN_SEEDS for r in rows) else "")]
     return "\n".join(lines)
 
 
@@ -89,7 +113,7 @@ def draw(exp, results, rows, out_dir, *, layout=STUDY) -> list:
             paths.append(os.path.join(out_dir, f"curves_bs{g}.png"))
             plots.curves(_by_arm(feature), paths[-1], f"feature swaps, batch {g}, {feature[0]['data']}")
             paths.append(os.path.join(out_dir, f"time_to_target_bs{g}.png"))
-            plots.ratio_bars(ratios, paths[-1], f"batch {g}")
+            plots.ratio_bars(ratios, paths[-1], f"batch {g}", key="steps_ratio")
             paths += _weight_sweep(results, rows, g, out_dir)
             continue
         stem = os.path.join(out_dir, f"{exp.name}-{g.replace(' ', '_').replace('%', 'pc')}")
@@ -97,7 +121,7 @@ def draw(exp, results, rows, out_dir, *, layout=STUDY) -> list:
             paths.append(stem + "-curves.png")
             plots.curves(_by_arm(in_g), paths[-1], f"{exp.name}: {g}")
         paths.append(stem + "-ratios.png")
-        plots.ratio_bars(ratios, paths[-1], f"{exp.name}: {g}")
+        plots.ratio_bars(ratios, paths[-1], f"{exp.name}: {g}", key="steps_ratio")
     if layout == STUDY and exp.name == "weight-intensity":
         paths.append(_perturbation_sweep(rows, out_dir))
     return paths
@@ -157,7 +181,7 @@ def _summary_files(out, exp, results, summary, meta):
                 [r["group"], r["arm"], r["seeds"], r["reached"], r["steps_to_target"]]
                 + [s["ratio"], s["lo"], s["hi"], s["p"], holm(s), t["ratio"], t["lo"], t["hi"], t["p"], holm(t)]
                 + [r["wall_ratio"]["ratio"], t["censored_arm"], r["final_acc"], r["final_acc_ci"]]
-                + [r["final_clean_loss"]]
+                + [r["final_clean_loss"], s.get("verdict"), s.get("tost_p"), s.get("mde"), r.get("swap_share")]
             )
     with open(os.path.join(out, "curves.csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -172,7 +196,8 @@ def _summary_files(out, exp, results, summary, meta):
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(
             f"target test accuracy {100 * target:.1f}% ({'given' if exp.target else 'auto'}); "
-            f"data {meta['data']}; trainer {meta['trainer']}; {exp.seeds} seeds\n\n{table(rows)}\n"
+            f"data {meta['data']}{' (' + meta['source'] + ')' if meta.get('source') else ''}; trainer "
+            f"{meta['trainer']}; {exp.seeds} seeds\n\n{legend()}\n\n{table(rows)}\n"
         )
 
 
@@ -192,18 +217,14 @@ def report(out, sc, data, sections, started, machine, note=""):
     lines = [
         f"# bench.study report: scale {sc.name}",
         "",
-        f"Data {data.name} ({len(data.train_y)} train / {len(data.test_y)} test images); trainer {sc.trainer}; "
+        f"Data {data.name} ({len(data.train_y)} train / {len(data.test_y)} test images"
+        + (f"; {data.source}" if getattr(data, "source", "") else "")
+        + f"); trainer {sc.trainer}; "
         f"commit {machine['commit']} (at the start); machine {machine['cpu']}, torch {machine['torch']}; "
         f"{(time.time() - started) / 60:.0f} min for the runs made in this invocation.",
         "",
         *([note, ""] if note else []),
-        "Ratios are arm / baseline of the steps (or time) to the target, paired by seed, geometric mean with a "
-        f"bootstrap 95% interval (none from fewer than {stats.MIN_SEEDS} seeds); `>=` marks a lower bound where some "
-        "runs never reached the target (censored, counted at their budget). Time to target is the steps to it times "
-        "the run's median step time (batch building with its swap, the training step, the weight swap, extra "
-        "forward passes of Metropolis arms), so that a stall of the shared machine inside one run cannot pass for a "
-        "speed-up; the raw wall-clock ratio is kept in each experiment's JSON (`wall_ratio`). Runs saved before "
-        "steps were timed one by one (timing `step`) use their mean step time, without the batch building. "
+        legend() + " The raw wall-clock ratio is kept in each experiment's JSON (`wall_ratio`). "
         "p: paired t-test on the log ratios (two-sided unless declared), in brackets Holm-adjusted over the "
         "experiment's comparisons.",
         "",
@@ -217,7 +238,7 @@ def report(out, sc, data, sections, started, machine, note=""):
             "",
             "Each claim is one family: every swap arm compared with its baseline in the exploratory experiments "
             "of that claim, at a family-wise 5% (Holm). With no effect anywhere, chance alone puts 2.5% of "
-            "two-sided 95% comparisons on each side of 1.",
+            f"two-sided 95% {stats.METHOD} intervals on each side of 1.",
             "",
             *families,
             "",

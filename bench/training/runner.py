@@ -11,7 +11,7 @@ import random
 import time
 
 from .config import RunConfig
-from .trainer import train
+from .trainer import train_lockstep
 
 # RunConfig fields added after results were committed, with their defaults: left out of the key while at the
 # default, so every run saved before a field existed keeps its key and is found, not retrained.
@@ -48,8 +48,9 @@ def run_order(blocks, seeds):
 
 def run_all(data, configs, out_dir, *, blocks=None, progress=True, log=print, each=None):
     """Runs every config not already saved under out_dir/runs (each saved as it finishes: an interrupted run
-    loses at most the run in progress), in run_order by block (default: the batch size) and seed. Returns the
-    results in config order.
+    loses at most the runs in progress), in run_order by block (default: the batch size) and seed, the unsaved
+    runs of one block and seed side by side in lockstep (trainer.train_lockstep). Returns the results in config
+    order.
 
     data: the Data, or a function config -> Data (a run on a subset). each(i, result, seconds, trained): called
     after config i is loaded (trained False) or trained, with the seconds that took."""
@@ -68,22 +69,36 @@ def run_all(data, configs, out_dir, *, blocks=None, progress=True, log=print, ea
         bar = tqdm(total=total, unit="step", desc=f"{len(todo)} runs", mininterval=2.0)
     results = [None] * len(configs)
     blocks = blocks if blocks is not None else [c.batch_size for c in configs]
-    for i in run_order(blocks, [c.seed for c in configs]):
-        cfg, path, t0 = configs[i], paths[i], time.time()
-        trained = not os.path.exists(path)
-        if not trained:
-            with open(path) as f:
-                results[i] = json.load(f)
-        else:
-            if bar is not None:
-                bar.set_postfix_str(f"{cfg.arm()} bs{cfg.batch_size} seed{cfg.seed}")
-            res = train(data_for(cfg), cfg, progress=bar)
-            with open(path + ".tmp", "w") as f:
+    order = run_order(blocks, [c.seed for c in configs])
+    # the runs of one block and seed (the arms that share a baseline) train in lockstep, in one process
+    cohorts = {}
+    for i in order:
+        cohorts.setdefault((blocks[i], configs[i].seed), []).append(i)
+    for idx in cohorts.values():
+        for i in idx:
+            if os.path.exists(paths[i]):
+                with open(paths[i]) as f:
+                    results[i] = json.load(f)
+                if each is not None:
+                    each(i, results[i], 0.0, False)
+        todo_idx = [i for i in idx if results[i] is None]
+        if not todo_idx:
+            continue
+        if bar is not None:
+            c0 = configs[todo_idx[0]]
+            bar.set_postfix_str(f"{len(todo_idx)} arms in lockstep, bs{c0.batch_size} seed{c0.seed}")
+        t0 = time.time()
+
+        def finished(j, res, todo_idx=todo_idx, t0=t0):
+            i = todo_idx[j]
+            with open(paths[i] + ".tmp", "w") as f:
                 json.dump(res, f)
-            os.replace(path + ".tmp", path)
+            os.replace(paths[i] + ".tmp", paths[i])
             results[i] = res
-        if each is not None:
-            each(i, results[i], time.time() - t0, trained)
+            if each is not None:
+                each(i, res, time.time() - t0, True)
+
+        train_lockstep(lambda c: data_for(c), [configs[i] for i in todo_idx], progress=bar, each=finished)
     if bar is not None:
         bar.close()
     return results

@@ -10,9 +10,15 @@ from .experiment import BASE_BATCH, GPU_LR, Declared, Experiment, default_lr, sc
 POSTER = ["none", "1SA", "1PA", "ESA", "ASA", "EPA"]
 GPU_SHORT = ["none", "1SA", "1PA", "ESA"]
 CONFIRM_SEED0 = 100  # the confirmatory runs' fresh seeds: 100, 101, ... (the exploratory ones are 0, 1, 2)
-# Plain SGD's learning rate at the base batch: momentum 0.9 multiplies the step by about 10, so plain SGD needs
-# a larger rate; 0.2 was the best of 0.05, 0.1, 0.2, 0.4 for the baseline in a one-seed pilot (bench/RESULTS.md).
+# Plain SGD's learning rate at the base batch, as the exploratory poster-regime ran it: momentum 0.9 multiplies the
+# step by about 10, so plain SGD needs a larger rate; 0.2 was chosen by hand from a one-seed baseline pilot whose
+# command and runs were not saved (so nothing rests on it): the decisive experiment (scale "poster") chooses its
+# rate from a saved grid instead, by a rule declared here (POSTER_LR_GRID, choose_lr).
 PLAIN_SGD_LR = 0.2
+POSTER_LR_GRID = (0.05, 0.1, 0.2, 0.4)  # plain SGD's rate at batch 64, scaled by sqrt(batch / 64)
+POSTER_BATCHES = (32, 128)
+GRID_SEED0, DECISIVE_SEED0 = 200, 300  # the grid's seeds and the comparison's, apart from every other experiment's
+DOSE_P = (0.01, 0.03, 0.1, 0.3, 1.0)  # weight-dose: the probability of one weight swap in a step
 WEIGHT = ["rows", "cols", "in-row", "in-col", "mixed", "bias", "inter-layer"]
 
 
@@ -60,6 +66,10 @@ SCALES = {
     # round of the 4 arms at 4 epochs is meant to take well under 40 s there, so at least 8 seeds fit: unmeasured
     # until a GPU is lent; the report says how many fitted).
     "gpu-short": Scale("gpu-short", "auto", None, None, 8, 4.0, trainer="gpu", batch=1024, minutes=5.0, max_seeds=32),
+    # poster: the poster's regime, decisively: all 50,000 training images (and the 10,000 test images), 10 seeds
+    # for the baseline and 1SA at batch 32 and 128, the rate from a saved grid (poster_experiments). Sized for a
+    # GPU or a long CPU session: about 40 runs of 4 epochs over 50,000 images, plus the grid's 16.
+    "poster": Scale("poster", "auto", None, None, 10, 4.0),
 }
 
 # --dry-run: the same code (the speed-run trainer, the deadline, the report written as it goes) on the CPU in
@@ -87,6 +97,92 @@ def _metropolis_grid(sc: Scale):
     if sc.name == "quick":
         return [(0.03, 1.0, None), (0.03, 0.25, 0.01)]
     return [(0.003, 1.0, None), (0.03, 1.0, None), (0.3, 1.0, None), (0.03, 0.25, None), (0.03, 1.0, 0.01)]
+
+
+def choose_lr(grid_rows: list) -> dict:
+    """The declared rule that picks the decisive experiment's rate from the grid's baseline runs, per batch size:
+    the rate whose runs reach the highest mean best test accuracy over the grid's seeds (ties: the smaller rate).
+    grid_rows: the saved grid runs (dicts with config and best_acc). Returns {batch size: rate at batch 64}."""
+    by = {}
+    for r in grid_rows:
+        c = r["config"]
+        base_lr = round(c["lr"] / (c["batch_size"] / BASE_BATCH) ** 0.5, 6)
+        by.setdefault(c["batch_size"], {}).setdefault(base_lr, []).append(r["best_acc"])
+    return {
+        b: min(rates, key=lambda lr: (-sum(rates[lr]) / len(rates[lr]), lr)) for b, rates in sorted(by.items())
+    }
+
+
+def poster_experiments(sc: Scale, chosen: dict | None) -> list:
+    """The poster's regime, decisively (scale "poster"): first `poster-lr-grid`, the baseline alone at every rate of
+    POSTER_LR_GRID and batch size of POSTER_BATCHES on 2 seeds of its own (200, 201); its runs are saved and the
+    rate is chosen from them by choose_lr, declared before the comparison; then `poster-decisive`, the baseline and
+    1SA (the poster's headline protocol) on sc.seeds fresh seeds (300...) at the chosen rate, judged by the
+    equivalence verdict (TOST within the 10% margin) in steps to the target. chosen: choose_lr of the grid's runs,
+    or None while the grid is unfinished (then only the grid is returned); {} names both (no rate chosen yet)."""
+    regime = {"flip": False, "optimizer": "sgd", "schedule": "constant"}
+    grid = Experiment(
+        "poster-lr-grid",
+        "The poster's regime: which plain-SGD rate suits the baseline at each batch size? (the grid that chooses "
+        "poster-decisive's rate; its runs are kept)",
+        [(f"lr{lr:g}", {}) for lr in POSTER_LR_GRID],
+        2,
+        base=regime,
+        groups=[
+            (f"batch {b} lr {lr:g}", {"batch_size": b, "lr": lr * (b / BASE_BATCH) ** 0.5}, [f"lr{lr:g}"])
+            for b in POSTER_BATCHES
+            for lr in POSTER_LR_GRID
+        ],
+        seed0=GRID_SEED0,
+    )
+    if chosen is None:
+        return [grid]
+    decisive = Experiment(
+        "poster-decisive",
+        "In the poster's regime on all 50,000 training images, does 1SA reach the target in fewer steps than the "
+        "baseline, or is it equivalent within 10%?",
+        [(p, {"protocol": p}) for p in ("none", "1SA")],
+        sc.seeds,
+        base=regime,
+        groups=[
+            (f"batch {b}", {"batch_size": b, "lr": chosen.get(b, float("nan")) * (b / BASE_BATCH) ** 0.5})
+            for b in POSTER_BATCHES
+        ],
+        seed0=DECISIVE_SEED0,
+        claim="feature",
+        declared=Declared(
+            "1SA reaches the target accuracy in fewer steps than the baseline (ratio < 1) at batch 32 and 128; "
+            f"the rate of each batch size chosen from poster-lr-grid by choose_lr ({chosen}). Equivalence: TOST "
+            "within a 10% margin."
+        ),
+    )
+    return [grid, decisive]
+
+
+def weight_dose(sc: Scale) -> Experiment:
+    """Below one weight swap a step: rows, cols and mixed swapped with probability p per step (DOSE_P), at least 5
+    seeds; the trend of the accuracy lost over log10 p is tested per protocol (verdicts.dose_trend). At cpu scale
+    the weight-intensity setting (3,000 images, 0.75 x the epochs, about 140 steps); at quick scale the built-in data
+    for as many steps (3 epochs of 1,500 images at batch 32)."""
+    quick = sc.name == "quick"
+    return Experiment(
+        "weight-dose",
+        "Below one swap a step, does the harm of weight swaps grow with their rate? (rows, cols, mixed; one swap "
+        "with probability p per step; trend of the accuracy lost over log10 p, per seed)",
+        [("none", {})]
+        + [
+            (f"{w}@p{p:g}", {"weight_protocol": w, "weight_swaps": 1, "weight_p": p})
+            for w in ("rows", "cols", "mixed")
+            for p in DOSE_P
+        ],
+        max(5, sc.seeds),
+        base={
+            "extra": {"perturbation_every": 10, "fraction": 1.0 if quick else 0.3},
+            "epochs": 3.0 * sc.epochs if quick else 0.75 * sc.epochs,
+            "evals_per_epoch": 2,
+        },
+        claim="weight",
+    )
 
 
 def experiments(sc: Scale, quick: bool) -> list:
@@ -260,5 +356,6 @@ def experiments(sc: Scale, quick: bool) -> list:
                 "the three settings where the exploratory study saw it."
             ),
         ),
+        weight_dose(sc),
     ]
     return exps

@@ -1,12 +1,20 @@
 """Summarising an experiment's runs against its baseline: the target, then per (group, arm) steps and time to it as
-ratios to the baseline, paired by seed, with bootstrap intervals (censored runs counted), final accuracy and clean
-loss with t-intervals; and the study's per-arm details (extra forwards, injected perturbation, acceptance)."""
+ratios to the baseline, paired by seed, with paired t-intervals on the log ratios, a TOST verdict within the
+declared margin and the smallest detectable effect (censored runs counted), final accuracy and clean loss with
+t-intervals, the swap's share of a step; and the study's per-arm details (extra forwards, injected perturbation,
+acceptance).
+
+Time has one definition (trainer.TIMING): steps to the target times the run's median step, a step being its
+batch's building with the feature swap, a control's perturbation, the model's step and the weight swap, timed
+apart and summed. A time ratio is formed only between runs trained side by side in one lockstep (the same burst
+of load hits both); runs saved before (made one after another, or timed otherwise) have steps ratios only."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 from ..common import stats
+from .trainer import PARTS, TIMING
 
 
 class Summary(NamedTuple):
@@ -43,6 +51,28 @@ def time_to_target(result: dict, target: float):
     of a shared core) cannot pass for a speed-up of the other arm; None if it is never reached (censored)."""
     hit = _crossing(result, target, "step")
     return None if hit is None else (hit[0], hit[0] * step_time(result))
+
+
+def lockstepped(a: dict, b: dict) -> bool:
+    """Whether the time of runs a and b compares: both timed by TIMING in the same lockstep (one process, step k of
+    each before step k+1 of either)."""
+    return (
+        a.get("timing") == TIMING
+        and b.get("timing") == TIMING
+        and a.get("lockstep_started") is not None
+        and a.get("lockstep_started") == b.get("lockstep_started")
+    )
+
+
+def swap_share(run: dict, base: dict):
+    """The swap's share of the run's median step: the weight swap and a control's perturbation as timed, plus the
+    feature swap as the batch building's excess over its lockstep baseline's (the swap is fused into the loader's
+    one kernel); None where the two runs were not in one lockstep."""
+    if not lockstepped(run, base):
+        return None
+    p, q = run["part_seconds_median"], base["part_seconds_median"]
+    swap = p["wswap"] + p["perturb"] + (p["batch"] - q["batch"])
+    return swap / max(run["step_seconds_median"], 1e-12)
 
 
 def wall_to_target(result: dict, target: float):
@@ -117,9 +147,10 @@ def _kind(cfg: dict):
 
 
 def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none", alternative="two-sided"):
-    """One row per (group, arm): time and steps to target as ratios to the baseline of the same group, paired by
-    seed, with bootstrap 95% intervals and paired t-test p-values (alternative: "two-sided" or "less");
-    censored runs counted; the raw wall-clock ratio beside; final accuracy and clean loss with t-intervals."""
+    """One row per (group, arm): steps and time to target as ratios to the baseline of the same group, paired by
+    seed (stats.paired_ratio: t-intervals, p-values with alternative "two-sided" or "less", TOST verdict,
+    detectable effect); censored runs counted; time only between runs of one lockstep; the raw wall-clock ratio
+    beside; final accuracy and clean loss with t-intervals; the swap's share of the step (lockstep runs)."""
     rows = []
     groups = sorted({group(r) for r in results}, key=str)
     for gval in groups:
@@ -129,15 +160,25 @@ def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none
         for arm in arms:
             runs = [r for r in members if r["arm"] == arm]
 
-            def ratio(hit, i, budget):
-                a = {r["config"]["seed"]: (hit(r, target) or (None, None))[i] for r in runs}
-                b = {r["config"]["seed"]: (hit(r, target) or (None, None))[i] for r in base}
+            base_by = {r["config"]["seed"]: r for r in base}
+
+            def ratio(hit, i, budget, pairs=lambda r, b: True):
+                kept = [r for r in runs if r["config"]["seed"] in base_by and pairs(r, base_by[r["config"]["seed"]])]
+                a = {r["config"]["seed"]: (hit(r, target) or (None, None))[i] for r in kept}
+                b = {s: (hit(base_by[s], target) or (None, None))[i] for s in a}
                 return stats.paired_ratio(a, b, budget, budget, alternative=alternative)
 
             budget_steps = max(r["steps"] for r in runs)
             steps_ratio = ratio(time_to_target, 0, budget_steps)
-            time_ratio = ratio(time_to_target, 1, max(r["steps"] * step_time(r) for r in runs))
-            wall_ratio = ratio(wall_to_target, 1, max(r["train_seconds"] for r in runs))
+            # a censored run's time counts at its own budget (its steps at its own step time), never at another
+            # seed's: the seeds of a study run at different hours, under different loads
+            own = lambda f: {r["config"]["seed"]: f(r) for r in runs}  # noqa: E731
+            time_ratio = ratio(time_to_target, 1, own(lambda r: r["steps"] * step_time(r)), lockstepped)
+            wall_ratio = ratio(wall_to_target, 1, own(lambda r: r["train_seconds"]))
+            shares = [
+                swap_share(r, base_by[r["config"]["seed"]]) for r in runs if r["config"]["seed"] in base_by
+            ]
+            shares = [x for x in shares if x is not None]
             acc, acc_ci = stats.mean_ci([r["final_acc"] for r in runs])
             clean, clean_ci = stats.mean_ci([r["final_clean_loss"] for r in runs])
             base_acc = {r["config"]["seed"]: r["final_acc"] for r in base}
@@ -161,11 +202,22 @@ def arm_rows(results, target, group=_group, baseline=lambda r: r["arm"] == "none
                     "final_acc": acc,
                     "final_acc_ci": acc_ci,
                     "delta_acc": dacc,
+                    "delta_acc_by_seed": {
+                        r["config"]["seed"]: r["final_acc"] - base_acc[r["config"]["seed"]]
+                        for r in runs
+                        if r["config"]["seed"] in base_acc
+                    },
                     "delta_acc_ci": dacc_ci,
                     "final_clean_loss": clean,
                     "final_clean_loss_ci": clean_ci,
                     "seconds_per_step": sum(step_time(r) for r in runs) / len(runs),
                     "timing": sorted({r.get("timing", "step") for r in runs}),
+                    "swap_share": sum(shares) / len(shares) if shares else None,
+                    "parts": {
+                        k: sum(r["part_seconds_median"][k] for r in runs) / len(runs)
+                        for k in PARTS
+                        if all("part_seconds_median" in r for r in runs)
+                    },
                 }
             )
     return rows

@@ -26,9 +26,12 @@ from .config import RunConfig, stream_seed
 from .controls import Control, weight_noise_
 from .models import ResNetMini, small_cnn, speed_net, tiny_mlp
 
-# What a step's time covers. Runs saved before this key existed timed the training step only, not the building of
-# its batch (so not the feature swap, done in the loader), and have no per-step median (their mean is used).
-TIMING = "batch+step"
+# What a step's time covers, the one definition of time in the tables: the batch's building (with its feature swap),
+# a control's perturbation, the model's step and the weight swap, each timed apart and summed; time to target is
+# the steps to it times the run's median step. Runs saved before: "batch+step" (the same sum timed as one, runs
+# made one after another) and no key (the model's step alone, its mean): their time is not compared (summary).
+TIMING = "parts"
+PARTS = ("batch", "perturb", "model", "wswap")
 
 
 def build_model(cfg: RunConfig, channels: int, classes: int, size: int) -> nn.Module:
@@ -144,21 +147,35 @@ def optimizer(model, cfg: RunConfig, total_steps: int):
     )
 
 
-def train_step(run: Run, x, y, index, step: int):
-    """One training step on the batch (x, y) (the control, if any, perturbs x in place first; index: the dataset
-    indices of its images), then the weight swap. Returns the loss tensor and the seconds spent measuring the
-    injected perturbation (every extra["perturbation_every"] steps), which are not training time."""
-    cfg, model = run.cfg, run.model
-    if run.control is not None:
-        run.control(x, index)
+def perturb(run: Run, x, index) -> float:
+    """The control's perturbation of the batch x in place (index: the dataset indices of its images), if the run
+    has one; returns its seconds (timed apart from the model's step, like the feature swap)."""
+    if run.control is None:
+        return 0.0
+    t0 = time.perf_counter()
+    run.control(x, index)
+    _sync(run)
+    return time.perf_counter() - t0
+
+
+def model_step(run: Run, x, y):
+    """The model's step on the batch (x, y): forward, backward, the optimizer and its schedule. Returns the loss."""
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.gpu):
-        loss = nn.functional.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+        loss = nn.functional.cross_entropy(run.model(x), y, label_smoothing=run.cfg.label_smoothing)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     run.opt.step()
     run.sched.step()
+    return loss
+
+
+def weight_swap(run: Run, x, y, step: int) -> float:
+    """The run's weight swap after the model's step (Metropolis arms: their extra forward passes included).
+    Returns the seconds spent measuring the injected perturbation (every extra["perturbation_every"] steps),
+    which are not training time."""
+    cfg, model = run.cfg, run.model
     if run.ws is None:
-        return loss, 0.0
+        return 0.0
     every_n = cfg.extra.get("perturbation_every", 0)
     m0 = time.perf_counter()
     snap = [q.detach().clone() for q in model.parameters()] if every_n and step % every_n == 0 else None
@@ -177,7 +194,21 @@ def train_step(run: Run, x, y, index, step: int):
             den = sum(float(b.float().pow(2).sum()) for b in snap)
         run.perturbation.append(num / max(den, 1e-30))
         measuring += time.perf_counter() - m0
-    return loss, measuring
+    return measuring
+
+
+def train_step(run: Run, x, y, index, step: int):
+    """One training step on the batch (x, y): the control, if any, perturbs x in place first (index: the dataset
+    indices of its images), then the model's step, then the weight swap. Returns the loss tensor and the seconds
+    spent measuring the injected perturbation, which are not training time."""
+    perturb(run, x, index)
+    loss = model_step(run, x, y)
+    return loss, weight_swap(run, x, y, step)
+
+
+def _sync(run: Run):
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def evaluate(model, loader, device, autocast):
@@ -207,63 +238,134 @@ def record(run: Run, curves: dict, step: int, train_time: float, train_loss: flo
     curves["epoch"].append(step / len(run.loader))
 
 
+class Stepper:
+    """One run advanced a step at a time (train() runs one alone, train_lockstep() several side by side). Each
+    step is timed in parts, one clock each: `batch` (the request of the batch from the fused loader: gather,
+    normalise, the feature swap, flip), `perturb` (a control's perturbation in place of the swap, its plan drawn),
+    `model` (forward, backward, optimizer) and `wswap` (the weight swap, a Metropolis arm's extra forwards
+    included). A step's time is their sum; evaluations are not timed."""
+
+    def __init__(self, data, cfg: RunConfig, lockstep=1):
+        self.data, self.cfg, self.lockstep = data, cfg, lockstep
+        self.run = run = setup(data, cfg)
+        self.steps_per_epoch = len(run.loader)
+        self.eval_every = max(1, self.steps_per_epoch // max(1, cfg.evals_per_epoch))
+        self.curves = {"step": [], "time_s": [], "train_loss": [], "clean_loss": [], "test_acc": [], "epoch": []}
+        self.parts = {k: [] for k in PARTS}
+        self.step, self.train_time, self.running, self.count = 0, 0.0, 0.0, 0
+        self._it = None
+        record(run, self.curves, 0, 0.0, 0.0)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.run.total_steps
+
+    def _next_batch(self):
+        """The next batch and its images' dataset indices (for a control), a new epoch begun when one ends."""
+        run = self.run
+        while True:
+            if self._it is None:
+                self._index_order = run.loader._order().clone() if run.control is not None else None
+                self._it, self._i = iter(run.loader), 0
+            try:
+                x, y = next(self._it)
+            except StopIteration:
+                self._it = None
+                continue
+            i, bs = self._i, self.cfg.batch_size
+            self._i += 1
+            index = self._index_order[i * bs : (i + 1) * bs] if self._index_order is not None else None
+            return x, y, index
+
+    def advance(self, progress=None):
+        """One training step, timed in its parts, then an evaluation if one falls due."""
+        run = self.run
+        _sync(run)
+        t0 = time.perf_counter()
+        x, y, index = self._next_batch()
+        _sync(run)
+        t1 = time.perf_counter()
+        t_perturb = perturb(run, x, index)
+        t2 = time.perf_counter()
+        loss = model_step(run, x, y)
+        _sync(run)
+        t3 = time.perf_counter()
+        measuring = weight_swap(run, x, y, self.step)
+        _sync(run)
+        t4 = time.perf_counter()
+        wswap = t4 - t3 - measuring if run.ws is not None else 0.0
+        part = {"batch": t1 - t0, "perturb": t_perturb, "model": t3 - t2, "wswap": wswap}
+        for k, v in part.items():
+            self.parts[k].append(v)
+        self.train_time += sum(part.values())
+        self.running += loss.item()
+        self.count += 1
+        self.step += 1
+        if progress is not None:
+            progress.update(1)
+        if self.step % self.eval_every == 0 or self.done:
+            record(run, self.curves, self.step, self.train_time, self.running / max(self.count, 1))
+            self.running, self.count = 0.0, 0
+
+    def result(self) -> dict:
+        """The config, the curves (per evaluation: step, training seconds, swapped-batch training loss, clean
+        training loss, test accuracy), the median of each part of a step and of the whole step, and the rest."""
+        cfg, run, curves = self.cfg, self.run, self.curves
+        totals = [sum(p) for p in zip(*(self.parts[k] for k in PARTS), strict=True)]
+        ws, perturbation = run.ws, run.perturbation
+        out = {
+            "config": asdict(cfg),
+            "arm": cfg.arm(),
+            "data": self.data.name,
+            "curves": curves,
+            "steps": self.step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "train_seconds": self.train_time,  # the sum of the steps' times, a stall of the machine included
+            # the typical step (TIMING): time to target is steps x this, so one stall cannot pass for a speed-up
+            "step_seconds_median": statistics.median(totals),
+            "step_seconds_p90": statistics.quantiles(totals, n=10)[-1] if len(totals) > 1 else totals[0],
+            "part_seconds_median": {k: statistics.median(self.parts[k]) for k in PARTS},
+            "timing": TIMING,
+            "lockstep": self.lockstep,  # how many runs stepped side by side with this one (1: alone)
+            "final_acc": curves["test_acc"][-1],
+            "best_acc": max(curves["test_acc"]),
+            "final_clean_loss": curves["clean_loss"][-1],
+            "extra_forward_passes": ws.stats["closure_calls"] if ws is not None else 0,
+            "perturbation": sum(perturbation) / len(perturbation) if perturbation else None,
+            "commit": git_commit(),
+            "finite": all(math.isfinite(v) for v in curves["clean_loss"]),
+        }
+        if ws is not None:
+            out["weight_stats"] = dict(ws.stats)
+        return out
+
+
 def train(data, cfg: RunConfig, progress=None) -> dict:
-    """Trains one model; returns the config, the curves (per evaluation: step, training seconds, swapped-batch
-    training loss, clean training loss, test accuracy) and summary numbers, the median step time among them. A
-    step's time runs from the request of its batch to the end of its weight swap (evaluations are not timed)."""
-    run = setup(data, cfg)
-    loader, steps_per_epoch = run.loader, len(run.loader)
-    eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
-    sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
-    curves = {"step": [], "time_s": [], "train_loss": [], "clean_loss": [], "test_acc": [], "epoch": []}
-    step, train_time, running, count = 0, 0.0, 0.0, 0
-    step_seconds = []  # each step's time: its batch built (gather, normalise, swap, flip), trained, swapped
-    record(run, curves, step, train_time, running / max(count, 1))
-    while step < run.total_steps:
-        order_epoch = loader.epoch
-        index_order = loader._order().clone() if run.control is not None else None
-        sync()
-        t0 = time.perf_counter()  # a step's clock starts when its batch is asked for
-        for i, (x, y) in enumerate(loader):
-            index = index_order[i * cfg.batch_size : (i + 1) * cfg.batch_size] if index_order is not None else None
-            loss, measuring = train_step(run, x, y, index, step)
-            sync()
-            seconds = time.perf_counter() - t0 - measuring
-            step_seconds.append(seconds)
-            train_time += seconds
-            running += loss.item()
-            count += 1
-            step += 1
-            if progress is not None:
-                progress.update(1)
-            if step % eval_every == 0 or step == run.total_steps:
-                record(run, curves, step, train_time, running / max(count, 1))
-                running, count = 0.0, 0
-            if step >= run.total_steps:
-                break
-            t0 = time.perf_counter()
-        assert loader.epoch >= order_epoch
-    ws, perturbation = run.ws, run.perturbation
-    out = {
-        "config": asdict(cfg),
-        "arm": cfg.arm(),
-        "data": data.name,
-        "curves": curves,
-        "steps": step,
-        "steps_per_epoch": steps_per_epoch,
-        "train_seconds": train_time,  # raw wall-clock of the training steps, a stall of the machine included
-        # the typical step: time to target is steps x this, so one stall cannot pass for a speed-up (or a slowdown)
-        "step_seconds_median": statistics.median(step_seconds),
-        "step_seconds_p90": statistics.quantiles(step_seconds, n=10)[-1] if len(step_seconds) > 1 else step_seconds[0],
-        "timing": TIMING,
-        "final_acc": curves["test_acc"][-1],
-        "best_acc": max(curves["test_acc"]),
-        "final_clean_loss": curves["clean_loss"][-1],
-        "extra_forward_passes": ws.stats["closure_calls"] if ws is not None else 0,
-        "perturbation": sum(perturbation) / len(perturbation) if perturbation else None,
-        "commit": git_commit(),
-        "finite": all(math.isfinite(v) for v in curves["clean_loss"]),
-    }
-    if ws is not None:
-        out["weight_stats"] = dict(ws.stats)
-    return out
+    """Trains one model alone; returns Stepper.result()."""
+    return train_lockstep(data, [cfg], progress)[0]
+
+
+def train_lockstep(data, cfgs, progress=None, each=None) -> list:
+    """Trains the runs of cfgs side by side in one process: step k of every run before step k+1 of any (the order
+    among them rotating by one each step), so a burst of machine load hits every arm alike and the ratio of their
+    step times is the ratio of their work. Each run computes exactly what it computes alone (its own random
+    streams, reseeded at setup). data: the Data, or a function config -> Data. each(i, result): called as run i
+    finishes. Returns the results in the order of cfgs."""
+    data_for = data if callable(data) else (lambda cfg: data)
+    steppers = [Stepper(data_for(c), c, lockstep=len(cfgs)) for c in cfgs]
+    started = time.strftime("%Y-%m-%dT%H:%M:%S") + f".{time.time_ns() % 10**9:09d}"  # names the lockstep group
+    results = [None] * len(cfgs)
+    k = 0
+    while any(r is None for r in results):
+        for j in range(len(steppers)):
+            i = (j + k) % len(steppers)
+            s = steppers[i]
+            if results[i] is not None:
+                continue
+            s.advance(progress)
+            if s.done:
+                results[i] = dict(s.result(), lockstep_started=started)
+                if each is not None:
+                    each(i, results[i])
+        k += 1
+    return results

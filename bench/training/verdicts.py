@@ -13,33 +13,69 @@ ALPHA = 0.05  # the family-wise level of every Holm decision
 def verdict(exp, rows) -> str:
     """One line: the question answered from the intervals (ratios < 1 are faster than the baseline), with the
     count chance alone predicts and what survives Holm's correction over the experiment's comparisons."""
-    arms = [r for r in rows if r["arm"] != "none" and r["time_ratio"]["pairs"]]
+    arms = [r for r in rows if r["arm"] != "none" and r["steps_ratio"]["pairs"]]
     if not arms:
         return "no comparison possible (no baseline reached the target)"
     if getattr(exp, "declared", None):
         return _confirmatory_verdict(exp, rows)
     if exp.name == "symmetry-null":
         return _symmetry_verdict(rows)
+    if exp.name == "weight-dose":
+        return dose_verdict(rows) + ". " + _holm_line(arms, "experiment")
     if exp.name == "weight-intensity":
         return _intensity_verdict(rows) + ". " + _holm_line(arms, "experiment")
-    faster, slower = _significant(arms, "time_ratio")
-    steps_faster, steps_slower = _significant(arms, "steps_ratio")
-    best = min(arms, key=lambda r: r["time_ratio"]["ratio"])
+    counts = _verdict_counts(arms)
+    tested = [r for r in arms if not math.isnan(r["steps_ratio"].get("p_two", r["steps_ratio"]["p"]))]
+    best = min(arms, key=lambda r: r["steps_ratio"]["ratio"])
     head = (
-        f"{len(faster)} of {len(arms)} arms faster than the baseline by their raw 95% interval, {len(slower)} slower; "
-        f"best {best['arm']} ({best['group']}) at {stats.fmt_ratio(best['time_ratio'])}x the baseline's time "
-        f"(steps {stats.fmt_ratio(best['steps_ratio'])}x). In steps to target, which machine load does not "
-        f"touch: {len(steps_faster)} faster, {len(steps_slower)} slower. " + _holm_line(arms, "experiment")
+        f"In steps to target ({len(arms)} comparisons, declared margin {100 * stats.MARGIN:.0f}%): {counts}; "
+        f"{len(_raw(tested, 1))} faster and {len(_raw(tested, 0))} slower at the raw 5% level of a paired t-test, "
+        f"where chance alone predicts {chance(len(tested)):.1f} each way; best {best['arm']} ({best['group']}) "
+        f"at {stats.fmt_ratio(best['steps_ratio'])}. {_detectable(arms)}. " + _holm_line(arms, "experiment")
     )
     if exp.name in ("replication", "fast-baseline", "regimes", "poster-regime", "replication-gpu-short"):
-        two_x = any(r["time_ratio"]["hi"] <= 0.5 for r in faster)
+        two_x = any(r["steps_ratio"]["verdict"] == "faster" and r["steps_ratio"]["hi"] <= 0.5 for r in arms)
         head += ". The 2x speed-up claim " + ("holds for some arm" if two_x else "is not reproduced")
     return head
 
 
-def chance(m: int) -> float:
-    """How many of m two-sided 95% comparisons chance alone puts below 1 when no arm differs (as many above)."""
-    return 0.025 * m
+def chance(m: int, alpha: float = stats.ALPHA) -> float:
+    """How many of m two-sided tests at alpha (comparisons by their 95% paired t-interval) chance alone puts below
+    1 when no arm differs (as many above): alpha / 2 of them, the t-interval's coverage being exact."""
+    return alpha / 2 * m
+
+
+def _raw(rows, faster: int, key="steps_ratio"):
+    """The rows whose two-sided paired t-test is significant at the raw ALPHA, faster (ratio < 1) or slower."""
+    out = []
+    for r in rows:
+        q = r[key]
+        p = q.get("p_two", q["p"])
+        if not math.isnan(p) and p <= ALPHA and (q["ratio"] < 1) == bool(faster):
+            out.append(r)
+    return out
+
+
+def _verdict_counts(arms, key="steps_ratio") -> str:
+    """'2 faster, 3 slower, 10 equivalent within the margin, 5 inconclusive' (the TOST verdicts of the rows)."""
+    n = {v: sum(r[key].get("verdict") == v for r in arms) for v in stats.VERDICTS}
+    return (
+        f"{n['faster']} faster, {n['slower']} slower, {n['equivalent']} equivalent within the margin, "
+        f"{n['inconclusive']} inconclusive"
+    )
+
+
+def _detectable(arms, key="steps_ratio") -> str:
+    """The smallest speed-up the experiment's comparisons could detect at POWER: the median over its rows."""
+    m = sorted(r[key]["mde"] for r in arms if not math.isnan(r[key].get("mde", float("nan"))))
+    if not m:
+        return "No detectable effect stated (fewer than 3 pairs, or no spread)"
+    med = m[len(m) // 2]
+    return (
+        f"At these seeds a speed-up to {med:.2f}x the baseline's steps (median over rows; range "
+        f"{m[0]:.2f}-{m[-1]:.2f}) "
+        f"is detected with {100 * stats.POWER:.0f}% power"
+    )
 
 
 def survivors(arms, family, key="steps_ratio"):
@@ -60,10 +96,15 @@ def _holm_line(arms, family):
     m = len(tested)
     sf, ss = survivors(tested, family, "steps_ratio")
     tf, ts = survivors(tested, family, "time_ratio")
+    timed = sum(r["time_ratio"]["pairs"] >= stats.MIN_SEEDS for r in tested)
+    time_part = (
+        f"faster in time {_names(tf)}, slower in time {_names(ts)} ({timed} of {m} timed in lockstep)"
+        if timed
+        else "time not compared (no run of these arms was trained in lockstep with its baseline)"
+    )
     return (
-        f"Chance alone puts {chance(m):.1f} of these {m} comparisons below 1 (and as many above) at 95%; after "
-        f"Holm over the {m} (paired t-tests, family-wise {ALPHA:g}): faster in steps {_names(sf)}, slower in steps "
-        f"{_names(ss)}; faster in time {_names(tf)}, slower in time {_names(ts)}"
+        f"After Holm over the {m} (paired t-tests, family-wise {ALPHA:g}): faster in steps {_names(sf)}, slower in "
+        f"steps {_names(ss)}; {time_part}"
     )
 
 
@@ -79,16 +120,10 @@ def _confirmatory_verdict(exp, rows):
         ok = adj <= d.alpha
         parts.append(
             f"{r['arm']} ({r['group']}): {d.metric.replace('_', ' ')} {stats.fmt_ratio(q)}, p {q['p']:.3g}, "
-            f"Holm p {adj:.3g}: {'CONFIRMED' if ok else 'not confirmed'}"
+            f"Holm p {adj:.3g}: {'CONFIRMED' if ok else 'not confirmed'} (within the {100 * stats.MARGIN:.0f}% "
+            f"margin: {q.get('verdict', 'n/a')}, detectable speed-up {q.get('mde', float('nan')):.2f})"
         )
     return "; ".join(parts)
-
-
-def _significant(arms, key):
-    """Arms whose interval of ratio `key` lies below 1 (faster), and those above 1 or censored (slower)."""
-    faster = [r for r in arms if r[key]["hi"] < 1 and not r[key]["lower_bound"]]
-    slower = [r for r in arms if r[key]["lo"] > 1 or r[key]["lower_bound"]]
-    return faster, slower
 
 
 def claim_families(sections) -> list:
@@ -112,14 +147,18 @@ def claim_families(sections) -> list:
             continue
         add_holm(tested, "claim")
         m = len(tested)
-        raw = [r for r in tested if r["steps_ratio"]["p"] <= ALPHA and (r["steps_ratio"]["ratio"] < 1) != direction]
+        raw = _raw(tested, 1 - direction)
         held = survivors(tested, "claim", "steps_ratio")[direction]
         held_t = survivors(tested, "claim", "time_ratio")[direction]
+        excluded = [r for r in tested if r["steps_ratio"]["verdict"] == "equivalent"]
+        open_ = [r for r in tested if r["steps_ratio"]["verdict"] == "inconclusive"]
         lines.append(
             f"- **{'Feature swaps speed training up' if claim == 'feature' else 'Weight swaps slow learning'}** "
             f"({m} comparisons of a swap arm with its baseline, in steps to target): {len(raw)} {word} at the raw 5% "
             f"level of a paired t-test, where chance alone predicts {chance(m):.1f}; after Holm over all {m}: "
-            f"{len(held)} {word} in steps ({_names(held)}), {len(held_t)} in time ({_names(held_t)})."
+            f"{len(held)} {word} in steps ({_names(held)}), {len(held_t)} in time ({_names(held_t)}). Verdicts "
+            f"within the {100 * stats.MARGIN:.0f}% margin: {_verdict_counts(tested)}; an effect beyond the margin "
+            f"is excluded (equivalence) in {len(excluded)} of {m}; open (inconclusive): {_names(open_)}."
         )
     return lines
 
@@ -201,3 +240,50 @@ def _spearman(pts):
     n = len(a)
     d2 = sum((i - j) ** 2 for i, j in zip(a, b, strict=True))
     return 1 - 6 * d2 / (n * (n * n - 1))
+
+
+def dose_trend(rows, protocol):
+    """The trend of a weight-swap protocol's harm over its rate: per seed, the least-squares slope of the final
+    accuracy lost against the baseline (points) over log10 p (the arms `protocol@pP`), then the mean slope over the
+    seeds with its 95% t-interval (points lost per tenfold rate) and the two-sided p of a t-test of slope 0.
+    Returns (slope, lo, hi, p, n seeds, rates) or None with fewer than two rates."""
+    pts = {}
+    for r in rows:
+        m = re.fullmatch(re.escape(protocol) + r"@p([0-9.e-]+)", r["arm"])
+        if m:
+            for seed, d in r.get("delta_acc_by_seed", {}).items():
+                pts.setdefault(seed, []).append((math.log10(float(m.group(1))), -100 * d))
+    slopes = []
+    for xy in pts.values():
+        if len(xy) < 2:
+            continue
+        mx = sum(x for x, _ in xy) / len(xy)
+        my = sum(y for _, y in xy) / len(xy)
+        sxx = sum((x - mx) ** 2 for x, _ in xy)
+        slopes.append(sum((x - mx) * (y - my) for x, y in xy) / sxx)
+    if not slopes:
+        return None
+    est, lo, hi = stats.t_interval(slopes)
+    rates = len(next(iter(pts.values())))
+    return est, lo, hi, stats.t_test(slopes), len(slopes), rates
+
+
+def dose_verdict(rows):
+    """weight-dose: per protocol, the accuracy lost at the lowest and highest rate, and the trend test."""
+    parts = []
+    for w in dict.fromkeys(r["arm"].split("@")[0] for r in rows if "@p" in r["arm"]):
+        t = dose_trend(rows, w)
+        arms = sorted((r for r in rows if r["arm"].startswith(w + "@p")), key=lambda r: float(r["arm"].split("@p")[1]))
+        ends = ", ".join(
+            f"p {r['arm'].split('@p')[1]}: {stats.fmt_mean(r['delta_acc'], r['delta_acc_ci'], 100, sign=True)} pts"
+            for r in (arms[0], arms[-1])
+        )
+        if t is None or math.isnan(t[1]):
+            parts.append(f"{w}: {ends}; no trend test (fewer than {stats.MIN_SEEDS} seeds)")
+            continue
+        est, lo, hi, p, n, k = t
+        parts.append(
+            f"{w}: {ends}; trend {est:+.1f} points lost per tenfold rate [95% t-interval {lo:+.1f}, {hi:+.1f}], "
+            f"p {p:.2g} (per-seed slopes over {k} rates, n = {n} seeds)"
+        )
+    return "Accuracy lost against the rate of weight swaps: " + "; ".join(parts)
