@@ -133,7 +133,8 @@ def test_report_says_why_the_binary_does_not_load(tmp_path):
     binary = data["binary"]
     assert binary["path"].endswith("_C.abi3.so") and binary["loaded"] is False and "failed to load" in binary["problem"]
     # read from the file: a stable-ABI name, a CUDA 13 runtime named inside, no device code to list
-    assert binary["abi"] == "stable" and binary["stable_abi_target"] == "2.10" and binary["cuda_runtime"].startswith("13")
+    assert binary["abi"] == "stable" and binary["stable_abi_target"] == "2.10"
+    assert binary["cuda_runtime"].startswith("13")
     assert binary["cuda_archs"] == [] and binary["kernels"] == []
     assert data["backends"]["auto"]["cpu"] in ("triton", "torch")
 
@@ -191,7 +192,8 @@ def test_sdist_wheel_repair_and_install_beside_the_oldest_torch(tmp_path):
     # auditwheel: the manylinux_2_28 tag, nothing grafted (the library needs only libc, libstdc++ and torch's).
     house = tmp_path / "wheelhouse"
     excl = [a for lib in TORCH_LIBS for a in ("--exclude", lib)]
-    repair = ["auditwheel", "repair", "--plat", "manylinux_2_28_x86_64", "--only-plat", *excl, "-w", str(house)]
+    repair = [sys.executable, "-m", "auditwheel", "repair", "--plat", "manylinux_2_28_x86_64", "--only-plat", *excl]
+    repair += ["-w", str(house)]
     _run([*repair, wheels[0]], timeout=600)
     repaired = glob.glob(str(house / "*.whl"))
     assert [os.path.basename(w) for w in repaired] == [want.replace("linux_x86_64", "manylinux_2_28_x86_64")]
@@ -208,12 +210,22 @@ def test_sdist_wheel_repair_and_install_beside_the_oldest_torch(tmp_path):
     _run([*pip, f"torch=={OLDEST_TORCH}", "numpy", "pytest", "hypothesis"], timeout=2400)
     _run([*pip, "--no-deps", repaired[0]], timeout=300)
     check_installed(venv, tmp_path, OLDEST_TORCH)
+    # the report there: the wheel's own version, its binary loaded beside torch 2.10.0, no device code
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    res = subprocess.run([str(venv / "bin" / "python"), "-m", "swapkern", "--json"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    there = json.loads(res.stdout)
+    assert there["swapkern"]["distribution"] == f"{swapkern.__version__}+cpu" and there["swapkern"]["commit"] is None
+    assert there["torch"]["version"].startswith(OLDEST_TORCH) and there["binary"]["loaded"], there
+    assert there["binary"]["path"].startswith(str(venv)) and there["binary"]["cuda_archs"] == []
+    assert there["backends"]["auto"]["cpu"] == "native"
 
 
 def audit_shows_manylinux_2_28(wheel):
     """`auditwheel show`: the symbols fit manylinux_2_28, and the only libraries outside the manylinux set are
     torch's (which auditwheel cannot place, so its overall verdict for any torch extension stays linux_x86_64)."""
-    shown = json.loads(_run(["auditwheel", "show", "--json", wheel], timeout=300).stdout)
+    shown = json.loads(_run([sys.executable, "-m", "auditwheel", "show", "--json", wheel], timeout=300).stdout)
     glibc = re.fullmatch(r"manylinux_2_(\d+)_x86_64", shown["sym_tag"])
     assert glibc and int(glibc.group(1)) <= 28, shown["sym_tag"]
     assert shown["external_libs"] and all(any(fnmatch.fnmatch(lib, p) for p in TORCH_LIBS)
