@@ -6,6 +6,9 @@ API (3.10): swapkern/_C.abi3.so, one binary for torch >= 2.10 and CPython >= 3.1
 CUDA build links the CUDA runtime of its toolkit (libcudart.so.<major>) and libtorch_cuda, so it needs a CUDA
 build of torch for that CUDA major version.
 
+The project's metadata, dependencies and build requirements are in pyproject.toml; this file holds what must be
+code: the extension, and the version's local part on release wheels.
+
 Environment:
   SWAPKERN_CPU_ONLY=1       build the C++ CPU kernels only, even where CUDA is available
   SWAPKERN_NO_EXTENSION=1   install the pure-Python package (torch and triton backends only)
@@ -13,12 +16,17 @@ Environment:
                             no limited API, a cpython-3XY suffix): the import refuses it under any other torch
   TORCH_CUDA_ARCH_LIST      CUDA archs to compile for (default "8.0;9.0+PTX": A100, H100/H200, newer via PTX)
   CUDA_HOME                 CUDA toolkit; defaults to /usr/local/cuda when nvcc is there
+  SWAPKERN_LOCAL_VERSION=1  tag a wheel's version with the kind of build, as PyTorch's own packages do:
+                            0.1.0+cpu for a CPU-only build, 0.1.0+cu130 for one against a CUDA 13.0 torch
+                            (never the sdist's version)
 """
 
 import glob
 import os
+import re
+import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 # torch.utils.cpp_extension reads CUDA_HOME when imported; without it torch guesses /usr/local.
 if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")) and os.path.exists("/usr/local/cuda/bin/nvcc"):
@@ -51,6 +59,7 @@ def extensions():
     common = [f"-DSWAPKERN_TORCH_VERSION={torch.__version__}"]
     if not LEGACY:
         common.append(f"-DTORCH_TARGET_VERSION={TARGET_VERSION}")  # any non-stable torch header: a compile error
+    common += ["-include", os.path.join(HERE, "csrc", "glibc_compat.h")]  # manylinux_2_28 wheels: see the header
     cxx = ["-O3", "-std=c++20", "-fvisibility=hidden", "-fvisibility-inlines-hidden", *common]
     macros = []
     kind = CppExtension
@@ -78,25 +87,23 @@ def extensions():
     return [ext], {"build_ext": Build}
 
 
+def version(ext_modules):
+    """swapkern/__init__.py's __version__ (the one place it is written), with the local part of a release wheel."""
+    with open(os.path.join(HERE, "swapkern", "__init__.py")) as f:
+        base = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
+    if not _flag("SWAPKERN_LOCAL_VERSION") or "sdist" in sys.argv[1:]:
+        return base
+    import torch
+
+    cuda = ext_modules and ("SWAPKERN_WITH_CUDA", None) in ext_modules[0].define_macros
+    return f"{base}+cu{torch.version.cuda.replace('.', '')}" if cuda else f"{base}+cpu"
+
+
 ext_modules, cmdclass = extensions()
 
 setup(
-    name="swapkern",
-    version="0.1.0",
-    description="Fused in-place swap kernels (feature and weight swaps) for PyTorch training loops",
-    long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists("README.md") else "",
-    long_description_content_type="text/markdown",
-    packages=find_packages(include=["swapkern", "swapkern.*"]),
+    version=version(ext_modules),
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    python_requires=">=3.10",
-    install_requires=["torch>=2.10", "numpy"],  # numpy: FeatureSwap's shared worker counts and NumPy images
-    extras_require={
-        "test": ["pytest", "pytest-timeout", "pytest-benchmark", "hypothesis", "numpy"],
-        "bench": ["torchvision", "matplotlib", "tqdm", "numpy", "scipy", "nvtx"],
-        "peers": ["kornia", "albumentations"],  # bench.overhead adds their rows when they are installed
-        "lightning": ["lightning"],  # swapkern.integrations.lightning.SwapCallback
-        "transformers": ["transformers", "accelerate"],  # swapkern.integrations.transformers.SwapCallback
-    },
     options={} if LEGACY or not ext_modules else {"bdist_wheel": {"py_limited_api": PY_LIMITED}},
 )

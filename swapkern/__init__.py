@@ -2,10 +2,12 @@
 
 Ops (in place, return their tensor arguments): swap_, swap_elements_, swap_between_, swap_channels_,
 swap_pixels_, swap_rows_, swap_cols_. Backends: backends(), use_backend(name). Specification: swapkern.reference.
+The environment report: info() (a dict), `python -m swapkern` (printed).
 """
 
 from . import reference
 from ._backend import backends, current_backend, use_backend
+from ._info import info
 from .data import FeaturePlan, FeatureSwap
 from .loader import DeviceLoader, SwapCollate, WithIndex
 from .ops import (
@@ -23,7 +25,7 @@ from .align import Alignment, align_
 from .optim import WeightSwap
 from .permutation import PermutationSpec, apply_permutation_, permutation_groups
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: setup.py reads it
 
 __all__ = [
     "DeviceLoader",
@@ -36,6 +38,7 @@ __all__ = [
     "load_batch_",
     "normalization",
     "current_backend",
+    "info",
     "reference",
     "swap_",
     "swap_between_",

@@ -113,7 +113,7 @@ _C, _native_problem = _load_native()
 # The reason the native backend is missing (use_backend("native") repeats it), or None.
 _native_error: str | None = _native_problem
 if _native_problem is not None and os.environ.get("SWAPKERN_NO_EXTENSION", "0") != "1":
-    warnings.warn(_native_problem, stacklevel=2)
+    warnings.warn(f"{_native_problem} (the environment report: python -m swapkern)", stacklevel=2)
 if _C is not None:
     from . import _native
 

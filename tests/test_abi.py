@@ -146,6 +146,17 @@ def _probe(python, cwd, env=None):
     return json.loads(res.stdout.split("PROBE", 1)[1])
 
 
+def copy_source(dst):
+    """The files a build needs (those an sdist holds), copied from this checkout without its build outputs."""
+    os.makedirs(dst)
+    for name in ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"):
+        shutil.copy(os.path.join(ROOT, name), os.path.join(dst, name))
+    ignore = shutil.ignore_patterns("*.so", "__pycache__", "*.pyc")
+    for name in ("csrc", "swapkern"):
+        shutil.copytree(os.path.join(ROOT, name), os.path.join(dst, name), ignore=ignore)
+    return dst
+
+
 def _run(cmd, **kw):
     res = subprocess.run(cmd, capture_output=True, text=True, **kw)
     assert res.returncode == 0, f"{' '.join(map(str, cmd))}\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
@@ -158,13 +169,7 @@ def test_one_cpu_wheel_serves_another_torch(tmp_path):
     virtual environment; there the op and error tests pass and every result and exception type is as here."""
     if torch.__version__.split("+")[0] == OTHER_TORCH:
         pytest.skip(f"this environment already runs torch {OTHER_TORCH}")
-    src = tmp_path / "src"  # a copy, so the wheel build leaves this checkout's build/ alone
-    src.mkdir()
-    for name in ("setup.py", "README.md"):
-        shutil.copy(os.path.join(ROOT, name), src / name)
-    ignore = shutil.ignore_patterns("*.so", "__pycache__", "*.pyc")
-    for name in ("csrc", "swapkern"):
-        shutil.copytree(os.path.join(ROOT, name), src / name, ignore=ignore)
+    src = copy_source(tmp_path / "src")  # a copy, so the wheel build leaves this checkout's build/ alone
     env = {**os.environ, "SWAPKERN_CPU_ONLY": "1", "MAX_JOBS": str(os.cpu_count() or 2)}
     dist = tmp_path / "dist"
     _run(
@@ -183,26 +188,35 @@ def test_one_cpu_wheel_serves_another_torch(tmp_path):
     # --no-deps: the wheel as built, nothing rebuilt or upgraded (its torch>=2.10 requirement is met)
     _run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", wheels[0]], timeout=300)
 
+    check_installed(venv, tmp_path, OTHER_TORCH)
+
+
+def check_installed(venv, work, torch_version, triton=True):
+    """In a virtual environment with an installed swapkern wheel and torch `torch_version`: the compiled ops load
+    from the wheel, give the same results and the same exception types as here, and the op and error tests pass
+    (those of the Triton backend too unless triton=False)."""
+    py = str(venv / "bin" / "python")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     clean.update({"SWAPKERN_NO_EXTENSION": "0", "PATH": f"{venv / 'bin'}:{clean.get('PATH', '')}"})
-    there = _probe(py, cwd=tmp_path, env=clean)  # cwd outside the checkout: the installed wheel is imported
-    assert there["torch"].startswith(OTHER_TORCH) and "native" in there["backends"], there
+    there = _probe(py, cwd=work, env=clean)  # cwd outside the checkout: the installed wheel is imported
+    assert there["torch"].startswith(torch_version) and "native" in there["backends"], there
     assert there["file"].startswith(str(venv)) and there["file"].endswith("_C.abi3.so"), there
     here = _probe(sys.executable, cwd=ROOT)
     assert there["results"] == here["results"]
     assert there["errors"] == here["errors"]
     assert set(here["errors"].values()) == {"IndexError", "ValueError", "TypeError", "RuntimeError"}, here
 
-    tests = tmp_path / "tests"  # the op and error tests, run against the installed wheel
+    tests = work / "tests"  # the op and error tests, run against the installed wheel
     tests.mkdir()
     for name in ("conftest.py", "oracle.py", "test_ops.py", "test_errors.py"):
         shutil.copy(os.path.join(ROOT, "tests", name), tests / name)
-    shutil.copy(os.path.join(ROOT, "pytest.ini"), tmp_path / "pytest.ini")
+    shutil.copy(os.path.join(ROOT, "pyproject.toml"), work / "pyproject.toml")  # the pytest settings
     res = subprocess.run(
         # (the GPU sanitizer workload lives in bench/, not in the wheel)
         [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_ops.py", "tests/test_errors.py"]
-        + ["--deselect", "tests/test_ops.py::test_gpu_sanitize_workload_runs"],
-        cwd=tmp_path,
+        + ["--deselect", "tests/test_ops.py::test_gpu_sanitize_workload_runs"]
+        + ([] if triton else ["-m", "not slow and not gpu_bench and not triton"]),
+        cwd=work,
         env=clean,
         capture_output=True,
         text=True,
