@@ -93,17 +93,20 @@ def _emulation_extension(CppExtension, common, sanitize):
     .cu file is compiled as it is, through a one-line C++ file that includes it. No Python module (swapkern loads it
     with torch.ops.load_library). sanitize (SWAPKERN_CUDA_EMULATION=asan): built with AddressSanitizer and
     UndefinedBehaviorSanitizer (load it with libasan preloaded, from the build directory, never in place)."""
-    wrappers = os.path.join(HERE, "build", "emulation-sources")
+    # Every source through a one-line file that includes it: objects of their own (the build directory is shared
+    # with swapkern._C, whose objects of the same sources must not be overwritten).
+    wrappers = os.path.join(HERE, "build", "emulation-asan" if sanitize else "emulation", "sources")
     os.makedirs(wrappers, exist_ok=True)
-    sources = [s for s in sorted(glob.glob("csrc/*.cpp")) if os.path.basename(s) != "python_module.cpp"]
-    for cu in sorted(glob.glob("csrc/cuda/*.cu")):
-        wrapper = os.path.join(wrappers, os.path.basename(cu)[: -len(".cu")] + "_emu.cpp")
-        text = f'#include "{os.path.basename(cu)}"  // {cu}, compiled as it is (setup.py)\n'
+    originals = [s for s in sorted(glob.glob("csrc/*.cpp")) if os.path.basename(s) != "python_module.cpp"]
+    originals += sorted(glob.glob("csrc/cuda/*.cu")) + ["csrc/cuda/emulation.cpp"]  # + the kernel registry
+    sources = []
+    for src in originals:
+        wrapper = os.path.join(wrappers, src.replace("/", "_").replace(".", "_") + ".cpp")
+        text = f'#include "{os.path.relpath(os.path.join(HERE, src), wrappers)}"  // compiled as it is (setup.py)\n'
         if not os.path.exists(wrapper) or open(wrapper).read() != text:
             with open(wrapper, "w") as f:
                 f.write(text)
         sources.append(os.path.relpath(wrapper, HERE))
-    sources.append("csrc/cuda/emulation.cpp")  # the kernel registry, for bench.gpu.emulate
     cxx = ["-std=c++20", "-fvisibility=hidden", "-fvisibility-inlines-hidden", *common]
     # A kernel reads floats as uint4 as a GPU does: no strict aliasing; __fmul_rn/__fadd_rn round twice: no FMA.
     cxx += ["-fno-strict-aliasing", "-ffp-contract=off", "-Wno-unknown-pragmas"]
@@ -118,7 +121,6 @@ def _emulation_extension(CppExtension, common, sanitize):
     return CppExtension(
         "swapkern._C_emu",
         sources,
-        include_dirs=[os.path.join(HERE, "csrc", "cuda")],
         define_macros=[("SWAPKERN_WITH_CUDA", None), ("SWAPKERN_CUDA_EMULATION", None)],
         extra_compile_args={"cxx": cxx},
         extra_link_args=link,

@@ -127,6 +127,9 @@ if _C is not None:
 
 
 
+_emulation_path: str | None = None  # the emulation library loaded (bench.gpu.emulate reads its kernel registry)
+
+
 def _load_emulation():
     """Loads the CUDA emulation library (torch.ops.swapkern_emu) when it is built. Returns (loaded, problem)."""
     path = os.environ.get("SWAPKERN_EMULATION_LIBRARY")
@@ -140,8 +143,10 @@ def _load_emulation():
         path = spec.origin
     if _native_error is not None:  # it is built like _C: the same torch and build checks apply
         return False, _native_error
+    global _emulation_path
     try:
         torch.ops.load_library(path)
+        _emulation_path = path
     except OSError as e:
         return False, f"swapkern: the CUDA emulation library {path} failed to load ({e})"
     if not torch._C._dispatch_has_kernel_for_dispatch_key("swapkern_emu::swap_", "CPU"):

@@ -138,8 +138,9 @@ inline const char* cudaGetErrorString(cudaError_t e) {
   }
   return "unknown error";
 }
+// The device of CPU tensors has index -1 (a launcher passes its tensors' index): the emulated device.
 inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
-  if (device < 0) return sk_emu::fail(cudaErrorInvalidDevice);
+  if (device < -1 || device > 0) return sk_emu::fail(cudaErrorInvalidDevice);
   switch (attr) {
     case cudaDevAttrMultiProcessorCount: *value = sk_emu::sm_count(); return cudaSuccess;
     case cudaDevAttrMaxThreadsPerBlock: *value = 1024; return cudaSuccess;
