@@ -116,7 +116,7 @@ def _emulation_extension(CppExtension, common, sanitize):
         cxx += ["-O1", "-g", "-fno-omit-frame-pointer", *san]
         link += san
     else:
-        cxx.append("-O2")
+        cxx.append("-O3")
     print(f"swapkern: building the CUDA emulation (swapkern._C_emu{', ASan + UBSan' if sanitize else ''})")
     return CppExtension(
         "swapkern._C_emu",

@@ -7,8 +7,8 @@ function, each template instantiation the launchers can choose, registered when 
     python -m bench.gpu.emulate            # prints "launched K of K CUDA kernels under emulation"
 
 Exits 1 when a kernel was never launched (it is listed), 2 on a wrong result, 3 when the emulation is not built.
---no-large leaves out the one case that needs 2^31 output elements (4 GiB of float16, about a minute): the loader
-kernel's 64-bit coordinates, which the launcher chooses only past 2^31; it then cannot reach K of K.
+--no-large leaves out the one case that needs 2^31 output elements (up to 8 GiB, minutes): the loader kernel's
+64-bit coordinates, which the launcher chooses only past 2^31; it then cannot reach K of K.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def exchanges(g):
         big = _bits((6, 96, 64), dtype, g)  # 6144-element slices of 64-element rows: 16-byte units when aligned
         _check("swap_", big, 0, [0, 1, 2], [5, 4, 3])
         _check("swap_", _bits((6, 5, 257), dtype, g), 0, [0, 4], [5, 1])  # rows of odd length: elements
-        _check("swap_", _bits((6, 300, 4), dtype, g).transpose(1, 2), 0, [0, 1], [2, 3])  # strided rows, large
+        _check("swap_", _bits((6, 40, 20), dtype, g)[:, :, ::2], 0, [0, 1], [2, 3])  # strided slices, large
         _check("swap_", _bits((40, 2, 8), dtype, g), 0, torch.arange(0, 40, 2), torch.arange(1, 40, 2))  # small
         _check("swap_", _bits((40, 3, 5), dtype, g), 0, torch.arange(0, 40, 2), torch.arange(1, 40, 2))  # odd rows
         _check("swap_", _bits((40, 6, 3), dtype, g).transpose(1, 2), 0, [0, 1, 2], [9, 8, 7])  # strided, small
@@ -132,22 +132,27 @@ def loader():
 
 
 def large_loader():
-    """load_batch_ past 2^31 output elements (4 GiB of float16): the launcher's 64-bit-coordinate kernel. One
-    image gathered 2^31 / (3 * 64 * 64) times plus one; the output is checked by sampling images."""
+    """load_batch_ past 2^31 output elements, into each output dtype: the launcher's 64-bit-coordinate kernels,
+    which it chooses only there. One image gathered 2^31 / (3 * 64 * 64) times plus one (4 GiB of float16, 8 GiB
+    of float32, one at a time); the output is checked at sampled images."""
     data = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
     per = 3 * 64 * 64
     b = (1 << 31) // per + 1
     index = torch.zeros(b, dtype=torch.int64)
     index[-1] = 1
     scale, shift = torch.tensor([0.5, 0.25, 2.0]), torch.tensor([0.0, -1.0, 0.5])
-    out = torch.empty(b, 3, 64, 64, dtype=torch.float16)
-    swapkern.load_batch_(out, data, index, scale, shift)
-    want = torch.empty(2, 3, 64, 64, dtype=torch.float16)
-    with swapkern.use_backend("torch"):
-        swapkern.load_batch_(want, data, torch.tensor([0, 1]), scale, shift)
-    for i, j in ((0, 0), (b // 2, 0), (b - 2, 0), (b - 1, 1)):
-        _same(out[i], want[j], f"load_batch_ of {b} images, image {i}")
-    return 4
+    n = 0
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        out = torch.empty(b, 3, 64, 64, dtype=dtype)
+        swapkern.load_batch_(out, data, index, scale, shift)
+        want = torch.empty(2, 3, 64, 64, dtype=dtype)
+        with swapkern.use_backend("torch"):
+            swapkern.load_batch_(want, data, torch.tensor([0, 1]), scale, shift)
+        for i, j in ((0, 0), (b // 2, 0), (b - 2, 0), (b - 1, 1)):
+            _same(out[i], want[j], f"load_batch_ of {b} images into {dtype}, image {i}")
+            n += 1
+        del out
+    return n
 
 
 def weights():

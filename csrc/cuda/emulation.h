@@ -291,11 +291,17 @@ struct Threads {
 
 inline thread_local Threads* t_threads = nullptr;
 
-// The built-in variables of the running thread.
-struct Builtins {  // trivial: a thread_local with a constructor needs a TLS init function GCC may not emit
+// The built-in variables of the running thread: plain globals (a thread_local costs a __tls_get_addr call per
+// read in a shared library, and a grid-stride loop reads gridDim every iteration), so one launch runs at a time
+// in the process, under launch_mutex(): one device, one queue.
+struct Builtins {
   uint3 thread, block, block_dim, grid_dim;
 };
-inline thread_local Builtins t_builtins;
+inline Builtins t_builtins;
+inline std::mutex& launch_mutex() {
+  static auto* m = new std::mutex();
+  return *m;
+}
 
 inline void to_scheduler() {
   Threads& t = *t_threads;
@@ -391,6 +397,7 @@ void run_grid(dim3 grid, dim3 block, size_t smem, A&&... args) {
   }
   using Params = decltype(params_of(K));
   Params params(std::forward<A>(args)...);  // the kernel's arguments, converted once as a launch does
+  const std::lock_guard<std::mutex> lock(launch_mutex());
   if (t_threads == nullptr) t_threads = new Threads();  // per host thread, kept (its stacks are reused)
   Threads& t = *t_threads;
   t.reserve(static_cast<size_t>(threads));
