@@ -159,13 +159,21 @@ def test_emulated_errors_match_the_native_backend():
     assert_bits_equal(x, before)
 
 
-def _libasan():
-    for cc in ("gcc", "cc", "c++"):
+def _runtime(name):
+    for cc in ("g++", "c++", "gcc"):
         if shutil.which(cc):
-            path = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+            path = subprocess.run([cc, f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
             if os.path.isabs(path) and os.path.exists(path):
-                return path
+                return os.path.realpath(path)
     return None
+
+
+def _libasan():
+    """What LD_PRELOAD needs to load an ASan-built extension into python (a program not built with ASan): the ASan
+    runtime first, and libstdc++ with it (else ASan's __cxa_throw interceptor finds no real __cxa_throw when the
+    first C++ exception is thrown, by triton's module at import)."""
+    asan, cxx = _runtime("libasan.so"), _runtime("libstdc++.so.6")
+    return f"{asan} {cxx}" if asan and cxx else None
 
 
 @pytest.mark.asan
