@@ -12,6 +12,8 @@ code: the extension, and the version's local part on release wheels.
 Environment:
   SWAPKERN_CPU_ONLY=1       build the C++ CPU kernels only, even where CUDA is available
   SWAPKERN_NO_EXTENSION=1   install the pure-Python package (torch and triton backends only)
+  SWAPKERN_CUDA_EMULATION=1 also build swapkern._C_emu: the CUDA kernels compiled by the host compiler (no nvcc)
+                            for CPU tensors, the "cuda-emulated" backend; =asan builds only it, with ASan + UBSan
   SWAPKERN_LEGACY_ABI=1     build the same sources for this torch and this Python only (no TORCH_TARGET_VERSION,
                             no limited API, a cpython-3XY suffix): the import refuses it under any other torch
   TORCH_CUDA_ARCH_LIST      CUDA archs to compile for (default "8.0;9.0+PTX": A100, H100/H200, newer via PTX)
@@ -71,8 +73,15 @@ def extensions():
         extra["nvcc"] = ["-O3", "-lineinfo", "-std=c++20", "-DUSE_CUDA", *common]
         kind = CUDAExtension
     abi = "legacy (this torch only)" if LEGACY else f"stable ABI, torch >= {TORCH_TARGET[0]}.{TORCH_TARGET[1]}, abi3"
-    print(f"swapkern: building {'CUDA + CPU' if use_cuda else 'CPU-only'} extension, {abi}")
-    ext = kind("swapkern._C", sources, define_macros=macros, extra_compile_args=extra, py_limited_api=not LEGACY)
+    emulation = os.environ.get("SWAPKERN_CUDA_EMULATION", "0").lower()
+    exts = []
+    if emulation != "asan":
+        print(f"swapkern: building {'CUDA + CPU' if use_cuda else 'CPU-only'} extension, {abi}")
+        exts.append(
+            kind("swapkern._C", sources, define_macros=macros, extra_compile_args=extra, py_limited_api=not LEGACY)
+        )
+    if emulation not in ("0", "", "false", "no", "off"):
+        exts.append(_emulation_extension(CppExtension, common, sanitize=emulation == "asan"))
 
     class Build(BuildExtension.with_options(use_ninja=True)):
         def run(self):
@@ -84,7 +93,52 @@ def extensions():
                         print(f"swapkern: removing {os.path.relpath(old, HERE)}, a build of another kind")
                         os.remove(old)
 
-    return [ext], {"build_ext": Build}
+    return exts, {"build_ext": Build}
+
+
+def _emulation_extension(CppExtension, common, sanitize):
+    """swapkern._C_emu: the CUDA kernels and launchers of csrc/cuda/*.cu compiled by the host compiler through
+    csrc/cuda/emulation.h, registered as torch.ops.swapkern_emu for CPU tensors (the "cuda-emulated" backend). Each
+    .cu file is compiled as it is, through a one-line C++ file that includes it. No Python module (swapkern loads it
+    with torch.ops.load_library). sanitize (SWAPKERN_CUDA_EMULATION=asan): built with AddressSanitizer and
+    UndefinedBehaviorSanitizer (load it with libasan preloaded, from the build directory, never in place)."""
+    # Every source through a one-line file that includes it: objects of their own (the build directory is shared
+    # with swapkern._C, whose objects of the same sources must not be overwritten).
+    wrappers = os.path.join(HERE, "build", "emulation-asan" if sanitize else "emulation", "sources")
+    os.makedirs(wrappers, exist_ok=True)
+    originals = [s for s in sorted(glob.glob("csrc/*.cpp")) if os.path.basename(s) != "python_module.cpp"]
+    originals += sorted(glob.glob("csrc/cuda/*.cu")) + ["csrc/cuda/emulation.cpp"]  # + the kernel registry
+    sources = []
+    for src in originals:
+        wrapper = os.path.join(wrappers, src.replace("/", "_").replace(".", "_") + ".cpp")
+        text = f'#include "{os.path.relpath(os.path.join(HERE, src), wrappers)}"  // compiled as it is (setup.py)\n'
+        if not os.path.exists(wrapper) or open(wrapper).read() != text:
+            with open(wrapper, "w") as f:
+                f.write(text)
+        sources.append(os.path.relpath(wrapper, HERE))
+    cxx = ["-std=c++20", "-fvisibility=hidden", "-fvisibility-inlines-hidden", *common]
+    # A kernel reads floats as uint4 as a GPU does: no strict aliasing; __fmul_rn/__fadd_rn round twice: no FMA.
+    cxx += ["-fno-strict-aliasing", "-ffp-contract=off", "-Wno-unknown-pragmas"]
+    link = []
+    if sanitize:
+        # Without the shift, signed-overflow and divide-by-zero checks: GCC 12 instruments `(t % 2 ? b : a)[t / 2] = v` (csrc/weights.h,
+        # a lambda's store through a conditional pointer) wrongly with them on, even at -O0: wrong stores, or a
+        # segfault, and no report (the same code is right at -O0..-O3 without them, with every other check on).
+        off = "-fno-sanitize=vptr,shift,signed-integer-overflow,integer-divide-by-zero"
+        san = ["-fsanitize=address,undefined", off, "-fno-sanitize-recover=undefined"]
+        cxx += ["-O1", "-g", "-fno-omit-frame-pointer", *san]
+        link += san
+    else:
+        cxx.append("-O3")
+    print(f"swapkern: building the CUDA emulation (swapkern._C_emu{', ASan + UBSan' if sanitize else ''})")
+    return CppExtension(
+        "swapkern._C_emu",
+        sources,
+        define_macros=[("SWAPKERN_WITH_CUDA", None), ("SWAPKERN_CUDA_EMULATION", None)],
+        extra_compile_args={"cxx": cxx},
+        extra_link_args=link,
+        py_limited_api=not LEGACY,
+    )
 
 
 def version(ext_modules):

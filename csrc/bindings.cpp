@@ -15,7 +15,15 @@
 #include "cuda/launchers.h"
 #endif
 
-STABLE_TORCH_LIBRARY(swapkern, m) {
+// The ops' namespace: torch.ops.swapkern; the CUDA emulation build (setup.py, SWAPKERN_CUDA_EMULATION=1) is a
+// library of its own, loaded beside this one: torch.ops.swapkern_emu, the CUDA launchers for CPU tensors.
+#ifdef SWAPKERN_CUDA_EMULATION
+#define SK_OPS swapkern_emu
+#else
+#define SK_OPS swapkern
+#endif
+
+STABLE_TORCH_LIBRARY(SK_OPS, m) {
   // Exchange x.select(dim, a[k]) with x.select(dim, b[k]), inside x.select(sample_dim, sample[k]) if given.
   m.def("swap_(Tensor(a!) x, int dim, Tensor a, Tensor b, Tensor? sample=None, int sample_dim=0, "
         "bool validate=True) -> ()");
@@ -48,7 +56,7 @@ STABLE_TORCH_LIBRARY(swapkern, m) {
 }
 
 // The engine's registry calls: one kernel for every device (engine_free has no tensor to dispatch on).
-STABLE_TORCH_LIBRARY_IMPL(swapkern, CompositeExplicitAutograd, m) {
+STABLE_TORCH_LIBRARY_IMPL(SK_OPS, CompositeExplicitAutograd, m) {
   m.impl("engine_new", TORCH_BOX(&swapkern::engine_new));
   m.impl("engine_free", TORCH_BOX(&swapkern::engine_free));
 }
@@ -74,12 +82,19 @@ void register_device(torch::stable::detail::StableLibrary& m) {
 
 }  // namespace swapkern
 
+#ifdef SWAPKERN_CUDA_EMULATION
+STABLE_TORCH_LIBRARY_IMPL(SK_OPS, CPU, m) {  // csrc/cuda/emulation.h: the CUDA kernels run on the host
+  swapkern::register_device<swapkern::exchange_cuda, swapkern::load_cuda, swapkern::draw_cuda,
+                            swapkern::engine_draw_cuda, swapkern::engine_apply_cuda>(m);
+}
+#else
 STABLE_TORCH_LIBRARY_IMPL(swapkern, CPU, m) {
   swapkern::register_device<swapkern::exchange_cpu, swapkern::load_cpu, swapkern::draw_cpu, swapkern::engine_draw_cpu,
                             swapkern::engine_apply_cpu>(m);
 }
+#endif
 
-#ifdef SWAPKERN_WITH_CUDA
+#if defined(SWAPKERN_WITH_CUDA) && !defined(SWAPKERN_CUDA_EMULATION)
 STABLE_TORCH_LIBRARY_IMPL(swapkern, CUDA, m) {
   swapkern::register_device<swapkern::exchange_cuda, swapkern::load_cuda, swapkern::draw_cuda,
                             swapkern::engine_draw_cuda, swapkern::engine_apply_cuda>(m);

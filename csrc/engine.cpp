@@ -127,7 +127,12 @@ int64_t engine_new(const Tensor& index, const std::vector<Tensor>& xs, const std
   for (Wave& w : e->waves) {
     w.prefix.assign(1, 0);
     for (const Plan& p : w.plans) w.prefix.push_back(w.prefix.back() + p.K * p.slice_numel);
-    if (device.type() != DeviceType::CPU) {  // [n][plans][prefix] for the device kernel
+#ifdef SWAPKERN_CUDA_EMULATION
+    constexpr bool kDevice = true;  // CPU tensors are the emulated CUDA device's
+#else
+    const bool kDevice = device.type() != DeviceType::CPU;
+#endif
+    if (kDevice) {  // [n][plans][prefix] for the device kernel
       const int64_t np = static_cast<int64_t>(w.plans.size()), bytes = packed_bytes(np);
       const Tensor host =
           torch::stable::empty(IntArrayRef(&bytes, 1), ScalarType::Byte, std::nullopt, Device(DeviceType::CPU));

@@ -124,7 +124,9 @@ void feature_swap_op(const Tensor& x, const Tensor& buf, const std::optional<Ten
   plan.y.idx = slots + d.b;
   if (sampled) plan.x.sample = plan.y.sample = slots + d.sample;
   draw(d);
+#ifndef SWAPKERN_CUDA_EMULATION  // the emulated GPU (csrc/cuda/emulation.h) runs them as a GPU does
   if (x_device.type() == DeviceType::CPU && slots[0] == 0) return;  // the p-coin said no (a GPU runs identities)
+#endif
   if (plan.K > 0 && plan.slice_numel > 0) launch(plan);
 }
 

@@ -4,8 +4,14 @@ Backends:
   "native"  the compiled ops in torch.ops.swapkern (C++ CPU kernels; CUDA kernels in a CUDA build)
   "triton"  the Triton kernels (CUDA tensors; CPU tensors when TRITON_INTERPRET=1)
   "torch"   swapkern.reference, pure PyTorch
+  "cuda-emulated"  the CUDA kernels and their launchers compiled for the host (csrc/cuda/emulation.h), on CPU
+            tensors: only where swapkern._C_emu is built (SWAPKERN_CUDA_EMULATION=1 at build time); for tests
   "auto"    the default: "native" where it has a kernel for the tensor's device, else "triton" on CUDA
             tensors, else "torch"
+
+SWAPKERN_BACKEND=<name> selects the backend at import (as use_backend(name) would), so that any program or test
+file runs on it; SWAPKERN_EMULATION_LIBRARY=<path> loads that build of the emulation instead of swapkern._C_emu
+(the sanitizer build).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import warnings
 
 import torch
 
-NAMES = ("auto", "native", "triton", "torch")
+NAMES = ("auto", "native", "triton", "torch", "cuda-emulated")
 
 # The oldest torch the default (stable-ABI) build runs on: setup.py's TORCH_TARGET.
 MIN_TORCH = (2, 10)
@@ -119,6 +125,40 @@ if _C is not None:
 
     _native.register_fakes()
 
+
+
+_emulation_path: str | None = None  # the emulation library loaded (bench.gpu.emulate reads its kernel registry)
+
+
+def _load_emulation():
+    """Loads the CUDA emulation library (torch.ops.swapkern_emu) when it is built. Returns (loaded, problem)."""
+    path = os.environ.get("SWAPKERN_EMULATION_LIBRARY")
+    if not path:
+        try:
+            spec = importlib.util.find_spec(f"{__package__}._C_emu")
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or spec.origin is None:
+            return False, "swapkern: the CUDA emulation is not built (build with SWAPKERN_CUDA_EMULATION=1)"
+        path = spec.origin
+    if _native_error is not None:  # it is built like _C: the same torch and build checks apply
+        return False, _native_error
+    global _emulation_path
+    try:
+        torch.ops.load_library(path)
+        _emulation_path = path
+    except OSError as e:
+        return False, f"swapkern: the CUDA emulation library {path} failed to load ({e})"
+    if not torch._C._dispatch_has_kernel_for_dispatch_key("swapkern_emu::swap_", "CPU"):
+        return False, f"swapkern: {path} registers no swapkern_emu ops"
+    _native.register_fakes(torch.ops.swapkern_emu)
+    return True, None
+
+
+_EMULATED, _emulation_error = _load_emulation()
+if _emulation_error is not None and os.environ.get("SWAPKERN_EMULATION_LIBRARY"):
+    warnings.warn(_emulation_error, stacklevel=2)
+
 _current = "auto"
 
 # Fixed for the life of the process, and read as constants so torch.compile can trace the backend choice.
@@ -154,6 +194,8 @@ def backends() -> list[str]:
     if triton_available("cuda") or triton_available("cpu"):
         out.append("triton")
     out.append("torch")
+    if _EMULATED:
+        out.append("cuda-emulated")
     return out
 
 
@@ -167,6 +209,7 @@ class use_backend:
             raise ValueError(f"unknown backend {name!r}; choose one of {NAMES}")
         if name not in ("auto", "torch") and name not in backends():
             reason = f" ({_native_error})" if name == "native" and _native_error else ""
+            reason = f" ({_emulation_error})" if name == "cuda-emulated" else reason
             raise ValueError(f"backend {name!r} is not available here{reason}; available: {backends()}")
         self.name, self.previous = name, _current
         _current = name
@@ -200,6 +243,8 @@ def resolve(x: torch.Tensor) -> str:
             f"swapkern: the triton backend cannot run on {dev} tensors here"
             + (" (set TRITON_INTERPRET=1 before importing triton)" if dev == "cpu" else "")
         )
+    if _current == "cuda-emulated" and dev != "cpu":
+        raise RuntimeError(f"swapkern: the cuda-emulated backend runs on CPU tensors only, not on {dev} tensors")
     return _current
 
 
@@ -214,6 +259,10 @@ def module(name: str):
             from . import _native as mod
         elif name == "triton":
             from .triton import ops as mod
+        elif name == "cuda-emulated":
+            from ._native import emulated
+
+            mod = emulated()
         else:
             from . import reference as mod
         _modules[name] = mod
@@ -225,3 +274,7 @@ def impl(x):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"swapkern: expected a torch.Tensor, got {type(x).__name__}")
     return module(resolve(x))
+
+
+if os.environ.get("SWAPKERN_BACKEND"):  # the default backend of this process: checked as use_backend checks it
+    use_backend(os.environ["SWAPKERN_BACKEND"])

@@ -299,11 +299,35 @@ def _fake_engine_step(index, handle, seed, step, mode):
     return torch.library.get_ctx().new_dynamic_size(min=0, max=1)
 
 
-def register_fakes() -> None:
-    """Registers the fake kernels of the ops (swapkern._backend calls it once the library is loaded). engine_new
-    and engine_free stay without: they manage engines in a C++ registry, which no trace can stand for."""
+def register_fakes(ops=None) -> None:
+    """Registers the fake kernels of the ops (swapkern._backend calls it once the library is loaded; ops: the
+    namespace, torch.ops.swapkern by default). engine_new and engine_free stay without: they manage engines in a
+    C++ registry, which no trace can stand for."""
+    ops = _OPS if ops is None else ops
     for name in _MUTATING:
-        qualname = f"swapkern::{name}"
-        names = [a.name for a in getattr(_OPS, name).default._schema.arguments]
+        qualname = f"{ops.name}::{name}"
+        names = [a.name for a in getattr(ops, name).default._schema.arguments]
         torch.library.register_fake(qualname, _fake_mutating(qualname, names))
-    torch.library.register_fake("swapkern::engine_step_", _fake_engine_step)
+    torch.library.register_fake(f"{ops.name}::engine_step_", _fake_engine_step)
+
+
+_emulated = None
+
+
+def emulated():
+    """The "cuda-emulated" backend: this module's entry points over torch.ops.swapkern_emu, the CUDA launchers and
+    kernels compiled for CPU tensors (csrc/cuda/emulation.h). The same wrappers (autograd rules, TypeError tags,
+    version bumps) in a second instance of this module, whose _OPS is that namespace."""
+    global _emulated
+    if _emulated is None:
+        import importlib.util
+        import sys
+
+        name = f"{__package__}._native_emulated"
+        spec = importlib.util.spec_from_file_location(name, __file__)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mod._OPS = torch.ops.swapkern_emu
+        sys.modules[name] = mod
+        _emulated = mod
+    return _emulated

@@ -121,20 +121,33 @@ def sampled_pairs(n_samples, n, k, generator=None):
     return sample, a, b
 
 
+def _emulated(device_type):
+    return device_type == "cpu" and "cuda-emulated" in swapkern.backends()
+
+
 def usable_backends(device_type="cpu"):
-    """The backends that can run on tensors of this device type here ("torch" always)."""
-    ok = {"native": swapkern._backend.native_available, "triton": swapkern._backend.triton_available}
-    return [b for b in ("native", "triton") if ok[b](device_type)] + ["torch"]
+    """The backends that can run on tensors of this device type here ("torch" always; "cuda-emulated", the CUDA
+    kernels compiled for the host, on CPU tensors where that build is there)."""
+    ok = {
+        "native": swapkern._backend.native_available,
+        "triton": swapkern._backend.triton_available,
+        "cuda-emulated": _emulated,
+    }
+    return [b for b in ("native", "triton") if ok[b](device_type)] + ["torch"] + (
+        ["cuda-emulated"] if _emulated(device_type) else []
+    )
 
 
 def _backend_params():
     params = []
-    for name in ("native", "triton"):
+    for name in ("native", "triton", "cuda-emulated"):
         marks = []
         if name not in swapkern.backends():
             marks.append(pytest.mark.skip(reason=f"backend {name} unavailable here"))
         if name == "triton":
             marks.append(pytest.mark.triton)
+        if name == "cuda-emulated":
+            marks.append(pytest.mark.emulation)
         params.append(pytest.param(name, marks=marks))
     return params
 

@@ -7,7 +7,14 @@ from conftest import bits, make, usable_backends
 import swapkern
 
 
-@pytest.fixture(params=["native", "torch", pytest.param("triton", marks=pytest.mark.triton)])
+@pytest.fixture(
+    params=[
+        "native",
+        "torch",
+        pytest.param("triton", marks=pytest.mark.triton),
+        pytest.param("cuda-emulated", marks=pytest.mark.emulation),
+    ]
+)
 def any_backend(request):
     if request.param not in usable_backends("cpu"):
         pytest.skip(f"backend {request.param} cannot run on CPU tensors here")

@@ -1,26 +1,41 @@
 """bench/gpu_check.sh, proved on the CPU: its dry run goes through every stage (build check, smoke, overhead,
 tests, the sanitizer's workload, the gpu-short study) and leaves at most 8 files, none in a folder, under $OUT;
-with a short deadline it cuts the stage in flight, skips the rest with a line each, and still packs its logs."""
+a stage that outlives its budget is cut (SIGINT first: pytest still writes its junit XML), the stages after it are
+skipped with a line each, and the logs are still packed. The cut is made deterministic by a stage that waits on
+purpose (GPU_CHECK_STALL), not by the speed of the machine. The script runs this interpreter (PYTHON)."""
 
 import json
 import os
+import re
 import subprocess
+import sys
 import tarfile
 import time
 import xml.etree.ElementTree as ET
 
+import pytest
 from conftest import ROOT
 
 SCRIPT = os.path.join(ROOT, "bench", "gpu_check.sh")
 
 
-def _run(out, seconds=None, timeout=200):
-    env = dict(os.environ, SWAPKERN_GPU_CHECK_DRY="1", OUT=str(out))
+def _run(out, seconds=None, timeout=200, **extra):
+    # this interpreter, not whatever python3 is first on PATH (a venv's python run without activating it)
+    env = dict(os.environ, SWAPKERN_GPU_CHECK_DRY="1", OUT=str(out), PYTHON=sys.executable, **extra)
+    env.pop("GPU_CHECK_STALL_TARGET", None)
     if seconds is not None:
         env["GPU_CHECK_SECONDS"] = str(seconds)
     t0 = time.time()
     proc = subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True, timeout=timeout)
     return proc, time.time() - t0
+
+
+def _log(out, name):
+    with tarfile.open(out / "logs.tgz") as tar:
+        for member in tar.getmembers():
+            if os.path.basename(member.name) == name:
+                return tar.extractfile(member).read().decode(errors="replace")
+    return ""
 
 
 def _files(out):
@@ -49,6 +64,8 @@ def test_dry_run_goes_through_every_stage(tmp_path):
     for stage in ("build", "smoke", "overhead", "gpu_tests", "memcheck", "rest"):
         assert f"== {stage}: budget" in summary and f"{stage}: rc 0 in" in summary, stage
     assert "native cpu: yes" in summary and "status 0" in summary
+    first = summary.splitlines()[0]  # before any stage: did the carried binary load, with CUDA kernels?
+    assert "carried binary: swapkern/_C.abi3.so loaded with" in first, first
     assert "using the carried binary: no build" in summary  # the binary that came along is tried first
     rows = [json.loads(line) for line in (out / "overhead.jsonl").read_text().splitlines()]
     assert {r["backend"] for r in rows} >= {"native", "plain PyTorch", "copy of the moved bytes"}
@@ -64,11 +81,36 @@ def test_dry_run_goes_through_every_stage(tmp_path):
 
 
 def test_deadline_cuts_the_stage_in_flight_and_skips_the_rest(tmp_path):
+    # The build stage waits on purpose: it is cut at its budget (the deadline less the reserve) however fast the
+    # machine is, and every later stage finds no time left.
     out = tmp_path / "out"
-    proc, seconds = _run(out, seconds=35)
+    proc, seconds = _run(out, seconds=60, GPU_CHECK_STALL="build")
     summary = (out / "summary.txt").read_text()
     assert proc.returncode == 1, summary  # a cut stage fails the check
-    assert seconds < 35 + 20
-    assert "CUT at its" in summary and "SKIPPED" in summary, summary
+    assert seconds < 60 + 30
+    assert "stalling on purpose" in (out / "summary.txt").read_text() + _log(out, "build.log")
+    assert re.search(r"build: CUT at its \d+s budget", summary), summary
+    for stage in ("smoke", "overhead", "gpu_tests", "memcheck", "rest"):
+        assert f"== {stage}: SKIPPED" in summary, summary
     assert "== done: status 1" in summary
     assert len(_files(out)) <= 8 and (out / "logs.tgz").exists()
+
+
+def test_a_cut_pytest_stage_still_writes_its_junit_xml(tmp_path):
+    # gpu_tests alone, waiting inside a test: the stage's SIGINT lets pytest write the XML, naming the test.
+    out = tmp_path / "out"
+    proc, _ = _run(out, seconds=90, GPU_CHECK_STALL="gpu_tests", GPU_CHECK_STAGES="gpu_tests")
+    summary = (out / "summary.txt").read_text()
+    assert proc.returncode == 1, summary
+    assert re.search(r"gpu_tests: CUT at its \d+s budget", summary) and "== build: not selected" in summary, summary
+    log = _log(out, "gpu_tests.log")
+    assert "KeyboardInterrupt" in log and "test_gpu_check.py:" in log, log  # interrupted inside the waiting test
+    suite = ET.parse(out / "junit.xml").getroot()  # written on SIGINT
+    assert suite.find("testsuite") is not None
+
+
+def test_stall_target():
+    """The test the stalled gpu_tests stage runs (GPU_CHECK_STALL_TARGET=1): it waits until the stage is cut."""
+    if os.environ.get("GPU_CHECK_STALL_TARGET") != "1":
+        pytest.skip("only for bench/gpu_check.sh with GPU_CHECK_STALL=gpu_tests")
+    time.sleep(100000)

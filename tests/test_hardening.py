@@ -15,7 +15,14 @@ import swapkern
 from swapkern import FeatureSwap, SwapCollate, WeightSwap, WithIndex
 
 
-@pytest.fixture(params=["native", "torch", pytest.param("triton", marks=pytest.mark.triton)])
+@pytest.fixture(
+    params=[
+        "native",
+        "torch",
+        pytest.param("triton", marks=pytest.mark.triton),
+        pytest.param("cuda-emulated", marks=pytest.mark.emulation),
+    ]
+)
 def any_backend(request):
     if request.param not in usable_backends("cpu"):
         pytest.skip(f"backend {request.param} cannot run on CPU tensors here")

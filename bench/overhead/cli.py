@@ -80,7 +80,7 @@ def main(argv=None):
             if wanted(case.name):
                 emit(run_case(case, device, g))
         if not args.no_weights and (not args.only or any("weight" in s for s in args.only)):
-            emit(weight_rows(device, args.quick))
+            emit(weight_rows(device, args.quick, emit=emit))
         for n in args.images or ([512] if args.quick else [512, 4096]):
             for part in (protocol_rows, loader_rows):
                 if any(wanted(name) for name in part_names(part, n)):

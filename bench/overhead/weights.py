@@ -58,11 +58,15 @@ def models(device, quick):
     return out
 
 
-def weight_rows(device, quick):
+def weight_rows(device, quick, emit=None):
     """Per model: its training step (Adam), then each weight-swap protocol with and without the optimizer state, on
-    swapkern and on the per-parameter loop, each as a share of that step."""
+    swapkern and on the per-parameter loop, each as a share of that step. emit(rows) is called with each model's
+    rows as it finishes (a run cut later keeps them); returns the rows not emitted."""
     rows = []
     for name, model, batch, protocols in models(device, quick):
+        if emit is not None and rows:
+            emit(rows)
+            rows = []
         model = model.to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         x, y = batch()

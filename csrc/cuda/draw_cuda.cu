@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kThreads) draw_kernel(const DrawParams params)
 
 void draw_cuda(const DrawParams& p) {
   const OnDevice on(p.device_index);
-  draw_kernel<<<1, kThreads, 0, current_stream(p.device_index)>>>(p);
+  SK_LAUNCH(1, kThreads, 0, current_stream(p.device_index), draw_kernel)(p);
   STD_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -48,8 +48,8 @@ void engine_draw_cuda(const Engine& e, uint64_t seed, uint64_t step) {
   const int device = e.index.get_device_index();
   const OnDevice on(device);
   const unsigned blocks = static_cast<unsigned>((e.groups + kThreads - 1) / kThreads);
-  draw_groups<<<blocks, kThreads, 0, current_stream(device)>>>(data_of<const int64_t>(e.table), e.groups,
-                                                               data_of<int64_t>(e.index), seed, step);
+  SK_LAUNCH(blocks, kThreads, 0, current_stream(device), draw_groups)(data_of<const int64_t>(e.table), e.groups,
+                                                                      data_of<int64_t>(e.index), seed, step);
   STD_CUDA_KERNEL_LAUNCH_CHECK();
   mark_launched(e, device);
 }

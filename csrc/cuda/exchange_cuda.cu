@@ -255,10 +255,10 @@ void launch(const Plan& p, int device, cudaStream_t stream) {
     if (const int tile = tile_rows_for(p); tile > 0) {
       const size_t smem = tile_head(tile) + static_cast<size_t>(tile) * p.x.idx_numel * sizeof(T);
       const int64_t blocks = std::min<int64_t>((p.slice_numel + tile - 1) / tile, max_blocks);
-      exchange_tiled<T><<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(p, p.slice_numel, tile);
+      SK_LAUNCH(static_cast<unsigned>(blocks), kThreads, smem, stream, exchange_tiled<T>)(p, p.slice_numel, tile);
     } else {
       const unsigned blocks = static_cast<unsigned>(blocks_for(p.K * p.slice_numel));
-      exchange_flat<T, false, true><<<blocks, kThreads, 0, stream>>>(p, p.slice_numel, 1, 1);
+      SK_LAUNCH(blocks, kThreads, 0, stream, exchange_flat<T, false, true>)(p, p.slice_numel, 1, 1);
     }
     STD_CUDA_KERNEL_LAUNCH_CHECK();
     return;
@@ -269,20 +269,20 @@ void launch(const Plan& p, int device, cudaStream_t stream) {
     const int64_t pairs = std::min<int64_t>({p.K, std::max<int64_t>(max_blocks / per_pair, 1), 65535});
     const dim3 grid(static_cast<unsigned>(per_pair), static_cast<unsigned>(pairs));
     if (u.vec) {
-      exchange_units<uint4, true><<<grid, kThreads, 0, stream>>>(p, u.U, u.per_row, u.V);
+      SK_LAUNCH(grid, kThreads, 0, stream, exchange_units<uint4, true>)(p, u.U, u.per_row, u.V);
     } else if (u.rows) {
-      exchange_units<T, true><<<grid, kThreads, 0, stream>>>(p, u.U, u.per_row, 1);
+      SK_LAUNCH(grid, kThreads, 0, stream, exchange_units<T, true>)(p, u.U, u.per_row, 1);
     } else {
-      exchange_units<T, false><<<grid, kThreads, 0, stream>>>(p, u.U, 1, 1);
+      SK_LAUNCH(grid, kThreads, 0, stream, exchange_units<T, false>)(p, u.U, 1, 1);
     }
   } else {  // small slices: one flat loop over every unit of every pair
     const unsigned blocks = static_cast<unsigned>(blocks_for(p.K * u.U));
     if (u.vec) {
-      exchange_flat<uint4, true, false><<<blocks, kThreads, 0, stream>>>(p, u.U, u.per_row, u.V);
+      SK_LAUNCH(blocks, kThreads, 0, stream, exchange_flat<uint4, true, false>)(p, u.U, u.per_row, u.V);
     } else if (u.rows) {
-      exchange_flat<T, true, false><<<blocks, kThreads, 0, stream>>>(p, u.U, u.per_row, 1);
+      SK_LAUNCH(blocks, kThreads, 0, stream, exchange_flat<T, true, false>)(p, u.U, u.per_row, 1);
     } else {
-      exchange_flat<T, false, false><<<blocks, kThreads, 0, stream>>>(p, u.U, 1, 1);
+      SK_LAUNCH(blocks, kThreads, 0, stream, exchange_flat<T, false, false>)(p, u.U, 1, 1);
     }
   }
   STD_CUDA_KERNEL_LAUNCH_CHECK();
@@ -301,7 +301,7 @@ void exchange_packed_cuda(const uint8_t* meta, int64_t n, int64_t total, int dev
   const OnDevice on(device);
   const cudaStream_t stream = current_stream(device);
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, static_cast<int64_t>(sm_count(device)) * 16);
-  exchange_packed<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(meta, n, total);
+  SK_LAUNCH(static_cast<unsigned>(blocks), kThreads, 0, stream, exchange_packed)(meta, n, total);
   STD_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -38,9 +38,9 @@ void launch(const LoadParams& p) {
   const cudaStream_t stream = current_stream(p.device_index);
   // 32-bit coordinates when they fit (the grid-stride step included): the divisions dominate this kernel.
   if (total + static_cast<int64_t>(blocks) * kThreads < (int64_t{1} << 31)) {
-    load_kernel<Out, int32_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+    SK_LAUNCH(static_cast<unsigned>(blocks), kThreads, 0, stream, load_kernel<Out, int32_t>)(p);
   } else {
-    load_kernel<Out, int64_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+    SK_LAUNCH(static_cast<unsigned>(blocks), kThreads, 0, stream, load_kernel<Out, int64_t>)(p);
   }
   STD_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -1,6 +1,27 @@
 // The CUDA side of the stable ABI for the launchers: the current stream (aoti_torch_get_current_cuda_stream, a C
 // shim of libtorch_cuda declared with USE_CUDA) and the device a launch runs on.
+//
+// SK_LAUNCH(grid, block, smem, stream, kernel)(args...) is the launch kernel<<<grid, block, smem, stream>>>(args...),
+// token for token under nvcc; the emulation build (SWAPKERN_CUDA_EMULATION, csrc/cuda/emulation.h) compiles the
+// same sources with the host compiler, where it runs the grid on the host.
 #pragma once
+
+#ifdef SWAPKERN_CUDA_EMULATION
+#include "emulation.h"
+
+#include <cstdint>
+
+namespace swapkern {
+
+inline cudaStream_t current_stream(int32_t) { return sk_emu::the_stream(); }
+
+class OnDevice {  // one emulated device
+ public:
+  explicit OnDevice(int32_t) {}
+};
+
+}  // namespace swapkern
+#else
 
 #ifndef USE_CUDA
 #error "CUDA translation units are compiled with -DUSE_CUDA (it declares the CUDA stream shim)"
@@ -13,6 +34,8 @@
 
 #include <cstdint>
 #include <optional>
+
+#define SK_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
 
 namespace swapkern {
 
@@ -37,3 +60,4 @@ class OnDevice {
 };
 
 }  // namespace swapkern
+#endif  // SWAPKERN_CUDA_EMULATION
