@@ -129,7 +129,8 @@ def test_lockstep_trains_each_arm_exactly_as_alone(tiny):
     for r in together:
         total = sum(r["part_seconds_median"].values())
         assert r["step_seconds_median"] > 0 and total > 0
-    assert swap_share(rows, base) > 0 and swap_share(epa, train_one(tiny, cfgs[0])) is None
+    # the share itself is a difference of timings (it may be negative on a busy machine): only its presence is tested
+    assert isinstance(swap_share(rows, base), float) and swap_share(epa, train_one(tiny, cfgs[0])) is None
 
 
 def test_sham_arm_is_accepted_by_bench_train(tmp_path):

@@ -169,10 +169,11 @@ def _counting_packs(ws):
 
 def _bn_mlp():
     torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double()
+    # Flatten gives the BatchNorm a 2-D input, so neuron can prove it normalises the features
+    m = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double()
     with torch.no_grad():
-        m[1].running_mean.normal_()
-        m[1].running_var.uniform_(0.5, 2.0)
+        m[2].running_mean.normal_()
+        m[2].running_var.uniform_(0.5, 2.0)
     return m.eval()
 
 
@@ -184,11 +185,11 @@ def test_neuron_keeps_the_function_after_the_model_is_converted_and_back(any_bac
     ws.step()
     m.float()
     m.double()
-    before, mean = m(x), m[1].running_mean.clone()
+    before, mean = m(x), m[2].running_mean.clone()
     for _ in range(5):
         ws.step()
     assert (m(x) - before).abs().max() < 1e-12
-    assert not torch.equal(m[1].running_mean, mean)  # the model's buffers moved (with their units)
+    assert not torch.equal(m[2].running_mean, mean)  # the model's buffers moved (with their units)
 
 
 @pytest.mark.parametrize("convert", ["half", "to_double", "assign_buffer"])
@@ -196,22 +197,22 @@ def test_replaced_buffers_and_parameters_are_the_ones_swapped(any_backend, conve
     m = _bn_mlp()
     ws = WeightSwap(m, "neuron", swaps=2, seed=1)
     ws.step()
-    old_mean = m[1].running_mean
+    old_mean = m[2].running_mean
     if convert == "half":
         m.half()
     elif convert == "to_double":
         m.float()
         m.to(torch.float64)
     else:
-        m[1].running_mean = torch.arange(8.0, dtype=torch.float64)
-    old_snapshot, mean = old_mean.clone(), m[1].running_mean.clone()
-    w, b = m[0].weight.detach().clone(), m[0].bias.detach().clone()
+        m[2].running_mean = torch.arange(8.0, dtype=torch.float64)
+    old_snapshot, mean = old_mean.clone(), m[2].running_mean.clone()
+    w, b = m[1].weight.detach().clone(), m[1].bias.detach().clone()
     ws.step()
     assert torch.equal(old_mean, old_snapshot)  # the stale buffer is left alone
     # rows of the first layer, its bias and the BatchNorm entries move together: by the same permutation
-    perm = [int((w == row).all(1).nonzero()[0]) for row in m[0].weight.detach()]
+    perm = [int((w == row).all(1).nonzero()[0]) for row in m[1].weight.detach()]
     assert sorted(perm) == list(range(8)) and perm != list(range(8))
-    assert torch.equal(m[0].bias.detach(), b[perm]) and torch.equal(m[1].running_mean, mean[perm])
+    assert torch.equal(m[1].bias.detach(), b[perm]) and torch.equal(m[2].running_mean, mean[perm])
 
 
 def test_load_state_dict_assign_swaps_the_new_parameters(any_backend):
@@ -235,7 +236,7 @@ def test_load_state_dict_assign_swaps_the_new_parameters(any_backend):
 @pytest.mark.parametrize("how", ["data", "assign"])
 def test_a_parameter_of_another_shape_is_refused_untouched(any_backend, how):
     m = nn.Sequential(nn.Linear(4, 2, bias=False))
-    ws = WeightSwap(m, "rows", seed=0)
+    ws = WeightSwap(m, "rows", layers="all", seed=0)
     ws.step()
     small = torch.arange(4.0).view(1, 4)
     if how == "data":
@@ -258,7 +259,7 @@ def test_a_parameter_list_of_another_shape_is_refused(any_backend):
 
 def test_a_model_moved_to_another_device_is_refused(any_backend):
     m = nn.Sequential(nn.Linear(4, 4))
-    ws = WeightSwap(m, "rows", seed=0)
+    ws = WeightSwap(m, "rows", layers="all", seed=0)
     m.to("meta")
     with pytest.raises(ValueError, match="is on meta but the WeightSwap was built for cpu"):
         ws.step()
@@ -268,7 +269,7 @@ def test_a_broken_tie_or_a_removed_tensor_is_refused(any_backend):
     emb, head = nn.Embedding(6, 4), nn.Linear(4, 6, bias=False)
     head.weight = emb.weight
     m = nn.ModuleDict({"emb": emb, "head": head})
-    ws = WeightSwap(m, "rows", seed=0)
+    ws = WeightSwap(m, "rows", layers="all", seed=0)
     ws.step()
     head.weight = nn.Parameter(emb.weight.detach().clone())
     with pytest.raises(ValueError, match="tie was broken"):
@@ -276,7 +277,7 @@ def test_a_broken_tie_or_a_removed_tensor_is_refused(any_backend):
     head.weight = emb.weight
     ws.step()  # tied again: fine
     m2 = nn.Sequential(nn.Linear(4, 4))
-    ws2 = WeightSwap(m2, "rows", seed=0)
+    ws2 = WeightSwap(m2, "rows", layers="all", seed=0)
     del m2[0].weight
     with pytest.raises(ValueError, match="was removed"):
         ws2.step()
@@ -288,7 +289,7 @@ def test_a_new_optimizer_state_tensor_is_the_one_swapped(any_backend):
     opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
     m(torch.randn(2, 4)).sum().backward()
     opt.step()
-    ws = WeightSwap(m, "rows", state=True, seed=1)
+    ws = WeightSwap(m, "rows", layers="all", state=True, seed=1)
     ws.step(optimizer=opt)
     w = m[0].weight
     old = opt.state[w]["momentum_buffer"]
@@ -311,7 +312,7 @@ def test_state_true_packs_once_when_the_state_does_not_change(any_backend, make_
         "sgd_momentum": lambda: torch.optim.SGD(params, lr=0.1, momentum=0.9),
         "lbfgs": lambda: torch.optim.LBFGS(params, lr=0.1, max_iter=2),
     }[make_opt]()
-    ws = WeightSwap(m, "rows", state=True, seed=1)
+    ws = WeightSwap(m, "rows", layers="all", state=True, seed=1)
     packs = _counting_packs(ws)
     x = torch.randn(3, 4)
 
@@ -326,7 +327,7 @@ def test_state_true_packs_once_when_the_state_does_not_change(any_backend, make_
         ws.step(optimizer=opt)
     # the state (none; momentum buffers; LBFGS's own entries, replaced every step) is there from the first step on
     assert packs[0] == 1
-    ws2 = WeightSwap(m, "rows", state=True, seed=1)
+    ws2 = WeightSwap(m, "rows", layers="all", state=True, seed=1)
     packs2 = _counting_packs(ws2)
     ws2.step(optimizer=opt)
     assert packs2[0] == 1
@@ -336,7 +337,7 @@ def test_state_true_repacks_when_the_state_appears(any_backend):
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(4, 6))
     opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
-    ws = WeightSwap(m, "rows", state=True, seed=1)
+    ws = WeightSwap(m, "rows", layers="all", state=True, seed=1)
     packs = _counting_packs(ws)
     ws.step(optimizer=opt)  # no state yet
     m(torch.randn(2, 4)).sum().backward()
@@ -353,7 +354,7 @@ def test_state_true_repacks_when_the_state_appears(any_backend):
 def test_inference_tensors_move_only_inside_inference_mode(any_backend):
     with torch.inference_mode():
         m = nn.Sequential(nn.Linear(4, 6))
-    ws = WeightSwap(m, "rows", seed=0)
+    ws = WeightSwap(m, "rows", layers="all", seed=0)
     before = m[0].weight.clone()
     with pytest.raises(RuntimeError, match="inference tensor outside InferenceMode"):
         ws.step()

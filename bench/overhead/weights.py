@@ -154,7 +154,7 @@ def setup_rows(device, quick, models=None, protocols=("rows", "neuron"), repeats
                     with swapkern.use_backend(backend):
                         for _ in range(repeats):
                             t0 = time.perf_counter()
-                            ws = swapkern.WeightSwap(model, protocol, swaps=1, state=state, seed=0)
+                            ws = swapkern.WeightSwap(model, protocol, swaps=1, state=state, seed=0, layers="all")
                             t1 = time.perf_counter()
                             ws.step(optimizer=opt)
                             _sync(device)
