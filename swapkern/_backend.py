@@ -96,14 +96,24 @@ def build_problem(torch_version: str, torch_cuda: str | None, origin: str | None
     return None
 
 
+def package_binary(name: str) -> str | None:
+    """The path of the compiled module swapkern.<name> in this package's own directory, or None. A module of that
+    name found elsewhere (an editable install's finder maps swapkern.* to another source tree) is not this copy's
+    binary and is not loaded."""
+    try:
+        spec = importlib.util.find_spec(f"{__package__}.{name}")
+    except (ImportError, ValueError):
+        return None
+    origin = spec.origin if spec is not None else None
+    if origin is None or os.path.dirname(os.path.abspath(origin)) != os.path.dirname(os.path.abspath(__file__)):
+        return None
+    return origin
+
+
 def _load_native(torch_version: str = torch.__version__, torch_cuda: str | None = torch.version.cuda):
     """Imports swapkern._C (which registers torch.ops.swapkern.*) when it fits this torch. Returns (module, None)
     or (None, problem: the sentence of build_problem)."""
-    try:
-        spec = importlib.util.find_spec(f"{__package__}._C")
-    except (ImportError, ValueError):
-        spec = None
-    origin = spec.origin if spec is not None else None
+    origin = package_binary("_C")
     problem = build_problem(torch_version, torch_cuda, origin)
     if problem is not None:
         return None, problem
@@ -134,13 +144,9 @@ def _load_emulation():
     """Loads the CUDA emulation library (torch.ops.swapkern_emu) when it is built. Returns (loaded, problem)."""
     path = os.environ.get("SWAPKERN_EMULATION_LIBRARY")
     if not path:
-        try:
-            spec = importlib.util.find_spec(f"{__package__}._C_emu")
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or spec.origin is None:
+        path = package_binary("_C_emu")
+        if path is None:
             return False, "swapkern: the CUDA emulation is not built (build with SWAPKERN_CUDA_EMULATION=1)"
-        path = spec.origin
     if _native_error is not None:  # it is built like _C: the same torch and build checks apply
         return False, _native_error
     global _emulation_path

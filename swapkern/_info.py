@@ -139,12 +139,7 @@ def _distribution_version() -> str | None:
 
 
 def _binary() -> dict:
-    spec = None
-    try:
-        spec = importlib.util.find_spec(f"{__package__}._C")
-    except (ImportError, ValueError):
-        pass
-    path = spec.origin if spec is not None else None
+    path = _backend.package_binary("_C")
     c = _backend._C
     out = {
         "path": path,

@@ -85,7 +85,8 @@ def test_confirmatory_experiment_declares_its_test_and_stands_apart(tmp_path):
 def test_gpu_short_dry_run_and_its_deadline(tmp_path):
     # the gpu-short code on the CPU: the speed-run trainer, seeds added round by round, the report as it goes
     out = tmp_path / "dry"
-    sections = study.main(["--dry-run", "--out", str(out)])
+    # a deadline no machine reaches: the seeds stop at max_seeds, whatever the load (the cut is tested below)
+    sections = study.main(["--dry-run", "--minutes", "600", "--out", str(out)])
     exp, rows, *_ = sections[0]
     assert exp.name == "replication-gpu-short" and exp.seeds == 3
     assert {r["arm"] for r in rows} == {"none", "1SA", "1PA", "ESA"}
