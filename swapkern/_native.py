@@ -9,7 +9,7 @@ checks. The ops are built on the LibTorch stable ABI, which cannot express what 
   inside inference mode; each mutated tensor's version counter is bumped exactly once after the call, so autograd
   notices a swapped tensor it saved for backward. Under torch.compile the wrappers call the ops directly (the
   graph's functionalization writes the results back with copy_, which bumps the counters);
-- TypeError: no C++ exception becomes one across the stable ABI, so the kernels tag the message (csrc/check.h,
+- TypeError: no C++ exception becomes one across the stable ABI, so the kernels tag the message (csrc/error.h,
   SK_CHECK_TYPE) and the wrappers turn it back into a TypeError (ValueError and IndexError cross as they are);
 - the fake (meta) kernels (torch.library.register_fake), registered when this module is imported.
 """
@@ -27,7 +27,7 @@ from ._index import as_index, as_int
 
 _OPS = torch.ops.swapkern
 _increment = torch._C._increment_version
-# csrc/check.h: the tag of SK_CHECK_TYPE; an exception from a shim call also carries "(originally from ...)".
+# csrc/error.h: the tag of SK_CHECK_TYPE; an exception from a shim call also carries "(originally from ...)".
 _TYPE_ERROR = re.compile(r"\[TypeError\] (.*?)(?:\s+\(originally from .*\))?\s*$", re.S)
 
 

@@ -1,3 +1,4 @@
+// How the host code refuses an input (this header was csrc/check.h; csrc/checks.h holds the rules themselves).
 // The check macros of every op, one line per rule: SK_CHECK_VALUE(cond, parts...) streams its parts into the
 // message as TORCH_CHECK does and throws when cond is false. The stable ABI has no c10::Error, so each Python
 // exception type is a standard C++ exception that the op-call binding translates:
