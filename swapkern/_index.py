@@ -51,7 +51,8 @@ def as_index(v, name: str):
     if isinstance(v, bool) or not isinstance(v, (numbers.Integral, list, tuple)):
         raise refuse(
             "arg.type",
-            f"{name} must be an int, a list of ints, a NumPy integer array or an integer tensor, got {type(v).__name__}",
+            f"{name} must be an int, a list of ints, a NumPy integer array or an integer tensor, "
+            f"got {type(v).__name__}",
         )
     key = (v,) if type(v) is int else (tuple(v) if len(v) <= 8 and all(type(e) is int for e in v) else None)
     hit = _SMALL.get(key) if key is not None else None

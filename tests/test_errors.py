@@ -58,9 +58,21 @@ CASES = {
     "2-d index": (ValueError, "index.shape", lambda x: swapkern.swap_(x, 1, I([[0]]), I([[1]]))),
     "dim too large": (ValueError, "op.dim", lambda x: swapkern.swap_(x, 4, [0], [1])),
     "dim too negative": (ValueError, "op.dim", lambda x: swapkern.swap_(x, -5, [0], [1])),
-    "sample_dim out of range": (ValueError, "op.dim", lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=7)),
-    "sample_dim == dim": (ValueError, "op.sample_dim", lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=1)),
-    "index on another device": (ValueError, "index.device", lambda x: swapkern.swap_(x, 1, I([0], device="meta"), I([1]))),
+    "sample_dim out of range": (
+        ValueError,
+        "op.dim",
+        lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=7),
+    ),
+    "sample_dim == dim": (
+        ValueError,
+        "op.sample_dim",
+        lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=1),
+    ),
+    "index on another device": (
+        ValueError,
+        "index.device",
+        lambda x: swapkern.swap_(x, 1, I([0], device="meta"), I([1])),
+    ),
     "channels of a 3-d tensor": (ValueError, "op.shape", lambda x: swapkern.swap_channels_(x[0], [0], [1])),
     "pixels of a 3-d tensor": (ValueError, "op.shape", lambda x: swapkern.swap_pixels_(x[0], [0], [1])),
     "rows of a 1-d tensor": (ValueError, "op.shape", lambda x: swapkern.swap_rows_(x[0, 0, 0], [0], [1])),
@@ -74,15 +86,35 @@ def _pair_cases():
         return torch.zeros(shape, dtype=dtype)
 
     return {
-        "between slice shapes": (ValueError, "geometry.slice", lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=1, dim_y=0)),
+        "between slice shapes": (
+            ValueError,
+            "geometry.slice",
+            lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=1, dim_y=0),
+        ),
         "between dtypes": (ValueError, "tensors.dtype", lambda x, y: swapkern.swap_between_(x, y.double(), [0], [1])),
         "between one dim": (ValueError, "op.dims", lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=1)),
-        "between overlap": (ValueError, "tensors.overlap", lambda x, y: swapkern.swap_between_(x[0], x[0, 1:], [0], [1])),
-        "between out of range": (IndexError, "index.range", lambda x, y: swapkern.swap_between_(x, y, [0], [7 * 4 * 5 * 6])),
+        "between overlap": (
+            ValueError,
+            "tensors.overlap",
+            lambda x, y: swapkern.swap_between_(x[0], x[0, 1:], [0], [1]),
+        ),
+        "between out of range": (
+            IndexError,
+            "index.range",
+            lambda x, y: swapkern.swap_between_(x, y, [0], [7 * 4 * 5 * 6]),
+        ),
         "between repeat in x": (ValueError, "pair.repeat", lambda x, y: swapkern.swap_between_(x, y, [0, 0], [1, 2])),
         "between repeat in y": (ValueError, "pair.repeat", lambda x, y: swapkern.swap_between_(x, y, [0, 1], [2, 2])),
-        "between dim out of range": (ValueError, "op.dim", lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=4, dim_y=0)),
-        "between lengths": (ValueError, "index.length", lambda x, y: swapkern.swap_between_(x, y, [0, 1], [1], dim_x=0, dim_y=0)),
+        "between dim out of range": (
+            ValueError,
+            "op.dim",
+            lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=4, dim_y=0),
+        ),
+        "between lengths": (
+            ValueError,
+            "index.length",
+            lambda x, y: swapkern.swap_between_(x, y, [0, 1], [1], dim_x=0, dim_y=0),
+        ),
     }, y_like
 
 

@@ -8,8 +8,9 @@ that alias the swapped storage), mostly valid and sometimes not. Every backend m
 storage, the model's result bit for bit, or raise one of the model's exception types with every storage
 bit-identical; and all backends must refuse by the same rule: the same exception type and the same rule key
 (err.rule, one of swapkern._codes.RULES, of that type), so a drift between the C++ validator and its Python twin
-in which rule fires first (an order, a limit, a dtype rule) fails here even where the types agree. The crash-prone classes (indices aliasing the data,
-overlapping layouts) run in a subprocess, so a crash fails the test instead of the test run.
+in which rule fires first (an order, a limit, a dtype rule) fails here even where the types agree. The
+crash-prone classes (indices aliasing the data, overlapping layouts) run in a subprocess, so a crash fails the test
+instead of the test run.
 
 Profiles: the default suite runs a fast one; HYPOTHESIS_PROFILE=thorough runs 10x more examples.
 """
