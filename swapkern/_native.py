@@ -315,15 +315,32 @@ _MUTATING = (
 )
 
 
-def _fake_mutating(qualname: str, names: list[str]):
+# The Python twin of each swap op's checks, called with the op's own arguments (the same order).
+_TWINS = {
+    "swap_": "prepare_swap",
+    "swap_pixels_": "prepare_pixels",
+    "swap_elements_": "prepare_elements",
+    "swap_between_": "prepare_between",
+}
+
+
+def _fake_mutating(qualname: str, names: list[str], defaults: list):
     """A mutating op on fake or meta tensors: nothing to compute (it returns nothing). A real tensor with an
-    argument on the meta device (indices, say) is refused like any index on another device, as the kernels do."""
+    argument on the meta device (indices, say) is refused as the kernels would: by the Python twin of a swap op's
+    checks (the first rule that refuses the call, index.device or an earlier one), else like any index on another
+    device."""
+    twin = _TWINS.get(qualname.split("::")[-1])
 
     def fake(*args, **kwargs):
         x = args[0]
         if x.device.type != "meta":
             for name, v in (*zip(names[1:], args[1:], strict=False), *kwargs.items()):
                 if isinstance(v, torch.Tensor) and v.device.type == "meta":
+                    if twin is not None:  # the op's arguments in full, in schema order
+                        full = [*args, *defaults[len(args) :]]
+                        for k, value in kwargs.items():
+                            full[names.index(k)] = value
+                        getattr(_checks, twin)(*full)
                     raise refuse(
                         "index.device",
                         f"{qualname}: {name} is on meta but the tensor is on {x.device}; indices must be on the CPU "
@@ -345,8 +362,10 @@ def register_fakes(ops=None) -> None:
     ops = _OPS if ops is None else ops
     for name in _MUTATING:
         qualname = f"{ops.name}::{name}"
-        names = [a.name for a in getattr(ops, name).default._schema.arguments]
-        torch.library.register_fake(qualname, _fake_mutating(qualname, names))
+        schema = getattr(ops, name).default._schema.arguments
+        names = [a.name for a in schema]
+        defaults = [a.default_value if a.has_default_value() else None for a in schema]
+        torch.library.register_fake(qualname, _fake_mutating(qualname, names, defaults))
     torch.library.register_fake(f"{ops.name}::engine_step_", _fake_engine_step)
 
 

@@ -138,7 +138,7 @@ def test_element_dtypes_of_1_2_4_8_16_bytes_and_not_quantized(dtype):
     assert r is None if ok else r[:2] == (TypeError, "tensor.dtype"), r
 
 
-def test_layouts_the_dispatcher_refuses_are_the_rules_the_kernels_check():
+def test_what_the_dispatcher_refuses_is_refused_by_the_rules_the_kernels_check():
     r = outcomes(Call(lambda: [torch.zeros(4, 2).to_sparse()], lambda x: swapkern.swap_(x, 0, [0], [1])))
     assert r[:2] == (ValueError, "tensor.layout")
     sparse = torch.tensor([0, 1]).to_sparse()
@@ -147,6 +147,13 @@ def test_layouts_the_dispatcher_refuses_are_the_rules_the_kernels_check():
     # the order holds through the twin: a dim out of range comes before the index's layout
     r = outcomes(Call(_x(), lambda x: swapkern.swap_(x, 5, sparse, [2, 3])))
     assert r[:2] == (ValueError, "op.dim")
+
+    # so does a tensor on the meta device, which the dispatcher sends to the fake kernel
+    meta = torch.tensor([0, 1], device="meta")
+    assert outcomes(Call(_x(), lambda x: swapkern.swap_(x, 0, meta, [2, 3])))[:2] == (ValueError, "index.device")
+    assert outcomes(Call(_x(), lambda x: swapkern.swap_(x, 5, meta, [2, 3])))[:2] == (ValueError, "op.dim")
+    r = outcomes(Call(_x(), lambda x: swapkern.swap_between_(x, x.to("meta"), [0], [1])))
+    assert r[:2] == (ValueError, "tensors.device")
 
 
 PAIRS = [
