@@ -1,5 +1,5 @@
 // The order of checks, one for every backend (swapkern/_checks.py says the same; the first failing check decides the
-// exception and nothing moves before it):
+// exception and its rule key, csrc/codes.h, and nothing moves before it):
 //   1. arguments, in Python (swapkern/_index.py, ops.py): tensors, validate a bool, dims ints, indices integer-like
 //      (TypeError; IndexError for an int beyond int64);
 //   2. the autograd rules, in Python (swapkern/_native.py): requires grad in grad mode, an inference tensor outside
@@ -7,12 +7,14 @@
 //   3. the op's own shape rules (ops.h): dims in range, sample_dim != dim, a 4-d batch (ValueError);
 //   4. the tensors (check_tensors): a swappable dtype (TypeError); one dtype, one device, strided, not meta,
 //      provably free of self-overlap, x and y apart (ValueError);
-//   5. each index a, b, sample in turn (prepare_index): integers (TypeError), at most 1-d, on the CPU or x's device
-//      (ValueError); then one length for all (ValueError);
+//   5. each index a, b, sample in turn (prepare_index): integers (TypeError), strided, at most 1-d, on the CPU or
+//      x's device (ValueError); then one length for all (ValueError);
 //   6. the geometry (plan_geometry): slice shapes equal and coalescing (ValueError), an index into an empty dim
 //      (IndexError);
 //   7. validate=true (check_pairs): ranges of a, b, sample (IndexError), the positions' count, then pair by pair
 //      a[k] != b[k] (one tensor) and no index twice in a scope (ValueError): the first failing pair's.
+// The dispatcher refuses a sparse, mkldnn or quantized tensor argument before any of this runs (the ops have CPU
+// and CUDA kernels only); swapkern/_native.py then asks the Python twin which rule that is.
 #include "checks.h"
 
 #include <torch/csrc/stable/ops.h>
@@ -60,23 +62,27 @@ bool memory_intersects(const Tensor& a, const Tensor& b) {
 }
 
 void check_swappable(const char* op, const Tensor& t, const char* name) {
-  SK_CHECK_VALUE(t.layout() == torch::headeronly::Layout::Strided, op, ": ", name,
-                 " must be a strided tensor, got layout ", t.layout());
-  SK_CHECK_VALUE(!is_meta(t), op, ": ", name, " is on the meta device, which holds no data to swap");
-  SK_CHECK_VALUE(provably_disjoint(t.sizes(), t.strides()), op, ": ", name, " (shape ", t.sizes(), ", strides ",
-                 t.strides(),
-                 ") has elements that overlap in memory, or cannot be shown not to (expand, unfold, as_strided); "
-                 "swap a .contiguous() copy");
+  SK_RULE(t.layout() == torch::headeronly::Layout::Strided, rules::kTensorLayout, op, ": ", name,
+          " must be a strided tensor, got layout ", t.layout());
+  SK_RULE(!is_meta(t), rules::kTensorMeta, op, ": ", name, " is on the meta device, which holds no data to swap");
+  SK_RULE(provably_disjoint(t.sizes(), t.strides()), rules::kTensorOverlap, op, ": ", name, " (shape ", t.sizes(),
+          ", strides ", t.strides(),
+          ") has elements that overlap in memory, or cannot be shown not to (expand, unfold, as_strided); "
+          "swap a .contiguous() copy");
 }
 
-Tensor prepare_index(const char* op, const Tensor& t, const char* name, const Tensor& x, const Tensor& y) {
+Tensor prepare_index(const char* op, const Tensor& t, const char* name, const Tensor& x, const Tensor& y,
+                     IndexArg kind) {
   const ScalarType dtype = dtype_of(t);
-  SK_CHECK_TYPE(is_integral(dtype, /*include_bool=*/false), op, ": ", name,
-                " must hold integers, got a tensor of dtype ", dtype);
-  SK_CHECK_VALUE(t.dim() <= 1, op, ": ", name, " must have shape [K], got ", t.sizes());
+  SK_RULE(is_integral(dtype, /*include_bool=*/kind == IndexArg::Flags), rules::kIndexDtype, op, ": ", name,
+          " must hold integers, got a tensor of dtype ", dtype);
+  SK_RULE(t.layout() == torch::headeronly::Layout::Strided, rules::kIndexLayout, op, ": ", name,
+          " must be a strided tensor, got layout ", t.layout());
+  SK_RULE(kind != IndexArg::Vector || t.dim() <= 1, rules::kIndexShape, op, ": ", name, " must have shape [K], got ",
+          t.sizes());
   const Device device = t.device(), x_device = x.device();
-  SK_CHECK_VALUE(device.type() == DeviceType::CPU || device == x_device, op, ": ", name, " is on ", device,
-                 " but the tensor is on ", x_device, "; indices must be on the CPU or on the tensor's device");
+  SK_RULE(device.type() == DeviceType::CPU || device == x_device, rules::kIndexDevice, op, ": ", name, " is on ",
+          device, " but the tensor is on ", x_device, "; indices must be on the CPU or on the tensor's device");
   const bool int64 = dtype == ScalarType::Long || dtype == ScalarType::UInt64;
   // uint64 read as int64 bit for bit (no conversion kernel; an index of 2^63 or more is then negative and refused)
   Tensor v = dtype == ScalarType::UInt64 ? torch::stable::view(t, ScalarType::Long) : t;
@@ -150,21 +156,23 @@ class KeySet {
   uint64_t* slots_;
 };
 
-void check_range(const char* op, const int64_t* v, int64_t K, int64_t n, bool from_unsigned, const char* name,
-                 const char* what) {
-  for (int64_t k = 0; k < K; ++k) {
-    if (from_unsigned && v[k] < 0) {
-      SK_CHECK_INDEX(false, op, ": ", name, " index ", static_cast<uint64_t>(v[k]), " is out of range for ", what,
-                     " of size ", n);
-    }
-    SK_CHECK_INDEX(v[k] >= -n && v[k] < n, op, ": ", name, " index ", v[k], " is out of range for ", what,
-                   " of size ", n);
-  }
-}
-
 inline int64_t wrapped(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
 
 }  // namespace
+
+void check_range(const char* op, const int64_t* v, int64_t K, int64_t n, bool wrap, bool from_unsigned,
+                 const char* name, const char* what) {
+  const int64_t lo = wrap && !from_unsigned ? -n : 0;  // uint64 bits: no value is negative
+  for (int64_t k = 0; k < K; ++k) {
+    if (__builtin_expect(v[k] >= lo && v[k] < n, 1)) continue;
+    if (from_unsigned && v[k] < 0) {
+      detail::refuse(rules::kIndexRange, op, ": ", name, " holds index ", static_cast<uint64_t>(v[k]),
+                     ", out of range for ", what, " of size ", n);
+    }
+    detail::refuse(rules::kIndexRange, op, ": ", name, " holds index ", v[k], ", out of range for ", what,
+                   " of size ", n);
+  }
+}
 
 void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor* sample, int64_t nx,
                  int64_t ny, int64_t ns, bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s,
@@ -173,14 +181,15 @@ void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor*
   const int64_t* va = host_values(a, scratch.host[0]);
   const int64_t* vb = host_values(b, scratch.host[1]);
   const int64_t* vs = sample != nullptr ? host_values(*sample, scratch.host[2]) : nullptr;
-  check_range(op, va, K, nx, unsigned_a, "a", what);
-  check_range(op, vb, K, ny, unsigned_b, "b", what);
-  if (vs != nullptr) check_range(op, vs, K, ns, unsigned_s, "sample", "the sample dim");
-  // Keys (scope * n + index) * 2 + side: one set serves both sides when x and y differ.
+  check_range(op, va, K, nx, /*wrap=*/true, unsigned_a, "a", what);
+  check_range(op, vb, K, ny, /*wrap=*/true, unsigned_b, "b", what);
+  if (vs != nullptr) check_range(op, vs, K, ns, /*wrap=*/true, unsigned_s, "sample", "the sample dim");
+  // Keys (scope * n + index) * 2 + side: one set serves both sides when x and y differ; below 2 * kMaxPositions.
   const int64_t n = std::max(nx, ny);
-  SK_CHECK_VALUE(ns <= INT64_MAX / 4 / std::max<int64_t>(n, 1) &&
-                     static_cast<uint64_t>(ns) * static_cast<uint64_t>(n) * 2 < KeySet::kKeyMask,
-                 op, ": too many samples times indices to check (2^47 or more positions)");
+  static_assert(static_cast<uint64_t>(2 * (kMaxPositions - 1)) <= KeySet::kKeyMask,
+                "the largest key + 1 must fit the KeySet's 48 bits");
+  SK_RULE(n == 0 || ns <= (kMaxPositions - 1) / n, rules::kSizeKeyspace, op,
+          ": too many samples times indices to check (2^47 or more positions)");
   KeySet seen(2 * K);
   auto key_of = [&](int64_t k, int side) {
     const int64_t i = side == 0 ? wrapped(va[k], nx) : wrapped(vb[k], ny);
@@ -194,14 +203,15 @@ void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor*
     const int64_t ia = wrapped(va[k], nx), ib = wrapped(vb[k], ny);
     const int64_t scope = vs != nullptr ? wrapped(vs[k], ns) : 0;
     if (same) {
-      SK_CHECK_VALUE(ia != ib, op, ": pair ", k, " exchanges index ", ia, " with itself; a[k] must differ from b[k]");
+      SK_RULE(ia != ib, rules::kPairSelf, op, ": pair ", k, " exchanges index ", ia,
+              " with itself; a[k] must differ from b[k]");
     }
     for (int side = 0; side < 2; ++side) {
       const int64_t i = side == 0 ? ia : ib;
       const uint64_t key = key_of(k, side);
       if (seen.insert(key)) continue;
       const char* where = same ? (vs != nullptr ? "one sample" : "the tensor") : (side == 0 ? "x" : "y");
-      SK_CHECK_VALUE(false, op, ": index ", i, " appears more than once in ", where,
+      detail::refuse(rules::kPairRepeat, op, ": index ", i, " appears more than once in ", where,
                      vs != nullptr ? " (sample " : "", vs != nullptr ? std::to_string(scope) : std::string(),
                      vs != nullptr ? ")" : "", "; the exchanges of one call must be disjoint");
     }

@@ -1,7 +1,7 @@
 // Kernels move bits, so only an element's width matters: one type per width, and the one switch over widths.
 #pragma once
 
-#include "check.h"
+#include "error.h"
 
 #include <torch/headeronly/macros/Macros.h>
 

@@ -95,16 +95,17 @@ C10_HOST_DEVICE inline int64_t source_offset(const LoadParams& p, I n, I& c, I h
          static_cast<int64_t>(pix % W) * p.data_strides[3];
 }
 
-// Validates (ValueError / IndexError / TypeError before anything is written) and fills LoadParams.
+// Validates (ValueError / IndexError / TypeError, each naming its rule, before anything is written) and fills
+// LoadParams; swapkern/_checks.py prepare_load is its Python twin, check for check.
 struct OwnedLoad {
   LoadParams params;
   std::optional<Tensor> index, scale, shift, pairs, at, image, active, flip;
 };
-OwnedLoad make_load(const Tensor& out, const Tensor& data, const Tensor& index, const Tensor& scale,
-                    const Tensor& shift, const std::optional<Tensor>& pairs, const std::optional<Tensor>& fixed,
-                    const std::optional<Tensor>& image, const std::optional<Tensor>& active,
-                    const std::optional<Tensor>& flip, int64_t which, int64_t what, bool extent_all, bool nhwc,
-                    bool validate);
+OwnedLoad prepare_load(const Tensor& out, const Tensor& data, const Tensor& index, const Tensor& scale,
+                       const Tensor& shift, const std::optional<Tensor>& pairs, const std::optional<Tensor>& fixed,
+                       const std::optional<Tensor>& image, const std::optional<Tensor>& active,
+                       const std::optional<Tensor>& flip, int64_t which, int64_t what, bool extent_all, bool nhwc,
+                       bool validate);
 
 
 }  // namespace swapkern

@@ -28,7 +28,7 @@ void swap_op(const Tensor& x, int64_t dim, const Tensor& a, const Tensor& b, con
   dim = wrap_dim(op, dim, ndim, "dim");
   if (sample.has_value()) {
     sample_dim = wrap_dim(op, sample_dim, ndim, "sample_dim");
-    SK_CHECK_VALUE(sample_dim != dim, op, ": sample_dim and dim are both ", dim);
+    SK_RULE(sample_dim != dim, rules::kOpSampleDim, op, ": sample_dim and dim are both ", dim);
   }
   run<launch>(make_plan(op, x, x, {dim, dim + 1}, {dim, dim + 1}, a, b, sample, sample_dim, validate));
 }
@@ -37,7 +37,7 @@ template <Launcher launch>
 void swap_pixels_op(const Tensor& x, const Tensor& p, const Tensor& q, const std::optional<Tensor>& sample,
                     bool validate) {
   constexpr const char* op = "swapkern.swap_pixels_";
-  SK_CHECK_VALUE(x.dim() == 4, op, ": expected an (N, C, H, W) batch, got shape ", x.sizes());
+  SK_RULE(x.dim() == 4, rules::kOpShape, op, ": expected an (N, C, H, W) batch, got shape ", x.sizes());
   run<launch>(make_plan(op, x, x, {2, 4}, {2, 4}, p, q, sample, 0, validate));
 }
 
@@ -51,12 +51,12 @@ template <Launcher launch>
 void swap_between_op(const Tensor& x, const Tensor& y, const Tensor& i, const Tensor& j,
                      std::optional<int64_t> dim_x, std::optional<int64_t> dim_y, bool validate) {
   constexpr const char* op = "swapkern.swap_between_";
-  SK_CHECK_VALUE(dim_x.has_value() == dim_y.has_value(), op,
-                 ": give both dim_x and dim_y (slices) or neither (elements)");
+  SK_RULE(dim_x.has_value() == dim_y.has_value(), rules::kOpDims, op,
+          ": give both dim_x and dim_y (slices) or neither (elements)");
   DimGroup gx{0, x.dim()}, gy{0, y.dim()};
   if (dim_x.has_value()) {
     const int64_t dx = wrap_dim(op, *dim_x, gx.end, "dim_x"), dy = wrap_dim(op, *dim_y, gy.end, "dim_y");
-    SK_CHECK_VALUE(dx == dy || !same_tensor(x, y), op, ": x is y, so dim_x and dim_y must be equal");
+    SK_RULE(dx == dy || !same_tensor(x, y), rules::kOpDims, op, ": x is y, so dim_x and dim_y must be equal");
     gx = {dx, dx + 1};
     gy = {dy, dy + 1};
   }
@@ -69,7 +69,7 @@ void load_batch_op(const Tensor& out, const Tensor& data, const Tensor& index, c
                    const std::optional<Tensor>& image, const std::optional<Tensor>& active,
                    const std::optional<Tensor>& flip, int64_t which, int64_t what, bool extent_all, bool nhwc,
                    bool validate) {
-  const OwnedLoad o = make_load(out, data, index, scale, shift, pairs, fixed, image, active, flip, which, what,
+  const OwnedLoad o = prepare_load(out, data, index, scale, shift, pairs, fixed, image, active, flip, which, what,
                                 extent_all, nhwc, validate);
   if (out.numel() > 0) launch(o.params);
 }
@@ -99,7 +99,7 @@ void feature_swap_op(const Tensor& x, const Tensor& buf, const std::optional<Ten
                      const std::optional<Tensor>& counter) {
   constexpr const char* op = "swapkern.feature_swap_";
   const IntArrayRef sizes = x.sizes();
-  SK_CHECK_VALUE(sizes.size() == 4, op, ": expected an (N, C, H, W) batch, got shape ", sizes);
+  SK_RULE(sizes.size() == 4, rules::kOpShape, op, ": expected an (N, C, H, W) batch, got shape ", sizes);
   const Device buf_device = buf.device(), x_device = x.device();
   SK_CHECK_VALUE(buf_device == x_device, op, ": buf is on ", buf_device, " but x is on ", x_device);
   SK_CHECK_VALUE(!memory_intersects(buf, x) && !(indices.has_value() && memory_intersects(*indices, buf)), op,

@@ -91,8 +91,9 @@ void fill_side(const char* op, Side& s, const Tensor& t, DimGroup g) {
     sizes.push_back(t_sizes[d]);
     strides.push_back(t_strides[d]);
   }
-  SK_CHECK_VALUE(sizes.size() <= static_cast<size_t>(kMaxDims), op, ": the indexed dims of a tensor of shape ",
-                 t_sizes, " do not coalesce into ", kMaxDims, " dims or fewer; make it contiguous first");
+  SK_RULE(sizes.size() <= static_cast<size_t>(kMaxDims), rules::kGeometryDims, op,
+          ": the indexed dims of a tensor of shape ", t_sizes, " do not coalesce into ", kMaxDims,
+          " dims or fewer; make it contiguous first");
   s.idx_numel = numel;
   s.idx_ndim = static_cast<int32_t>(sizes.size());
   for (size_t d = 0; d < sizes.size(); ++d) {
@@ -104,24 +105,26 @@ void fill_side(const char* op, Side& s, const Tensor& t, DimGroup g) {
 }  // namespace
 
 int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim, const char* name) {
-  SK_CHECK_VALUE(dim >= -ndim && dim < ndim, op, ": ", name, "=", dim, " is out of range for a tensor with ", ndim,
-                 " dims");
+  SK_RULE(dim >= -ndim && dim < ndim, rules::kOpDim, op, ": ", name, "=", dim, " is out of range for a tensor with ",
+          ndim, " dims");
   return dim < 0 ? dim + ndim : dim;
 }
 
 void check_tensors(const char* op, const Tensor& x, const Tensor& y) {
   const ScalarType dtype = dtype_of(x), y_dtype = dtype_of(y);
   const size_t elem = x.element_size();
-  SK_CHECK_TYPE(elem <= 16 && (elem & (elem - 1)) == 0 && !torch::headeronly::isQIntType(dtype), op,
-                ": unsupported dtype ", dtype);
-  SK_CHECK_VALUE(dtype == y_dtype, op, ": x has dtype ", dtype, " but y has ", y_dtype);
+  // The kernels move elements of 1, 2, 4, 8 or 16 bytes (csrc/elem.h by_width); a quantized tensor's bits mean
+  // nothing without its scales, which a swap would leave behind.
+  SK_RULE(elem <= 16 && (elem & (elem - 1)) == 0 && !torch::headeronly::isQIntType(dtype), rules::kTensorDtype, op,
+          ": unsupported dtype ", dtype);
+  SK_RULE(dtype == y_dtype, rules::kTensorsDtype, op, ": x has dtype ", dtype, " but y has ", y_dtype);
   const Device x_device = x.device(), y_device = y.device();
-  SK_CHECK_VALUE(x_device == y_device, op, ": x is on ", x_device, " but y is on ", y_device);
+  SK_RULE(x_device == y_device, rules::kTensorsDevice, op, ": x is on ", x_device, " but y is on ", y_device);
   const bool same = same_tensor(x, y);
   check_swappable(op, x, "x");
   if (!same) check_swappable(op, y, "y");
-  SK_CHECK_VALUE(same || !memory_intersects(x, y), op,
-                 ": x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_");
+  SK_RULE(same || !memory_intersects(x, y), rules::kTensorsOverlap, op,
+          ": x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_");
 }
 
 Plan plan_geometry(const char* op, const Tensor& x, const Tensor& y, DimGroup gx, DimGroup gy, bool has_sample,
@@ -142,11 +145,11 @@ Plan plan_geometry(const char* op, const Tensor& x, const Tensor& y, DimGroup gx
     ysizes.push_back(y_sizes[d]);
     slice.sy.push_back(y_strides[d]);
   }
-  SK_CHECK_VALUE(ysizes == slice.sizes, op, ": the slices of x have shape ", slice.sizes.ref(),
-                 " but those of y have shape ", ysizes.ref());
+  SK_RULE(ysizes == slice.sizes, rules::kGeometrySlice, op, ": the slices of x have shape ", slice.sizes.ref(),
+          " but those of y have shape ", ysizes.ref());
   const Dims c = coalesce_slice(slice);
-  SK_CHECK_VALUE(c.sizes.size() <= static_cast<size_t>(kMaxDims), op, ": slices of a tensor of shape ", x_sizes,
-                 " do not coalesce into ", kMaxDims, " dims or fewer; make it contiguous first");
+  SK_RULE(c.sizes.size() <= static_cast<size_t>(kMaxDims), rules::kGeometryDims, op, ": slices of a tensor of shape ",
+          x_sizes, " do not coalesce into ", kMaxDims, " dims or fewer; make it contiguous first");
   Plan p;
   p.K = K;
   p.elem_size = static_cast<int32_t>(x.element_size());
@@ -168,8 +171,11 @@ Plan plan_geometry(const char* op, const Tensor& x, const Tensor& y, DimGroup gx
     }
   }
   // Static, so checked even with validate=false: an empty index range has no valid index.
-  SK_CHECK_INDEX(K == 0 || (p.x.idx_numel > 0 && p.y.idx_numel > 0), op, ": cannot index into a dim of size 0");
-  if (has_sample) SK_CHECK_INDEX(K == 0 || x_sizes[sample_dim] > 0, op, ": cannot index into a sample dim of size 0");
+  SK_RULE(K == 0 || (p.x.idx_numel > 0 && p.y.idx_numel > 0), rules::kGeometryEmpty, op,
+          ": cannot index into a dim of size 0");
+  if (has_sample) {
+    SK_RULE(K == 0 || x_sizes[sample_dim] > 0, rules::kGeometryEmpty, op, ": cannot index into a sample dim of size 0");
+  }
   return p;
 }
 
@@ -182,10 +188,10 @@ OwnedPlan make_plan(const char* op, const Tensor& x, const Tensor& y, DimGroup g
   const Tensor& ib = out.b.emplace(prepare_index(op, b, "b", x, y));
   const Tensor* is = has_sample ? &out.sample.emplace(prepare_index(op, *sample, "sample", x, y)) : nullptr;
   const int64_t K = ia.numel(), Kb = ib.numel();
-  SK_CHECK_VALUE(Kb == K, op, ": a has ", K, " indices but b has ", Kb);
+  SK_RULE(Kb == K, rules::kIndexLength, op, ": a has ", K, " indices but b has ", Kb);
   if (has_sample) {
     const int64_t Ks = is->numel();
-    SK_CHECK_VALUE(Ks == K, op, ": a has ", K, " indices but sample has ", Ks);
+    SK_RULE(Ks == K, rules::kIndexLength, op, ": a has ", K, " indices but sample has ", Ks);
   }
   out.plan = plan_geometry(op, x, y, gx, gy, has_sample, sample_dim, K);
   Plan& p = out.plan;

@@ -1,4 +1,4 @@
-// The stable-ABI tensor helpers of csrc/tensor.h and the message formatting of csrc/check.h.
+// The stable-ABI tensor helpers of csrc/tensor.h and the message formatting of csrc/error.h.
 #include "tensor.h"
 
 #include <torch/csrc/stable/c/shim.h>

@@ -4,7 +4,7 @@
 // DrawParams), filled here from the stable Tensor's metadata.
 #pragma once
 
-#include "check.h"
+#include "error.h"
 
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>

@@ -7,6 +7,8 @@ import numbers
 
 import torch
 
+from ._codes import refuse
+
 try:
     import numpy as _np
 except ImportError:  # numpy is optional
@@ -23,10 +25,10 @@ def _ints(values, name):
     out = []
     for e in values:
         if isinstance(e, bool) or not isinstance(e, numbers.Integral):
-            raise TypeError(f"{name} must hold ints, got {type(e).__name__}")
+            raise refuse("index.dtype", f"{name} must hold ints, got {type(e).__name__}")
         e = int(e)
         if not _INT64[0] <= e <= _INT64[1]:
-            raise IndexError(f"{name}: index {e} is out of range (indices are 64-bit integers)")
+            raise refuse("index.int64", f"{name}: index {e} is out of range (indices are 64-bit integers)")
         out.append(e)
     return out
 
@@ -41,14 +43,16 @@ def as_index(v, name: str):
     if _np is not None and isinstance(v, (_np.ndarray, _np.generic)):
         arr = _np.asarray(v)
         if arr.dtype == _np.bool_ or not _np.issubdtype(arr.dtype, _np.integer):
-            raise TypeError(f"{name} must hold integers, got a NumPy array of dtype {arr.dtype}")
+            raise refuse("index.dtype", f"{name} must hold integers, got a NumPy array of dtype {arr.dtype}")
         if arr.ndim > 1:
-            raise ValueError(f"{name} must have shape [K], got {arr.shape}")
+            raise refuse("index.shape", f"{name} must have shape [K], got {arr.shape}")
         arr = _np.ascontiguousarray(arr.reshape(-1))
         return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if isinstance(v, bool) or not isinstance(v, (numbers.Integral, list, tuple)):
-        raise TypeError(
-            f"{name} must be an int, a list of ints, a NumPy integer array or an integer tensor, got {type(v).__name__}"
+        raise refuse(
+            "arg.type",
+            f"{name} must be an int, a list of ints, a NumPy integer array or an integer tensor, "
+            f"got {type(v).__name__}",
         )
     key = (v,) if type(v) is int else (tuple(v) if len(v) <= 8 and all(type(e) is int for e in v) else None)
     hit = _SMALL.get(key) if key is not None else None
@@ -65,5 +69,5 @@ def as_index(v, name: str):
 def as_int(v, name: str, op: str) -> int:
     """A dim argument: an int (NumPy integers included), never a bool or a float (TypeError)."""
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
+        raise refuse("arg.type", f"{op}: {name} must be an int, got {type(v).__name__}")
     return int(v)

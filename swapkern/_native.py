@@ -9,8 +9,11 @@ checks. The ops are built on the LibTorch stable ABI, which cannot express what 
   inside inference mode; each mutated tensor's version counter is bumped exactly once after the call, so autograd
   notices a swapped tensor it saved for backward. Under torch.compile the wrappers call the ops directly (the
   graph's functionalization writes the results back with copy_, which bumps the counters);
-- TypeError: no C++ exception becomes one across the stable ABI, so the kernels tag the message (csrc/check.h,
-  SK_CHECK_TYPE) and the wrappers turn it back into a TypeError (ValueError and IndexError cross as they are);
+- the rule keys and TypeError: a refusal's message starts with its rule's key, "[index.range] ...", and no C++
+  exception becomes a TypeError across the stable ABI, so those are tagged "[TypeError] " (csrc/error.h SK_RULE,
+  SK_CHECK_TYPE); the wrappers strip the tags into err.rule and the exception type (swapkern/_codes.py RULES);
+- the tensors the dispatcher refuses before any kernel runs (sparse, mkldnn, quantized: NotImplementedError): the
+  Python twin of the kernels' checks (swapkern/_checks.py) says which rule refuses them, as the kernels would;
 - the fake (meta) kernels (torch.library.register_fake), registered when this module is imported.
 """
 
@@ -21,66 +24,98 @@ import weakref
 
 import torch
 
+from . import _checks
 from ._checks import bump_versions, check_mutable
-from ._codes import protocol_codes
+from ._codes import RULES, protocol_codes, refuse
 from ._index import as_index, as_int
 
 _OPS = torch.ops.swapkern
 _increment = torch._C._increment_version
-# csrc/check.h: the tag of SK_CHECK_TYPE; an exception from a shim call also carries "(originally from ...)".
-_TYPE_ERROR = re.compile(r"\[TypeError\] (.*?)(?:\s+\(originally from .*\))?\s*$", re.S)
+# csrc/error.h: the tags in front of a kernel's message, "[TypeError] " (SK_CHECK_TYPE) and "[rule.key] " (SK_RULE);
+# an exception from a shim call also carries "(originally from ...)".
+_TAGS = re.compile(r"(\[TypeError\] )?(?:\[([a-z_]+\.[a-z_0-9]+)\] )?(.*?)(?:\s+\(originally from .*\))?\s*$", re.S)
 
 
-def _raise_tagged(e: RuntimeError):
-    """Re-raises a kernel's error: as the TypeError its message is tagged with, if it is tagged."""
-    m = _TYPE_ERROR.search(str(e))
-    if m is None:
+def _raise_tagged(e: Exception):
+    """Re-raises a kernel's error: with its rule key as .rule and the exception type its tags say (the rule's type,
+    TypeError where tagged so), the message without the tags; an untagged error as it is."""
+    text = str(e)
+    start = text.find("[")
+    m = _TAGS.match(text, start) if start >= 0 else None
+    if m is None or not (m.group(1) or m.group(2)):
         raise e
-    raise TypeError(m.group(1)) from None
+    rule = m.group(2)
+    message = text[:start] + m.group(3)
+    if rule is None:  # SK_CHECK_TYPE: no rule
+        raise TypeError(message) from None
+    if rule not in RULES:
+        raise e
+    raise refuse(rule, message) from None
 
 
-def _call(op, *args):
-    """Calls an op, raising a TypeError where the kernel raised a tagged one."""
+def _refused_by_dispatch(e: Exception, args, twin):
+    """A NotImplementedError of the dispatcher: a sparse, mkldnn or quantized tensor argument, which no kernel of
+    ours was given. The Python twin of the kernels' checks raises the rule that refuses it (the same rule, in the same
+    order, as the kernels); anything else is re-raised as it is."""
+    odd = any(isinstance(t, torch.Tensor) and (t.layout != torch.strided or t.is_quantized) for t in args)
+    if twin is not None and odd:
+        twin(*args)
+    raise e
+
+
+def _call(op, *args, twin=None):
+    """Calls an op, its errors re-raised with their rule keys (_raise_tagged); twin: the op's checks in Python (called
+    with the op's arguments), for the inputs the dispatcher refuses before the op's own checks run."""
     try:
         return op(*args)
-    except RuntimeError as e:
+    except NotImplementedError as e:
+        _refused_by_dispatch(e, args, twin)
+    except (RuntimeError, ValueError, IndexError) as e:
         _raise_tagged(e)
 
 
-def _mutate(name, mutated, op, *args):
-    """Calls a mutating op between the autograd rules and the version bumps of its mutated tensors."""
+def _mutate(name, mutated, op, *args, twin=None, before=None):
+    """Calls a mutating op between the autograd rules and the version bumps of its mutated tensors. before: the
+    op's checks that only Python can make, run after the autograd rules (as on the Python backends)."""
     if torch.compiler.is_compiling():
         return op(*args)
     check_mutable(name, mutated)
-    out = _call(op, *args)
+    if before is not None:
+        before()
+    out = _call(op, *args, twin=twin)
     bump_versions(mutated)
     return out
 
 
 def _tensor(t, name, op):
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        raise refuse("arg.type", f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
     return t
 
 
+# The arguments in the Python backends' order (swapkern/reference.py): tensors, dims, indices a, b, sample.
 def swap_(x, dim, a, b, *, sample=None, sample_dim=0, validate=True):
     op = "swapkern.swap_"
-    s = None if sample is None else as_index(sample, "sample")
+    _tensor(x, "x", op)
     dim, sample_dim = as_int(dim, "dim", op), as_int(sample_dim, "sample_dim", op)
-    _mutate(op, [x], _OPS.swap_.default, x, dim, as_index(a, "a"), as_index(b, "b"), s, sample_dim, validate)
+    a, b, s = as_index(a, "a"), as_index(b, "b"), None if sample is None else as_index(sample, "sample")
+    _mutate(op, [x], _OPS.swap_.default, x, dim, a, b, s, sample_dim, validate, twin=_checks.prepare_swap)
     return x
 
 
 def swap_pixels_(x, p, q, *, sample=None, validate=True):
-    s = None if sample is None else as_index(sample, "sample")
-    _mutate("swapkern.swap_pixels_", [x], _OPS.swap_pixels_.default, x, as_index(p, "p"), as_index(q, "q"), s, validate)
+    op = "swapkern.swap_pixels_"
+    _tensor(x, "x", op)
+    p, q, s = as_index(p, "p"), as_index(q, "q"), None if sample is None else as_index(sample, "sample")
+    _mutate(op, [x], _OPS.swap_pixels_.default, x, p, q, s, validate, twin=_checks.prepare_pixels)
     return x
 
 
 def swap_elements_(x, i, j, *, validate=True):
-    _mutate(
-        "swapkern.swap_elements_", [x], _OPS.swap_elements_.default, x, as_index(i, "i"), as_index(j, "j"), validate
-    )
+    op = "swapkern.swap_elements_"
+    _tensor(x, "x", op)
+    i, j = as_index(i, "i"), as_index(j, "j")
+    _mutate(op, [x], _OPS.swap_elements_.default, x, i, j, validate, twin=_checks.prepare_elements)
     return x
 
 
@@ -106,43 +141,44 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     if not torch.compiler.is_compiling():
         if x is not y and _same_view(x, y):
             # Two views with one geometry: the kernel cannot tell them from one tensor passed twice (the stable ABI
-            # has no tensor identity), so the overlap it would refuse is refused here, after the autograd rules.
+            # has no tensor identity), so the Python twin refuses them, after the autograd rules, with the rule the
+            # kernel would meet first (tensors.overlap, unless an earlier one refuses them).
             check_mutable(op, mutated)
-            raise ValueError(f"{op}: x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_")
+            _checks.prepare_between(x, y, i, j, dx, dy, validate)
+            raise refuse(
+                "tensors.overlap",
+                f"{op}: x and y overlap in memory; to swap within one tensor use swap_ or swap_elements_",
+            )
         if x is y and x.numel() == 0:
             # One empty tensor passed twice: the kernel cannot tell it from two (empty tensors share no address),
             # so its rules for one tensor (a[k] != b[k], one scope) are checked here by the Python twin. Nothing moves.
-            from ._checks import prepare_between
-
             check_mutable(op, mutated)
-            prepare_between(x, x, i, j, dx, dy, validate)
+            _checks.prepare_between(x, x, i, j, dx, dy, validate)
             bump_versions(mutated)
             return x, y
-    _mutate(op, mutated, _OPS.swap_between_.default, x, y, i, j, dx, dy, validate)
+    _mutate(op, mutated, _OPS.swap_between_.default, x, y, i, j, dx, dy, validate, twin=_checks.prepare_between)
     return x, y
 
 
 def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=True, validate=True):
-    from ._checks import check_plan_fits
-
     op = "swapkern.load_batch_"
-    for t, name in ((data, "data"), (scale, "scale"), (shift, "shift")):
+    for t, name in ((out, "out"), (data, "data"), (scale, "scale"), (shift, "shift")):
         _tensor(t, name, op)
-    check_plan_fits(op, plan, out)
+    index = as_index(index, "index")
+    f = None if flip is None else as_index(flip, "flip")
     if plan is None:
         pairs = at = image = active = None
         which, what, extent_all = 1, 0, True
     else:
         pairs, at, image, active = plan.pairs, plan.at, plan.image, plan.active
         which, what, extent_all = protocol_codes(plan.protocol)
-    f = None if flip is None else as_index(flip, "flip")
     _mutate(
         op,
         [out],
         _OPS.load_batch_.default,
         out,
         data,
-        as_index(index, "index"),
+        index,
         scale,
         shift,
         pairs,
@@ -155,6 +191,8 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
         extent_all,
         nhwc,
         validate,
+        before=lambda: _checks.check_plan_fits(op, plan, out),  # the kernel sees the plan's tensors only
+        twin=lambda *_: _checks.prepare_load(out, data, index, scale, shift, plan, f, nhwc, validate),
     )
     return out
 
@@ -197,7 +235,7 @@ def bound_feature_swap(buf, indices, protocol, swaps, seed, step, threshold, ws=
             check_mutable(_FEATURE_SWAP, [x, *own])
         try:
             op(x, *args)
-        except RuntimeError as e:
+        except (RuntimeError, ValueError, IndexError) as e:
             _raise_tagged(e)
         if special and x.is_inference():
             increment(own)  # an inference tensor has no version counter
@@ -277,18 +315,36 @@ _MUTATING = (
 )
 
 
-def _fake_mutating(qualname: str, names: list[str]):
+# The Python twin of each swap op's checks, called with the op's own arguments (the same order).
+_TWINS = {
+    "swap_": "prepare_swap",
+    "swap_pixels_": "prepare_pixels",
+    "swap_elements_": "prepare_elements",
+    "swap_between_": "prepare_between",
+}
+
+
+def _fake_mutating(qualname: str, names: list[str], defaults: list):
     """A mutating op on fake or meta tensors: nothing to compute (it returns nothing). A real tensor with an
-    argument on the meta device (indices, say) is refused like any index on another device, as the kernels do."""
+    argument on the meta device (indices, say) is refused as the kernels would: by the Python twin of a swap op's
+    checks (the first rule that refuses the call, index.device or an earlier one), else like any index on another
+    device."""
+    twin = _TWINS.get(qualname.split("::")[-1])
 
     def fake(*args, **kwargs):
         x = args[0]
         if x.device.type != "meta":
             for name, v in (*zip(names[1:], args[1:], strict=False), *kwargs.items()):
                 if isinstance(v, torch.Tensor) and v.device.type == "meta":
-                    raise ValueError(
+                    if twin is not None:  # the op's arguments in full, in schema order
+                        full = [*args, *defaults[len(args) :]]
+                        for k, value in kwargs.items():
+                            full[names.index(k)] = value
+                        getattr(_checks, twin)(*full)
+                    raise refuse(
+                        "index.device",
                         f"{qualname}: {name} is on meta but the tensor is on {x.device}; indices must be on the CPU "
-                        "or on the tensor's device"
+                        "or on the tensor's device",
                     )
 
     return fake
@@ -306,8 +362,10 @@ def register_fakes(ops=None) -> None:
     ops = _OPS if ops is None else ops
     for name in _MUTATING:
         qualname = f"{ops.name}::{name}"
-        names = [a.name for a in getattr(ops, name).default._schema.arguments]
-        torch.library.register_fake(qualname, _fake_mutating(qualname, names))
+        schema = getattr(ops, name).default._schema.arguments
+        names = [a.name for a in schema]
+        defaults = [a.default_value if a.has_default_value() else None for a in schema]
+        torch.library.register_fake(qualname, _fake_mutating(qualname, names, defaults))
     torch.library.register_fake(f"{ops.name}::engine_step_", _fake_engine_step)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ._codes import refuse
+
 
 def _need(op, x, ok, what):
     if not ok:
-        raise ValueError(f"swapkern.{op}: expected {what}, got shape {tuple(x.shape)}")
+        raise refuse("op.shape", f"swapkern.{op}: expected {what}, got shape {tuple(x.shape)}")
 
 
 def named_wrappers(swap_):

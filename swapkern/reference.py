@@ -12,7 +12,7 @@ import contextlib
 
 import torch
 
-from . import plans
+from . import _codes, plans
 from ._checks import (  # noqa: F401  (bump_versions: also the Triton backend's)
     bump_versions,
     check_mutable,
@@ -42,7 +42,7 @@ _INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 def tensor_arg(t, name, op):
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        raise _codes.refuse("arg.type", f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
     return t
 
 

@@ -85,17 +85,19 @@ def provably_disjoint(v: View) -> bool:
 class Index:
     """An index argument: `kind` says how it is passed, `values` are the ints it holds (None for bad kinds)."""
 
-    kind: str  # int, list, tuple, numpy, tensor, scalar-tensor, alias, bad-float, bad-bool, bad-2d, bad-str
+    # int, list, tuple, numpy, tensor, scalar-tensor, alias, bad-float, bad-bool, bad-2d, bad-str, and the tensors the
+    # dispatcher refuses before a compiled op runs: bad-meta (on the meta device), bad-sparse, bad-quantized
+    kind: str
     values: list | None
     dtype: str = "int64"  # tensor / numpy element type
 
     @property
     def type_error(self):
-        return self.kind in ("bad-float", "bad-bool", "bad-str")
+        return self.kind in ("bad-float", "bad-bool", "bad-str", "bad-quantized")
 
     @property
     def value_error(self):
-        return self.kind == "bad-2d"
+        return self.kind in ("bad-2d", "bad-meta", "bad-sparse")
 
 
 @dataclass

@@ -29,41 +29,55 @@ def x4():
 I = torch.tensor  # noqa: E741
 
 CASES = {
-    # name: (exception, call on a fresh (3, 4, 5, 6) tensor x, returning the tensors that must stay untouched)
-    "index too large": (IndexError, lambda x: swapkern.swap_(x, 1, [0, 4], [1, 2])),
-    "index too negative": (IndexError, lambda x: swapkern.swap_(x, 1, [0], [-5])),
-    "b out of range": (IndexError, lambda x: swapkern.swap_(x, 0, [0], [3])),
-    "sample out of range": (IndexError, lambda x: swapkern.swap_(x, 1, [0], [1], sample=[3])),
-    "element out of range": (IndexError, lambda x: swapkern.swap_elements_(x, [0], [360])),
-    "pixel out of range": (IndexError, lambda x: swapkern.swap_pixels_(x, [0], [30])),
-    "float tensor": (TypeError, lambda x: swapkern.swap_(x, 1, I([0.0]), I([1.0]))),
-    "bool tensor": (TypeError, lambda x: swapkern.swap_(x, 1, I([True]), I([False]))),
-    "float list": (TypeError, lambda x: swapkern.swap_(x, 1, [0.0], [1])),
-    "bool int": (TypeError, lambda x: swapkern.swap_(x, 1, True, 0)),
-    "string": (TypeError, lambda x: swapkern.swap_(x, 1, "0", [1])),
-    "float sample": (TypeError, lambda x: swapkern.swap_(x, 1, [0], [1], sample=I([0.5]))),
-    "not a tensor": (TypeError, lambda x: swapkern.swap_(x.tolist(), 1, [0], [1])),
-    "repeat in a": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 0], [1, 2])),
-    "repeat across a and b": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 1], [1, 2])),
-    "repeat via negative": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 3], [-1, 2])),
-    "a == b": (ValueError, lambda x: swapkern.swap_(x, 1, [2], [2])),
-    "a == b negative": (ValueError, lambda x: swapkern.swap_(x, 1, [3], [-1])),
-    "repeat in one sample": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 1], [2, 0], sample=[2, 2])),
-    "pixel repeat": (ValueError, lambda x: swapkern.swap_pixels_(x, [0, 5], [5, 7])),
-    "element repeat": (ValueError, lambda x: swapkern.swap_elements_(x, [0, 9], [9, 10])),
-    "lengths a b": (ValueError, lambda x: swapkern.swap_(x, 1, [0, 1], [2])),
-    "lengths sample": (ValueError, lambda x: swapkern.swap_(x, 1, [0], [2], sample=[0, 1])),
-    "2-d index": (ValueError, lambda x: swapkern.swap_(x, 1, I([[0]]), I([[1]]))),
-    "dim too large": (ValueError, lambda x: swapkern.swap_(x, 4, [0], [1])),
-    "dim too negative": (ValueError, lambda x: swapkern.swap_(x, -5, [0], [1])),
-    "sample_dim out of range": (ValueError, lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=7)),
-    "sample_dim == dim": (ValueError, lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=1)),
-    "index on another device": (ValueError, lambda x: swapkern.swap_(x, 1, I([0], device="meta"), I([1]))),
-    "channels of a 3-d tensor": (ValueError, lambda x: swapkern.swap_channels_(x[0], [0], [1])),
-    "pixels of a 3-d tensor": (ValueError, lambda x: swapkern.swap_pixels_(x[0], [0], [1])),
-    "rows of a 1-d tensor": (ValueError, lambda x: swapkern.swap_rows_(x[0, 0, 0], [0], [1])),
-    "cols of a 1-d tensor": (ValueError, lambda x: swapkern.swap_cols_(x[0, 0, 0], [0], [1])),
-    "expanded": (ValueError, lambda x: swapkern.swap_(x[:, :1].expand(3, 4, 5, 6), 1, [0], [1])),
+    # name: (exception, the rule that refuses it (err.rule, swapkern._codes.RULES), call on a fresh (3, 4, 5, 6)
+    # tensor x)
+    "index too large": (IndexError, "index.range", lambda x: swapkern.swap_(x, 1, [0, 4], [1, 2])),
+    "index too negative": (IndexError, "index.range", lambda x: swapkern.swap_(x, 1, [0], [-5])),
+    "b out of range": (IndexError, "index.range", lambda x: swapkern.swap_(x, 0, [0], [3])),
+    "sample out of range": (IndexError, "index.range", lambda x: swapkern.swap_(x, 1, [0], [1], sample=[3])),
+    "element out of range": (IndexError, "index.range", lambda x: swapkern.swap_elements_(x, [0], [360])),
+    "pixel out of range": (IndexError, "index.range", lambda x: swapkern.swap_pixels_(x, [0], [30])),
+    "float tensor": (TypeError, "index.dtype", lambda x: swapkern.swap_(x, 1, I([0.0]), I([1.0]))),
+    "bool tensor": (TypeError, "index.dtype", lambda x: swapkern.swap_(x, 1, I([True]), I([False]))),
+    "float list": (TypeError, "index.dtype", lambda x: swapkern.swap_(x, 1, [0.0], [1])),
+    "bool int": (TypeError, "arg.type", lambda x: swapkern.swap_(x, 1, True, 0)),
+    "string": (TypeError, "arg.type", lambda x: swapkern.swap_(x, 1, "0", [1])),
+    "float sample": (TypeError, "index.dtype", lambda x: swapkern.swap_(x, 1, [0], [1], sample=I([0.5]))),
+    # swapkern._backend.impl refuses a non-tensor before any backend is chosen, without a rule key (yet)
+    "not a tensor": (TypeError, None, lambda x: swapkern.swap_(x.tolist(), 1, [0], [1])),
+    "repeat in a": (ValueError, "pair.repeat", lambda x: swapkern.swap_(x, 1, [0, 0], [1, 2])),
+    "repeat across a and b": (ValueError, "pair.repeat", lambda x: swapkern.swap_(x, 1, [0, 1], [1, 2])),
+    "repeat via negative": (ValueError, "pair.repeat", lambda x: swapkern.swap_(x, 1, [0, 3], [-1, 2])),
+    "a == b": (ValueError, "pair.self", lambda x: swapkern.swap_(x, 1, [2], [2])),
+    "a == b negative": (ValueError, "pair.self", lambda x: swapkern.swap_(x, 1, [3], [-1])),
+    "repeat in one sample": (ValueError, "pair.repeat", lambda x: swapkern.swap_(x, 1, [0, 1], [2, 0], sample=[2, 2])),
+    "pixel repeat": (ValueError, "pair.repeat", lambda x: swapkern.swap_pixels_(x, [0, 5], [5, 7])),
+    "element repeat": (ValueError, "pair.repeat", lambda x: swapkern.swap_elements_(x, [0, 9], [9, 10])),
+    "lengths a b": (ValueError, "index.length", lambda x: swapkern.swap_(x, 1, [0, 1], [2])),
+    "lengths sample": (ValueError, "index.length", lambda x: swapkern.swap_(x, 1, [0], [2], sample=[0, 1])),
+    "2-d index": (ValueError, "index.shape", lambda x: swapkern.swap_(x, 1, I([[0]]), I([[1]]))),
+    "dim too large": (ValueError, "op.dim", lambda x: swapkern.swap_(x, 4, [0], [1])),
+    "dim too negative": (ValueError, "op.dim", lambda x: swapkern.swap_(x, -5, [0], [1])),
+    "sample_dim out of range": (
+        ValueError,
+        "op.dim",
+        lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=7),
+    ),
+    "sample_dim == dim": (
+        ValueError,
+        "op.sample_dim",
+        lambda x: swapkern.swap_(x, 1, [0], [1], sample=[0], sample_dim=1),
+    ),
+    "index on another device": (
+        ValueError,
+        "index.device",
+        lambda x: swapkern.swap_(x, 1, I([0], device="meta"), I([1])),
+    ),
+    "channels of a 3-d tensor": (ValueError, "op.shape", lambda x: swapkern.swap_channels_(x[0], [0], [1])),
+    "pixels of a 3-d tensor": (ValueError, "op.shape", lambda x: swapkern.swap_pixels_(x[0], [0], [1])),
+    "rows of a 1-d tensor": (ValueError, "op.shape", lambda x: swapkern.swap_rows_(x[0, 0, 0], [0], [1])),
+    "cols of a 1-d tensor": (ValueError, "op.shape", lambda x: swapkern.swap_cols_(x[0, 0, 0], [0], [1])),
+    "expanded": (ValueError, "tensor.overlap", lambda x: swapkern.swap_(x[:, :1].expand(3, 4, 5, 6), 1, [0], [1])),
 }
 
 
@@ -72,33 +86,54 @@ def _pair_cases():
         return torch.zeros(shape, dtype=dtype)
 
     return {
-        "between slice shapes": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=1, dim_y=0)),
-        "between dtypes": (ValueError, lambda x, y: swapkern.swap_between_(x, y.double(), [0], [1])),
-        "between one dim": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=1)),
-        "between overlap": (ValueError, lambda x, y: swapkern.swap_between_(x[0], x[0, 1:], [0], [1])),
-        "between out of range": (IndexError, lambda x, y: swapkern.swap_between_(x, y, [0], [7 * 4 * 5 * 6])),
-        "between repeat in x": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0, 0], [1, 2])),
-        "between repeat in y": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0, 1], [2, 2])),
-        "between dim out of range": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=4, dim_y=0)),
-        "between lengths": (ValueError, lambda x, y: swapkern.swap_between_(x, y, [0, 1], [1], dim_x=0, dim_y=0)),
+        "between slice shapes": (
+            ValueError,
+            "geometry.slice",
+            lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=1, dim_y=0),
+        ),
+        "between dtypes": (ValueError, "tensors.dtype", lambda x, y: swapkern.swap_between_(x, y.double(), [0], [1])),
+        "between one dim": (ValueError, "op.dims", lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=1)),
+        "between overlap": (
+            ValueError,
+            "tensors.overlap",
+            lambda x, y: swapkern.swap_between_(x[0], x[0, 1:], [0], [1]),
+        ),
+        "between out of range": (
+            IndexError,
+            "index.range",
+            lambda x, y: swapkern.swap_between_(x, y, [0], [7 * 4 * 5 * 6]),
+        ),
+        "between repeat in x": (ValueError, "pair.repeat", lambda x, y: swapkern.swap_between_(x, y, [0, 0], [1, 2])),
+        "between repeat in y": (ValueError, "pair.repeat", lambda x, y: swapkern.swap_between_(x, y, [0, 1], [2, 2])),
+        "between dim out of range": (
+            ValueError,
+            "op.dim",
+            lambda x, y: swapkern.swap_between_(x, y, [0], [1], dim_x=4, dim_y=0),
+        ),
+        "between lengths": (
+            ValueError,
+            "index.length",
+            lambda x, y: swapkern.swap_between_(x, y, [0, 1], [1], dim_x=0, dim_y=0),
+        ),
     }, y_like
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("validate", [True, False])
 def test_bad_input(any_backend, name, validate):
-    exc, call = CASES[name]
+    exc, rule, call = CASES[name]
     data_dependent = exc is IndexError or "repeat" in name or "a == b" in name
     if not validate and data_dependent:
         pytest.skip("validate=False skips the data-dependent checks by design")
     x = x4()
     before = bits(x).clone()
     if validate:
-        with pytest.raises(exc):
+        with pytest.raises(exc) as e:
             call(x)
     else:
-        with pytest.raises(exc):
+        with pytest.raises(exc) as e:
             _with_validate_false(call, x)
+    assert type(e.value) is exc and getattr(e.value, "rule", None) == rule, (e.value, getattr(e.value, "rule", None))
     assert torch.equal(bits(x), before)
 
 
@@ -127,11 +162,12 @@ def _with_validate_false(call, x):
 @pytest.mark.parametrize("name", sorted(_pair_cases()[0]))
 def test_bad_pair(any_backend, name):
     cases, _ = _pair_cases()
-    exc, call = cases[name]
+    exc, rule, call = cases[name]
     x, y = x4(), make((7, 4, 5, 6), torch.float32, "contiguous")
     bx, by = bits(x).clone(), bits(y).clone()
-    with pytest.raises(exc):
+    with pytest.raises(exc) as e:
         call(x, y)
+    assert type(e.value) is exc and getattr(e.value, "rule", None) == rule, (e.value, getattr(e.value, "rule", None))
     assert torch.equal(bits(x), bx) and torch.equal(bits(y), by)
 
 

@@ -4,10 +4,15 @@ the README (tests/oracle.py).
 Each case is a view (sizes, strides, storage offset) into a base storage of random bits in one of 15 dtypes,
 in any layout (contiguous, permuted, sliced, stride 0, overlapping, offset), with indices passed in any of the
 documented ways (ints, lists, tuples, NumPy arrays, integer tensors of every width, 0-d tensors, and tensors
-that alias the swapped storage), mostly valid and sometimes not. Every backend must give, for the whole base
+that alias the swapped storage) or in ways that are refused (floats, bools, 2-d, and the index tensors the
+dispatcher refuses before a compiled op runs: on the meta device, sparse, quantized), mostly valid and sometimes
+not. Every backend must give, for the whole base
 storage, the model's result bit for bit, or raise one of the model's exception types with every storage
-bit-identical; and all backends must raise the same type. The crash-prone classes (indices aliasing the data,
-overlapping layouts) run in a subprocess, so a crash fails the test instead of the test run.
+bit-identical; and all backends must refuse by the same rule: the same exception type and the same rule key
+(err.rule, one of swapkern._codes.RULES, of that type), so a drift between the C++ validator and its Python twin
+in which rule fires first (an order, a limit, a dtype rule) fails here even where the types agree. The
+crash-prone classes (indices aliasing the data, overlapping layouts) run in a subprocess, so a crash fails the test
+instead of the test run.
 
 Profiles: the default suite runs a fast one; HYPOTHESIS_PROFILE=thorough runs 10x more examples.
 """
@@ -27,6 +32,7 @@ from hypothesis import strategies as st
 from oracle import Call, Index, View, expect
 
 import swapkern
+from swapkern._codes import RULES
 
 DTYPES = [
     torch.bool,
@@ -146,7 +152,8 @@ def index_kind(draw, values, crash_prone, data_dtype, validate):
         kinds += ["int", "scalar-tensor"]
     if crash_prone and data_dtype is not None:
         kinds += ["alias"] * 4
-    kinds += ["bad-float", "bad-bool", "bad-2d"] if draw(st.integers(0, 9)) == 0 else []
+    bad = ["bad-float", "bad-bool", "bad-2d", "bad-meta", "bad-sparse", "bad-quantized"]
+    kinds += bad if draw(st.integers(0, 9)) == 0 else []
     kind = draw(st.sampled_from(kinds))
     if kind in ("tensor", "numpy", "scalar-tensor"):
         fits = [
@@ -292,8 +299,15 @@ def build(call: Call, seed: int):
             return [float(e) for e in v] if v else [0.5]
         if ix.kind == "bad-bool":
             return torch.tensor([bool(e % 2) for e in v] or [True])
-        if ix.kind == "bad-2d":
-            return torch.tensor(v, dtype=torch.int64).view(-1, 1) if v else torch.zeros(1, 1, dtype=torch.int64)
+        if ix.kind in ("bad-2d", "bad-meta", "bad-sparse", "bad-quantized"):
+            v = [min(max(e, -(2**63)), 2**63 - 1) for e in v]  # "huge" fault values clamped: the kind is the fault
+            if ix.kind == "bad-2d":
+                return torch.tensor(v, dtype=torch.int64).view(-1, 1) if v else torch.zeros(1, 1, dtype=torch.int64)
+            if ix.kind == "bad-meta":
+                return torch.tensor(v, dtype=torch.int64, device="meta")
+            if ix.kind == "bad-sparse":
+                return torch.tensor(v or [0], dtype=torch.int64).to_sparse()
+            return torch.quantize_per_tensor(torch.tensor([float(e) for e in v] or [0.0]), 1.0, 0, torch.qint32)
         tdt, ndt, _, _ = INDEX_DTYPES[ix.dtype]
         if ix.kind == "numpy":
             return np.array([e % 2**64 if ix.dtype == "uint64" else e for e in v], dtype=ndt)
@@ -358,7 +372,9 @@ def check_call(call: Call, seed: int = 0):
                 got = e
         where = f"{backend}: {call}"
         if got is not None:
-            results[backend] = type(got)
+            rule = getattr(got, "rule", None)
+            assert rule in RULES and RULES[rule] is type(got), f"{where}\n{type(got).__name__} with rule {rule}: {got}"
+            results[backend] = (type(got), rule)
             allowed = want if kind == "raise" else (want[1] if kind == "ok-or" else set())
             assert type(got) in allowed, f"{where}\nraised {type(got).__name__}: {got}\nexpected {kind} {want}"
             for k, v in bases.items():
@@ -371,7 +387,7 @@ def check_call(call: Call, seed: int = 0):
             expected = torch.stack([_element_bytes(before[b].view(bases[b].dtype))[i] for b, i in perm[k]])
             got_bytes = _element_bytes(v)
             assert torch.equal(got_bytes, expected), f"{where}\nstorage {k} differs from the model"
-    assert len(set(results.values())) == 1, f"backends disagree on {call}: {results}"
+    assert len(set(results.values())) == 1, f"backends disagree (exception type, rule) on {call}: {results}"
 
 
 _fuzz = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], deadline=None)

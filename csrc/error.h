@@ -1,5 +1,9 @@
-// The check macros of every op, one line per rule: SK_CHECK_VALUE(cond, parts...) streams its parts into the
-// message as TORCH_CHECK does and throws when cond is false. The stable ABI has no c10::Error, so each Python
+// How the host code refuses an input (this header was csrc/check.h; csrc/checks.h holds the rules themselves).
+// SK_RULE(cond, rule, parts...) is the validator's: it streams its parts into the message as TORCH_CHECK does and,
+// when cond is false, throws the exception of `rule` (csrc/codes.h: rules::k...) with the message prefixed by the
+// rule's key, "[index.range] swapkern.swap_: ...": swapkern/_native.py strips the prefix into err.rule, so every
+// backend's exception names the rule that refused the input (swapkern/_codes.py: RULES). The SK_CHECK_* macros
+// below carry no rule (the internal ops: engine, draw). The stable ABI has no c10::Error, so each Python
 // exception type is a standard C++ exception that the op-call binding translates:
 //   SK_CHECK_VALUE  std::invalid_argument  -> ValueError
 //   SK_CHECK_INDEX  std::out_of_range      -> IndexError
@@ -9,6 +13,8 @@
 // The message is built only when the check fails. Never throw out of a torch::stable::parallel_for body
 // (csrc/cpu/parallel.h carries exceptions across it).
 #pragma once
+
+#include "codes.h"
 
 #include <torch/csrc/stable/device_struct.h>
 #include <torch/headeronly/core/Layout.h>
@@ -54,8 +60,26 @@ template <typename E, typename... Parts>
   throw E(message(parts...));
 }
 
+// The exception of a rule: its message "[key] parts..." (TypeError: tagged first, "[TypeError] [key] ...").
+template <typename... Parts>
+[[noreturn]] __attribute__((noinline, cold)) void refuse(const Rule& rule, const Parts&... parts) {
+  switch (rule.refusal) {
+    case Refusal::Value: throw std::invalid_argument(message("[", rule.key, "] ", parts...));
+    case Refusal::Index: throw std::out_of_range(message("[", rule.key, "] ", parts...));
+    case Refusal::Type: break;
+  }
+  throw std::runtime_error(message(kTypeErrorTag, "[", rule.key, "] ", parts...));
+}
+
 }  // namespace detail
 }  // namespace swapkern
+
+#define SK_RULE(cond, rule, ...)                       \
+  do {                                                 \
+    if (__builtin_expect(!(cond), 0)) {                \
+      ::swapkern::detail::refuse(rule, __VA_ARGS__);   \
+    }                                                  \
+  } while (0)
 
 #define SK_CHECK_WITH(E, cond, ...)                    \
   do {                                                 \
