@@ -21,7 +21,7 @@ import weakref
 
 import torch
 
-from ._checks import bump_versions, check_mutable
+from ._checks import bump_versions, check_mutable, check_plan_fits, prepare_between
 from ._codes import protocol_codes
 from ._index import as_index, as_int
 
@@ -112,8 +112,6 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
         if x is y and x.numel() == 0:
             # One empty tensor passed twice: the kernel cannot tell it from two (empty tensors share no address),
             # so its rules for one tensor (a[k] != b[k], one scope) are checked here by the Python twin. Nothing moves.
-            from ._checks import prepare_between
-
             check_mutable(op, mutated)
             prepare_between(x, x, i, j, dx, dy, validate)
             bump_versions(mutated)
@@ -123,8 +121,6 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
 
 
 def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=True, validate=True):
-    from ._checks import check_plan_fits
-
     op = "swapkern.load_batch_"
     for t, name in ((data, "data"), (scale, "scale"), (shift, "shift")):
         _tensor(t, name, op)
@@ -203,6 +199,23 @@ def bound_feature_swap(buf, indices, protocol, swaps, seed, step, threshold, ws=
             increment(own)  # an inference tensor has no version counter
         else:
             increment([x, buf] if counter is None else [x, buf, counter])
+
+    return call
+
+
+def bound_stepped_feature_swap(buf, protocol, swaps, seed, threshold):
+    """feature_swap_ with every argument but the batch and the step bound, for a batch that is a fresh copy (no
+    grad, not an inference tensor: the caller checks): the op and one version bump. FeatureSwap's per-image path."""
+    op = _OPS.feature_swap_.default
+    which, what, extent_all = protocol_codes(protocol)
+    increment = _increment
+
+    def call(x, step):
+        try:
+            op(x, buf, None, which, what, extent_all, swaps, seed, step, threshold, None)
+        except RuntimeError as e:
+            _raise_tagged(e)
+        increment([x, buf])
 
     return call
 

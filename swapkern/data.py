@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import get_worker_info
 
 from . import _backend, ops, plans
-from ._codes import PROTOCOLS, protocol_codes
+from ._codes import PROTOCOLS, protocol_codes  # noqa: F401  (swapkern.data.protocol_codes)
 from ._index import as_index
 
 try:  # PIL images are converted, swapped and returned as PIL images where Pillow is installed
@@ -137,25 +137,6 @@ class _Slot:
         self.plan = plan_views(protocol, shape, swaps, self.buf)
         self.fast = None
         self.stepped = None  # (seed, p, backend, call(x, step)): the per-image path's bound call
-
-
-def _native_stepped(buf, protocol, swaps, seed, threshold):
-    """The native op with every argument but the batch and the step bound, for a batch that is a fresh copy (no
-    grad, not an inference tensor: the caller checks): the op and one version bump."""
-    from ._native import _raise_tagged
-
-    op = torch.ops.swapkern.feature_swap_.default
-    which, what, extent_all = protocol_codes(protocol)
-    increment = torch._C._increment_version
-
-    def call(x, step):
-        try:
-            op(x, buf, None, which, what, extent_all, swaps, seed, step, threshold, None)
-        except RuntimeError as e:
-            _raise_tagged(e)
-        increment([x, buf])
-
-    return call
 
 
 # FeatureSwaps alive in this process: before a fork (DataLoader workers), their shared counters are moved to shared
@@ -422,7 +403,7 @@ class FeatureSwap(_Base):
         if idx is None and step is None and not torch.compiler.is_compiling():  # the next call can skip the above
             bound = getattr(impl, "bound_feature_swap", None)
             fn = bound(*args) if bound is not None else (lambda x, f=impl.feature_swap_, a=args: f(x, *a))
-            slot.fast = (self.seed, self.p, _backend.current_backend(), fn)
+            slot.fast = (self.seed, self.p, _backend.selected, fn)
         return x
 
     def swap_(self, x: torch.Tensor, *, indices=None) -> torch.Tensor:
@@ -432,7 +413,7 @@ class FeatureSwap(_Base):
             key = (x.shape, x.device)
             slot = self._slots.get(key)
             fast = slot.fast if slot is not None else None
-            if fast is not None and fast[0] == self.seed and fast[1] == self.p and fast[2] is _backend._current:
+            if fast is not None and fast[0] == self.seed and fast[1] == self.p and fast[2] is _backend.selected:
                 fast[3](x)  # the same protocol, seed, p, backend, shape and device as the call that bound it
                 self._slots.move_to_end(key)
                 return x
@@ -515,15 +496,18 @@ class FeatureSwap(_Base):
         key = (batch.shape, batch.device)
         slot = self._slots.get(key)
         st = slot.stepped if slot is not None else None
-        if st is not None and st[0] == self.seed and st[1] == self.p and st[2] is _backend._current:
+        if st is not None and st[0] == self.seed and st[1] == self.p and st[2] is _backend.selected:
             st[3](batch, step)
             self._slots.move_to_end(key)
             return
         self._swap_(batch, None, step)
         slot = self._slots.get((batch.shape, batch.device))
-        if slot is not None and _backend.resolve(batch) == "native" and not slot.buf.is_inference():
-            stepped = _native_stepped(slot.buf, self.protocol, self.swaps, self._args()[2], self._threshold())
-            slot.stepped = (self.seed, self.p, _backend._current, stepped)
+        if slot is not None and not slot.buf.is_inference():
+            # the backends with a per-image binding (the compiled ops) bind the op for this slot once
+            bind = getattr(_backend.impl(batch), "bound_stepped_feature_swap", None)
+            if bind is not None:
+                call = bind(slot.buf, self.protocol, self.swaps, self._args()[2], self._threshold())
+                slot.stepped = (self.seed, self.p, _backend.selected, call)
 
     def _pil(self, img):
         """A swapped copy of a PIL image, of the same mode (and palette)."""
