@@ -25,6 +25,7 @@ import sys
 import torch
 
 from . import _backend, _diagnose
+from ._version import __version__
 
 FATBIN_MAGIC = 0xBA55ED50  # the header of each fatbinary (cuda's fatbinary.h)
 _KINDS = {1: "ptx", 2: "elf"}
@@ -188,8 +189,6 @@ def _auto(device_type: str) -> str:
 
 def info() -> dict:
     """swapkern's environment report as a dict (what `python -m swapkern` prints)."""
-    from . import __version__
-
     try:
         import triton
 
