@@ -142,8 +142,8 @@ def _emulation_extension(CppExtension, common, sanitize):
 
 
 def version(ext_modules):
-    """swapkern/__init__.py's __version__ (the one place it is written), with the local part of a release wheel."""
-    with open(os.path.join(HERE, "swapkern", "__init__.py")) as f:
+    """swapkern/_version.py's __version__ (the one place it is written), with the local part of a release wheel."""
+    with open(os.path.join(HERE, "swapkern", "_version.py")) as f:
         base = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
     if not _flag("SWAPKERN_LOCAL_VERSION") or "sdist" in sys.argv[1:]:
         return base

@@ -109,8 +109,9 @@ build() {
   if [ "${SWAPKERN_GPU_CHECK_REBUILD:-0}" != 1 ] && ls swapkern/_C*.so >/dev/null 2>&1 &&
     "$PY" -c "
 import sys, swapkern._backend as b
-print('carried binary:', b._C.__file__ if b._C is not None else None, 'built with torch', getattr(b._C, 'torch_version', '?'),
-      'abi', getattr(b._C, 'abi', '?'), 'problem:', b._native_error)
+c = b.native_library()
+print('carried binary:', c.__file__ if c is not None else None, 'built with torch', getattr(c, 'torch_version', '?'),
+      'abi', getattr(c, 'abi', '?'), 'problem:', b.native_problem())
 sys.exit(0 if b.native_available('$DEV') else 1)"; then
     echo "using the carried binary: no build"
   elif [ "$DRY" = 1 ]; then
@@ -123,7 +124,7 @@ sys.exit(0 if b.native_available('$DEV') else 1)"; then
   "$PY" -c "
 import swapkern, swapkern._backend as b
 assert b.native_available('$DEV'), 'the native backend has no $DEV kernels: the build did not take'
-print('backends', swapkern.backends(), 'native $DEV: yes', b._C.__file__)"
+print('backends', swapkern.backends(), 'native $DEV: yes', b.native_library().__file__)"
 }
 
 smoke() {
@@ -259,9 +260,10 @@ if not os.path.exists(f):
     print('carried binary: none (no swapkern/_C.abi3.so)')
 else:
     import swapkern._backend as b
-    cuda = torch._C._dispatch_has_kernel_for_dispatch_key('swapkern::swap_', 'CUDA') if b._C is not None else False
-    print('carried binary: swapkern/_C.abi3.so', 'loaded' if b._C is not None else 'did NOT load',
-          'with CUDA kernels' if cuda else 'WITHOUT CUDA kernels', '' if b._native_error is None else b._native_error)
+    loaded = b.native_library() is not None
+    cuda = torch._C._dispatch_has_kernel_for_dispatch_key('swapkern::swap_', 'CUDA') if loaded else False
+    print('carried binary: swapkern/_C.abi3.so', 'loaded' if loaded else 'did NOT load',
+          'with CUDA kernels' if cuda else 'WITHOUT CUDA kernels', b.native_problem() or '')
 " 2>&1 | tail -1)
 say "gpu_check: $( [ "$DRY" = 1 ] && echo "DRY RUN on the CPU" || echo "on $(nvidia-smi -L 2>/dev/null | head -1)"), deadline ${TOTAL}s, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); $CARRIED"
 TAIL=5 stage build 240 build

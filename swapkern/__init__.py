@@ -8,6 +8,7 @@ The environment report: info() (a dict), `python -m swapkern` (printed).
 from . import reference
 from ._backend import backends, current_backend, use_backend
 from ._info import info
+from ._version import __version__  # noqa: F401  (written once, in _version.py: setup.py reads it)
 from .data import FeaturePlan, FeatureSwap
 from .loader import DeviceLoader, SwapCollate, WithIndex
 from .ops import (
@@ -24,8 +25,6 @@ from .ops import (
 from .align import Alignment, align_
 from .optim import WeightSwap
 from .permutation import PermutationSpec, apply_permutation_, permutation_groups
-
-__version__ = "0.1.0"  # the one place the version is written: setup.py reads it
 
 __all__ = [
     "DeviceLoader",

@@ -19,81 +19,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import re
 import warnings
 
 import torch
 
+from . import _native, reference
+from ._diagnose import build_problem
+
 NAMES = ("auto", "native", "triton", "torch", "cuda-emulated")
-
-# The oldest torch the default (stable-ABI) build runs on: setup.py's TORCH_TARGET.
-MIN_TORCH = (2, 10)
-_CUDA_INDEX = {12: "cu128", 13: "cu130"}  # the torch wheel index of each CUDA major version
-
-
-def _release(version: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", version)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-
-def _rebuild_command(env: str = "") -> str:
-    """The pip command that builds the ops for the torch installed here: an editable install of this checkout
-    when swapkern runs from one, else a reinstall from swapkern's sources."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.exists(os.path.join(root, "setup.py")):
-        return f"{env}pip install --no-build-isolation -e {root}"
-    return f"{env}pip install --no-build-isolation --force-reinstall --no-deps <swapkern source directory>"
-
-
-def _cuda_major(origin: str | None) -> int | None:
-    """The CUDA major version a build links (its libcudart.so.N), read from the library file; None for a CPU build."""
-    try:
-        with open(origin, "rb") as f:
-            m = re.search(rb"libcudart\.so\.(\d+)", f.read())
-    except (OSError, TypeError):
-        return None
-    return int(m.group(1)) if m else None
-
-
-def build_problem(torch_version: str, torch_cuda: str | None, origin: str | None, build=None, error=None):
-    """Why the compiled ops (the library at `origin`) cannot serve this torch, in one plain sentence that ends with
-    what to do; None when nothing is wrong. Asked before the import (build and error None), after a failed import
-    (error: the exception) and after a successful one (build: the module, its build description)."""
-    fallback = "using the triton/torch backends"
-    rebuild = _rebuild_command()
-    if origin is None:
-        return f"swapkern: the compiled ops are not built (no swapkern._C); {fallback}. To build them: {rebuild}"
-    stable = ".abi3." in os.path.basename(origin)
-    if build is None and error is None:  # before the import: what the file name and the versions tell
-        if stable and _release(torch_version) < MIN_TORCH:
-            need = ".".join(map(str, MIN_TORCH))
-            return (
-                f"swapkern: the compiled ops need torch >= {need} (they are built on its stable ABI), but torch "
-                f'{torch_version} is installed; {fallback}. To use them: pip install --upgrade "torch>={need}"'
-            )
-        return None
-    if error is not None:
-        text = str(error)
-        major = _cuda_major(origin)
-        if major is not None and re.search(r"lib(torch_cuda|c10_cuda|cudart)", text):
-            have = "is CPU-only" if torch_cuda is None else f"is built for CUDA {torch_cuda}"
-            index = _CUDA_INDEX.get(major, f"cu{major}0")
-            return (
-                f"swapkern: the compiled ops are a CUDA {major} build (libcudart.so.{major}, libtorch_cuda) but "
-                f"torch {torch_version} {have}, so they cannot load ({text}); {fallback}. Install a CUDA {major} "
-                f'build of torch: pip install --force-reinstall "torch>=2.10" --index-url '
-                f"https://download.pytorch.org/whl/{index} ; or build the ops for the CPU: "
-                f"{_rebuild_command('SWAPKERN_CPU_ONLY=1 ')}"
-            )
-        kind = "stable-ABI" if stable else "version-locked (SWAPKERN_LEGACY_ABI=1)"
-        return f"swapkern: the {kind} compiled ops failed to load ({text}); {fallback}. Rebuild them: {rebuild}"
-    if build.abi == "legacy" and build.torch_version != torch_version:
-        return (
-            f"swapkern: the compiled ops were built with SWAPKERN_LEGACY_ABI=1 for torch {build.torch_version} "
-            f"only, but torch {torch_version} is installed; {fallback}. Rebuild them for this torch, or as the "
-            f"default stable-ABI build that serves every torch >= 2.10: {rebuild}"
-        )
-    return None
 
 
 def package_binary(name: str) -> str | None:
@@ -131,11 +64,7 @@ _native_error: str | None = _native_problem
 if _native_problem is not None and os.environ.get("SWAPKERN_NO_EXTENSION", "0") != "1":
     warnings.warn(f"{_native_problem} (the environment report: python -m swapkern)", stacklevel=2)
 if _C is not None:
-    from . import _native
-
     _native.register_fakes()
-
-
 
 _emulation_path: str | None = None  # the emulation library loaded (bench.gpu.emulate reads its kernel registry)
 
@@ -165,7 +94,9 @@ _EMULATED, _emulation_error = _load_emulation()
 if _emulation_error is not None and os.environ.get("SWAPKERN_EMULATION_LIBRARY"):
     warnings.warn(_emulation_error, stacklevel=2)
 
-_current = "auto"
+# The selected backend's name: public, and read-only outside use_backend. A caller that caches a call bound to one
+# backend (FeatureSwap's fast path) keeps this string and compares it by identity on each call (one attribute read).
+selected = "auto"
 
 # Fixed for the life of the process, and read as constants so torch.compile can trace the backend choice.
 _NATIVE = {
@@ -192,8 +123,16 @@ def triton_available(device_type: str = "cuda") -> bool:
     return _TRITON.get(device_type, False)
 
 
-def backends() -> list[str]:
-    """The backends usable here, for some device of this machine."""
+def backends(device_type: str | None = None) -> list[str]:
+    """The backends usable here: for some device of this machine, or for tensors of `device_type` ("cpu", "cuda")."""
+    if device_type is not None:
+        usable = {
+            "native": native_available(device_type),
+            "triton": triton_available(device_type),
+            "torch": True,
+            "cuda-emulated": _EMULATED and device_type == "cpu",
+        }
+        return [name for name, ok in usable.items() if ok]
     out = []
     if native_available("cpu") or (native_available("cuda") and torch.cuda.is_available()):
         out.append("native")
@@ -205,32 +144,52 @@ def backends() -> list[str]:
     return out
 
 
+def native_library():
+    """The loaded compiled ops (swapkern._C: its build description, abi, torch_version...), or None."""
+    return _C
+
+
+def native_problem() -> str | None:
+    """Why the native backend is missing (use_backend("native") repeats it), or None."""
+    return _native_error
+
+
+def emulation_library() -> str | None:
+    """The path of the CUDA emulation library loaded (torch.ops.swapkern_emu), or None."""
+    return _emulation_path
+
+
+def emulation_problem() -> str | None:
+    """Why the cuda-emulated backend is missing, or None."""
+    return _emulation_error
+
+
 class use_backend:
     """Selects the backend for every swapkern call: `use_backend("triton")` sets it until changed;
     `with use_backend("torch"): ...` sets it for the block and restores the previous one on exit."""
 
     def __init__(self, name: str):
-        global _current
+        global selected
         if name not in NAMES:
             raise ValueError(f"unknown backend {name!r}; choose one of {NAMES}")
         if name not in ("auto", "torch") and name not in backends():
             reason = f" ({_native_error})" if name == "native" and _native_error else ""
             reason = f" ({_emulation_error})" if name == "cuda-emulated" else reason
             raise ValueError(f"backend {name!r} is not available here{reason}; available: {backends()}")
-        self.name, self.previous = name, _current
-        _current = name
+        self.name, self.previous = name, selected
+        selected = name
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        global _current
-        _current = self.previous
+        global selected
+        selected = self.previous
         return False
 
 
 def current_backend() -> str:
-    return _current
+    return selected
 
 
 def resolve(x: torch.Tensor) -> str:
@@ -238,45 +197,47 @@ def resolve(x: torch.Tensor) -> str:
     dev = x.device.type
     if dev == "meta":
         raise ValueError("swapkern: tensors on the meta device hold no data to swap")
-    if _current == "auto":
+    if selected == "auto":
         if native_available(dev):
             return "native"
         return "triton" if dev == "cuda" and triton_available("cuda") else "torch"
-    if _current == "native" and not native_available(dev):
+    if selected == "native" and not native_available(dev):
         raise RuntimeError(f"swapkern: the native backend has no kernel for {dev} tensors in this build")
-    if _current == "triton" and not triton_available(dev):
+    if selected == "triton" and not triton_available(dev):
         raise RuntimeError(
             f"swapkern: the triton backend cannot run on {dev} tensors here"
             + (" (set TRITON_INTERPRET=1 before importing triton)" if dev == "cpu" else "")
         )
-    if _current == "cuda-emulated" and dev != "cpu":
+    if selected == "cuda-emulated" and dev != "cpu":
         raise RuntimeError(f"swapkern: the cuda-emulated backend runs on CPU tensors only, not on {dev} tensors")
-    return _current
+    return selected
 
 
 _modules: dict = {}
 
 
 def module(name: str):
-    """The module of a backend: each has the same entry points (the swap ops, load_batch_, the plan draws)."""
+    """The module of a backend: each has the same entry points (the swap ops, load_batch_, the plan draws, the
+    engine's multi_pack and multi_step_)."""
     mod = _modules.get(name)
     if mod is None:
         if name == "native":
-            from . import _native as mod
+            mod = _native
         elif name == "triton":
+            # Deliberately lazy: importing triton (and compiling nothing yet) costs about a second at import time,
+            # and only processes that run the triton backend pay it.
             from .triton import ops as mod
         elif name == "cuda-emulated":
-            from ._native import emulated
-
-            mod = emulated()
+            mod = _native.emulated()
         else:
-            from . import reference as mod
+            mod = reference
         _modules[name] = mod
     return mod
 
 
 def impl(x):
-    """The backend module that runs a call on tensor x: the one place that chooses."""
+    """The backend module that runs a call on tensor x: the one place that chooses, and the one function that the
+    callers above the seam (ops, data, loader, multi, the benchmarks) ask."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"swapkern: expected a torch.Tensor, got {type(x).__name__}")
     return module(resolve(x))

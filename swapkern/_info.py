@@ -24,7 +24,8 @@ import sys
 
 import torch
 
-from . import _backend
+from . import _backend, _diagnose
+from ._version import __version__
 
 FATBIN_MAGIC = 0xBA55ED50  # the header of each fatbinary (cuda's fatbinary.h)
 _KINDS = {1: "ptx", 2: "elf"}
@@ -140,11 +141,11 @@ def _distribution_version() -> str | None:
 
 def _binary() -> dict:
     path = _backend.package_binary("_C")
-    c = _backend._C
+    c = _backend.native_library()
     out = {
         "path": path,
         "loaded": c is not None,
-        "problem": _backend._native_error,
+        "problem": _backend.native_problem(),
         "abi": None,
         "stable_abi_target": None,
         "built_with_torch": None,
@@ -163,8 +164,8 @@ def _binary() -> dict:
     else:  # not loaded: what the file tells
         stable = ".abi3." in os.path.basename(path)
         out["abi"] = "stable" if stable else "legacy"
-        out["stable_abi_target"] = ".".join(map(str, _backend.MIN_TORCH)) if stable else None
-        major = _backend._cuda_major(path)
+        out["stable_abi_target"] = ".".join(map(str, _diagnose.MIN_TORCH)) if stable else None
+        major = _diagnose.cuda_major(path)
         out["cuda_runtime"] = f"{major} (libcudart.so.{major})" if major else None
     try:
         out["cuda_archs"], out["cuda_archs_read_by"] = cuda_archs(path)
@@ -183,8 +184,6 @@ def _auto(device_type: str) -> str:
 
 def info() -> dict:
     """swapkern's environment report as a dict (what `python -m swapkern` prints)."""
-    from . import __version__
-
     try:
         import triton
 

@@ -245,6 +245,23 @@ def bound_feature_swap(buf, indices, protocol, swaps, seed, step, threshold, ws=
     return call
 
 
+def bound_stepped_feature_swap(buf, protocol, swaps, seed, threshold):
+    """feature_swap_ with every argument but the batch and the step bound, for a batch that is a fresh copy (no
+    grad, not an inference tensor: the caller checks): the op and one version bump. FeatureSwap's per-image path."""
+    op = _OPS.feature_swap_.default
+    which, what, extent_all = protocol_codes(protocol)
+    increment = _increment
+
+    def call(x, step):
+        try:
+            op(x, buf, None, which, what, extent_all, swaps, seed, step, threshold, None)
+        except RuntimeError as e:
+            _raise_tagged(e)
+        increment([x, buf])
+
+    return call
+
+
 # -- the multi-tensor engine (swapkern.multi) ---------------------------------------------------------------------
 class _Handle:
     """An engine registered in C++ (csrc/engine.cpp), freed when this object goes (on CUDA, the engine first waits

@@ -6,8 +6,9 @@ one dim (rows, columns) or single elements. A position along a dim a tensor is n
 (a replicated tensor, or columns of a row-sharded weight): every rank exchanges its part locally. A position along
 the sharded dim lives on one rank: two positions on one rank are exchanged there; two on different ranks are sent
 to each other, only the slices involved, all of a step's slices to one peer in one buffer, with one batched
-point-to-point call per step (never an all-gather of a parameter). Local exchanges run through the swap ops on the
-local shards (FSDP2's to_local() shares storage with the sharded parameter).
+point-to-point call per step (never an all-gather of a parameter). Local exchanges run through the public swap ops
+on the local shards (FSDP2's to_local() shares storage with the sharded parameter): this module is a layer above the
+seam (swapkern._backend), not a backend; swapkern.multi.Engine packs and steps sharded tensors with it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from . import ops
+from ._common import APPLY, DRAW, fingerprint
 from ._weightplan import INTER, draw_group
 
 try:
@@ -137,8 +139,6 @@ def _side(t, view, view_dim, name):
 
 class Packed:
     def __init__(self, engine):
-        from .multi import fingerprint
-
         self.jobs, meshes = [], set()
         for job in engine.jobs:
             x, y = job.x, job.y
@@ -160,13 +160,11 @@ def multi_pack(engine):
 
 
 def multi_step_(engine, packed, seed, step, mode):
-    from .multi import fingerprint
-
     if fingerprint([t.to_local() if is_sharded(t) else t for t in engine.watched]) != packed.prints:
         return False
-    if mode & 1:
+    if mode & DRAW:
         packed.drawn = [draw_group(g, seed, step) for g in engine.groups]
-    if mode & 2:
+    if mode & APPLY:
         _apply(engine, packed)
     return True
 

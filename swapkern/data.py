@@ -15,148 +15,26 @@ import os
 import warnings
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import get_worker_info
 
-from . import _backend, ops, plans
-from ._codes import PROTOCOLS, protocol_codes
+from . import _backend, plans
+from ._codes import PROTOCOLS, protocol_codes  # noqa: F401  (swapkern.data.PROTOCOLS, protocol_codes)
+from ._common import plan_layout  # noqa: F401  (swapkern.data.plan_layout)
+from ._featureplan import (
+    MAX_EPOCH,
+    MAX_SWAPS,
+    MAX_WORKERS,
+    SLOTS,
+    BoundCall,
+    FeaturePlan,
+    _Slot,
+    plan_views,  # noqa: F401  (swapkern.data.plan_views)
+)
+from ._images import ImagePath, _Base, _is_array, _is_pil, _is_plain_tensor, _tv_tensors
 from ._index import as_index
-
-try:  # PIL images are converted, swapped and returned as PIL images where Pillow is installed
-    from PIL import Image as _PILImage
-except ImportError:
-    _PILImage = None
-
-try:  # FeatureSwap is a torchvision transforms.v2 transform where torchvision is installed
-    from torchvision import tv_tensors as _tv_tensors
-    from torchvision.transforms import v2 as _v2
-
-    _Base = _v2.Transform
-except ImportError:  # torchvision is optional
-    _tv_tensors, _Base = None, nn.Module
-
-MAX_SWAPS = 32  # pairs per drawn image and step: the device-side draw keeps 2 * swaps values in registers
-MAX_WORKERS = 256  # DataLoader workers whose call counts a FeatureSwap keeps (one int64 slot each)
-MAX_EPOCH = 2**23 - 1  # the epoch, worker id and call count share one 63-bit step
-SLOTS = 64  # per-shape plan buffers kept per FeatureSwap, least recently used out
-
-
-@dataclass
-class FeaturePlan:
-    """One step's swaps for a batch of shape (B, C, H, W), as small index tensors on the batch's device.
-
-    Compact form (what the fused loader reads): `pairs` (G, swaps, 2) positions exchanged in the swapped dim
-    (channels for S, flat pixels for P), G = B for `E` protocols and 1 otherwise; `at` (G,) the fixed pixel
-    (S1) or channel (P1); `image` (1,) the image of a `1` protocol; `active` (1,) 1 if this step swaps, else 0
-    (then every pair is an identity). Op form (what `apply_` runs): a, b, sample for one swapkern op.
-    """
-
-    protocol: str
-    shape: tuple
-    pairs: torch.Tensor
-    at: torch.Tensor
-    image: torch.Tensor
-    active: torch.Tensor
-    a: torch.Tensor
-    b: torch.Tensor
-    sample: torch.Tensor | None
-
-    def clone(self) -> FeaturePlan:
-        """A copy that owns its index tensors (a drawn plan's tensors are refilled by the next draw)."""
-        copy = lambda t: None if t is None else t.clone()  # noqa: E731
-        return FeaturePlan(
-            self.protocol,
-            self.shape,
-            *(copy(t) for t in (self.pairs, self.at, self.image, self.active, self.a)),
-            copy(self.b),
-            copy(self.sample),
-        )
-
-    @property
-    def op(self) -> str:
-        return "elements" if self.protocol[2] == "1" else ("channels" if self.protocol[1] == "S" else "pixels")
-
-    def apply_(self, x: torch.Tensor) -> torch.Tensor:
-        """Applies the plan to x in place (x must have the shape it was drawn for) with one swapkern op. Returns x."""
-        if tuple(x.shape) != self.shape:
-            raise ValueError(f"plan for {self.protocol} on {self.shape} does not fit a batch of shape {tuple(x.shape)}")
-        if self.shape[0] == 0:
-            return x
-        if self.op == "elements":
-            return ops.swap_elements_(x, self.a, self.b, validate=False)
-        swap = ops.swap_channels_ if self.op == "channels" else ops.swap_pixels_
-        return swap(x, self.a, self.b, sample=self.sample, validate=False)
-
-
-def plan_layout(protocol: str, b: int, swaps: int) -> dict:
-    """Offsets of a plan's flat int64 buffer: [active, image, batch key, at (G), pairs (G, swaps, 2), a (K),
-    b (K), sample (K)] (csrc/draw.cpp uses the same)."""
-    which, _, extent = protocol
-    g = b if which == "E" else 1
-    k = (1 if which == "1" else (b if which == "E" or extent == "1" else 1)) * swaps
-    pairs = 3 + g
-    a = pairs + 2 * swaps * g
-    return {"g": g, "k": k, "at": 3, "pairs": pairs, "a": a, "b": a + k, "sample": a + 2 * k, "total": a + 3 * k}
-
-
-def plan_views(protocol, shape, swaps, buf) -> FeaturePlan:
-    """The FeaturePlan whose tensors are views of a drawn plan buffer."""
-    lay = plan_layout(protocol, shape[0], swaps)
-    g, k = lay["g"], lay["k"]
-    sample = buf[lay["sample"] : lay["sample"] + k] if protocol[0] != "A" and protocol[2] == "A" else None
-    return FeaturePlan(
-        protocol,
-        tuple(shape),
-        buf[lay["pairs"] : lay["a"]].view(g, swaps, 2),
-        buf[lay["at"] : lay["at"] + g],
-        buf[1:2],
-        buf[0:1],
-        buf[lay["a"] : lay["b"]],
-        buf[lay["b"] : lay["sample"]],
-        sample,
-    )
-
-
-def _is_plain_tensor(x) -> bool:
-    return isinstance(x, torch.Tensor) and not (_tv_tensors is not None and isinstance(x, _tv_tensors.TVTensor))
-
-
-class _Slot:
-    """What a FeatureSwap keeps per batch shape and device: the plan buffer, its views, a workspace, and the fast
-    call (the backend's feature_swap_ with every argument but the batch bound) with what it was bound for."""
-
-    __slots__ = ("buf", "plan", "ws", "fast", "stepped")
-
-    def __init__(self, protocol, shape, swaps, device):
-        self.ws = plans.Workspace(device)
-        self.buf = self.ws.get("plan", plan_layout(protocol, shape[0], swaps)["total"])
-        self.plan = plan_views(protocol, shape, swaps, self.buf)
-        self.fast = None
-        self.stepped = None  # (seed, p, backend, call(x, step)): the per-image path's bound call
-
-
-def _native_stepped(buf, protocol, swaps, seed, threshold):
-    """The native op with every argument but the batch and the step bound, for a batch that is a fresh copy (no
-    grad, not an inference tensor: the caller checks): the op and one version bump."""
-    from ._native import _raise_tagged
-
-    op = torch.ops.swapkern.feature_swap_.default
-    which, what, extent_all = protocol_codes(protocol)
-    increment = torch._C._increment_version
-
-    def call(x, step):
-        try:
-            op(x, buf, None, which, what, extent_all, swaps, seed, step, threshold, None)
-        except RuntimeError as e:
-            _raise_tagged(e)
-        increment([x, buf])
-
-    return call
-
 
 # FeatureSwaps alive in this process: before a fork (DataLoader workers), their shared counters are moved to shared
 # memory, so that set_epoch reaches persistent workers and the workers' call counts reach this process.
@@ -172,15 +50,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_share_live)
 
 
-def _is_array(x) -> bool:
-    return isinstance(x, np.ndarray) and x.ndim >= 2
-
-
-def _is_pil(x) -> bool:
-    return _PILImage is not None and isinstance(x, _PILImage.Image)
-
-
-class FeatureSwap(_Base):
+class FeatureSwap(ImagePath, _Base):
     """Feature-swap protocol `protocol` (e.g. "1SA") with `swaps` disjoint pairs per drawn image and step, applied
     with probability `p` per step. An nn.Module, and a torchvision transforms.v2 transform where torchvision is
     installed.
@@ -359,12 +229,7 @@ class FeatureSwap(_Base):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"feature swaps take a tensor, got {type(x).__name__}")
         self.check(x.shape)
-        slot = _Slot.__new__(_Slot)
-        slot.ws = plans.Workspace(x.device)
-        total = plan_layout(self.protocol, x.shape[0], self.swaps)["total"]
-        slot.buf = torch.zeros(total, dtype=torch.int64, device=x.device)
-        slot.plan = plan_views(self.protocol, tuple(x.shape), self.swaps, slot.buf)
-        slot.fast = slot.stepped = None
+        slot = _Slot.traced(self.protocol, tuple(x.shape), self.swaps, x.device)
         if self._counter.device != x.device:
             self._counter = self._counter.to(x.device)
         return slot
@@ -422,7 +287,7 @@ class FeatureSwap(_Base):
         if idx is None and step is None and not torch.compiler.is_compiling():  # the next call can skip the above
             bound = getattr(impl, "bound_feature_swap", None)
             fn = bound(*args) if bound is not None else (lambda x, f=impl.feature_swap_, a=args: f(x, *a))
-            slot.fast = (self.seed, self.p, _backend.current_backend(), fn)
+            slot.fast = BoundCall(self.seed, self.p, _backend.selected, fn)
         return x
 
     def swap_(self, x: torch.Tensor, *, indices=None) -> torch.Tensor:
@@ -432,8 +297,8 @@ class FeatureSwap(_Base):
             key = (x.shape, x.device)
             slot = self._slots.get(key)
             fast = slot.fast if slot is not None else None
-            if fast is not None and fast[0] == self.seed and fast[1] == self.p and fast[2] is _backend._current:
-                fast[3](x)  # the same protocol, seed, p, backend, shape and device as the call that bound it
+            if fast is not None and fast.seed == self.seed and fast.p == self.p and fast.backend is _backend.selected:
+                fast.call(x)  # the same protocol, seed, p, backend, shape and device as the call that bound it
                 self._slots.move_to_end(key)
                 return x
         if not isinstance(x, torch.Tensor):
@@ -478,82 +343,6 @@ class FeatureSwap(_Base):
                 raise TypeError("without torchvision, FeatureSwap takes one image")
             return self.transform(inputs[0], {})
         return _Base.forward(self, *inputs)
-
-    # -- the per-image (transform) path ------------------------------------------------------------------------------
-    def _image(self, x: torch.Tensor) -> torch.Tensor:
-        """A swapped copy of one plain (C, H, W) image tensor, drawn at the next DataLoader-path step."""
-        out = x.clone()
-        if out.requires_grad or out.is_inference() or out.numel() == 0:  # the general path: its rules in full
-            self._swap_(out.unsqueeze(0), None, self._next_step())
-        else:
-            self._image_view(out.unsqueeze(0))
-        return out
-
-    def _array(self, a: np.ndarray) -> np.ndarray:
-        """A swapped copy of a NumPy image (H, W) or (..., H, W, C), as PIL, OpenCV and albumentations hold them."""
-        if a.ndim < 2:
-            raise ValueError(f"feature swaps need a NumPy image (H, W) or (..., H, W, C), got shape {a.shape}")
-        out = np.array(a, order="C", copy=True)
-        try:
-            t = torch.from_numpy(out)
-        except TypeError as e:
-            raise TypeError(f"feature swaps cannot take a NumPy array of dtype {a.dtype}: {e}") from None
-        if a.ndim <= 3 and out.size > 0:  # one image: its (1, C, H, W) view in one call
-            h, w = a.shape[:2]
-            c = a.shape[2] if a.ndim == 3 else 1
-            self._image_view(t.as_strided((1, c, h, w), (h * w * c, 1, w * c, c)))
-            return out
-        if a.ndim == 2:
-            t = t.unsqueeze(-1)
-        batch = t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2)  # (N, C, H, W) view of the HWC copy
-        self._swap_(batch, None, self._next_step())
-        return out
-
-    def _image_view(self, batch):
-        """Swaps a (1, C, H, W) view of a fresh copy in place at the next DataLoader-path step."""
-        step = self._next_step()
-        key = (batch.shape, batch.device)
-        slot = self._slots.get(key)
-        st = slot.stepped if slot is not None else None
-        if st is not None and st[0] == self.seed and st[1] == self.p and st[2] is _backend._current:
-            st[3](batch, step)
-            self._slots.move_to_end(key)
-            return
-        self._swap_(batch, None, step)
-        slot = self._slots.get((batch.shape, batch.device))
-        if slot is not None and _backend.resolve(batch) == "native" and not slot.buf.is_inference():
-            stepped = _native_stepped(slot.buf, self.protocol, self.swaps, self._args()[2], self._threshold())
-            slot.stepped = (self.seed, self.p, _backend._current, stepped)
-
-    def _pil(self, img):
-        """A swapped copy of a PIL image, of the same mode (and palette)."""
-        a = np.asarray(img)
-        out = self._array(a)
-        if img.mode == "1":
-            return _PILImage.fromarray(out)
-        result = img.copy()
-        result.frombytes(out.tobytes())
-        return result
-
-    def transform(self, inpt, params):
-        """The transform path (torchvision's v2 hook): a swapped copy of an image (C, H, W), a batch or a video
-        (..., C, H, W), keeping a tv_tensor's type; PIL images and NumPy arrays as fs(x) takes them."""
-        if isinstance(inpt, np.ndarray):
-            return self._array(inpt)
-        if _is_pil(inpt):
-            return self._pil(inpt)
-        if not isinstance(inpt, torch.Tensor):
-            raise TypeError(f"feature swaps take a tensor, a PIL image or a NumPy array, got {type(inpt).__name__}")
-        x = inpt.as_subclass(torch.Tensor) if type(inpt) is not torch.Tensor else inpt
-        if x.dim() < 3:
-            raise ValueError(f"feature swaps need an image (C, H, W) or a batch of them, got shape {tuple(x.shape)}")
-        self.check((1, *x.shape[-3:]))
-        batch = x.reshape(-1, *x.shape[-3:]).clone(memory_format=torch.contiguous_format)
-        self._swap_(batch, None, self._next_step())
-        out = batch.view(x.shape)
-        if _tv_tensors is not None and isinstance(inpt, _tv_tensors.TVTensor):
-            return _tv_tensors.wrap(out, like=inpt)
-        return out
 
     @contextlib.contextmanager
     def swapped(self, x: torch.Tensor, *, indices=None):

@@ -6,7 +6,9 @@ group's pairs move. The engine owns one int64 index buffer on the tensors' devic
 [a (k), b (k), keep (k), pick (1), scratch (2k)] (csrc/weights.h), and a draw table of one row per group. Each
 backend packs the bound jobs once (`multi_pack`) and then runs steps (`multi_step_`): the native one in one op call
 whose host cost does not grow with the number of tensors, the Triton one in one launch per wave and element width,
-the torch one tensor by tensor. A wave is a set of jobs that touch disjoint memory (csrc kernels run a wave in one
+the torch one tensor by tensor. Sharded tensors (DTensors) are not a backend: swapkern._sharded, a layer above the
+seam, packs and steps them (it decides what is exchanged locally and what crosses ranks, and runs the local exchanges
+through the public ops). A wave is a set of jobs that touch disjoint memory (csrc kernels run a wave in one
 launch); jobs that share memory go to later waves, in their order.
 """
 
@@ -18,8 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _backend
+from . import _backend, _sharded
 from ._checks import byte_range
+from ._common import APPLY, DRAW, DRAW_AND_APPLY, fingerprint  # noqa: F401  (DRAW_AND_APPLY, fingerprint: re-exported)
 from ._weightplan import INTER, Group
 
 FIELDS = 10  # int64 fields of a draw-table row (csrc/weights.h WeightDraw)
@@ -124,7 +127,7 @@ class Engine:
         self.jobs: list[BoundJob] = []
         self.watched: list[torch.Tensor] = []
         self.wave: list[int] = []
-        self._packed, self._backend, self._inference = None, None, False
+        self._packed, self._runner, self._sharded, self._inference = None, None, False, False
 
     # -- the index buffer ---------------------------------------------------------------------------------------
     def slices(self, gi: int):
@@ -137,28 +140,19 @@ class Engine:
         return self.index[off + 3 * k : off + 3 * k + 1]
 
     # -- running ------------------------------------------------------------------------------------------------
-    def _module(self):
-        """The backend that runs the steps: swapkern._sharded for DTensors, else the one the index buffer's device
-        resolves to."""
-        if self._backend == "sharded":
-            from . import _sharded
-
-            return "sharded", _sharded
-        name = _backend.resolve(self.index)
-        return name, _backend.module(name)
+    def _steps_with(self):
+        """What runs the steps: for sharded tensors (DTensors) the layer that exchanges across ranks and hands the
+        local exchanges to the seam (swapkern._sharded); else the backend the seam picks for the index buffer."""
+        return _sharded if self._sharded else _backend.impl(self.index)
 
     def pack(self):
-        from . import _sharded
-
         self.jobs, self.watched = self.bind()
         self._inference = any(t.is_inference() for t in self.watched)
-        if any(map(_sharded.is_sharded, self.watched)):  # the jobs' tensors are watched tensors or views of them
-            self.wave = [0] * len(self.jobs)
-            self._packed, self._backend = _sharded.multi_pack(self), "sharded"
-            return
-        self.wave = waves(self.jobs)
-        name = _backend.resolve(self.index)
-        self._packed, self._backend = _backend.module(name).multi_pack(self), name
+        # the jobs' tensors are watched tensors or views of them
+        self._sharded = any(map(_sharded.is_sharded, self.watched))
+        self.wave = [0] * len(self.jobs) if self._sharded else waves(self.jobs)
+        self._runner = self._steps_with()
+        self._packed = self._runner.multi_pack(self)
 
     @property
     def packed(self) -> bool:
@@ -166,14 +160,15 @@ class Engine:
 
     @property
     def sharded(self) -> bool:
-        return self._backend == "sharded"
+        return self._sharded
 
     def step(self, seed: int, step: int, mode: int) -> None:
-        """mode 1: draw the step's pairs into the index buffer; 2: apply the pairs in it; 3: both."""
-        name, mod = self._module()
-        if self._packed is None or name != self._backend:
+        """mode DRAW: draw the step's pairs into the index buffer; APPLY: apply the pairs in it; DRAW_AND_APPLY:
+        both (the bits 1, 2 and 3)."""
+        mod = self._steps_with()
+        if self._packed is None or mod is not self._runner:
             self.pack()
-            name, mod = self._module()
+            mod = self._runner
         self._check_mutable(mode)
         if not mod.multi_step_(self, self._packed, seed, step, mode):
             self.pack()  # a watched tensor moved or changed shape: pack the current tensors again
@@ -184,7 +179,7 @@ class Engine:
     def _check_mutable(self, mode: int) -> None:
         """The ops' rule for inference tensors, on every backend: updated only inside inference mode (checked
         before anything moves; the draw alone writes only the engine's own buffer)."""
-        if mode & 2 and self._inference and not torch.is_inference_mode_enabled():
+        if mode & APPLY and self._inference and not torch.is_inference_mode_enabled():
             raise RuntimeError(
                 "swapkern.WeightSwap: Inplace update to inference tensor outside InferenceMode is not allowed; swap "
                 "inside torch.inference_mode(), or build the model outside it"
@@ -193,9 +188,3 @@ class Engine:
     def invalidate(self) -> None:
         """Pack again before the next step (the optimizer's state was replaced, say)."""
         self._packed = None
-
-
-def fingerprint(tensors) -> list:
-    """What a packed plan depends on, per tensor: storage address, dtype, shape, strides (the Python backends'
-    twin of csrc/engine.cpp's check)."""
-    return [(t.data_ptr(), t.dtype, tuple(t.shape), t.stride()) for t in tensors]

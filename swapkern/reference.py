@@ -8,21 +8,19 @@ data_ptr), though it allocates that temporary.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
-from . import _codes, plans
-from ._checks import (  # noqa: F401  (bump_versions: also the Triton backend's)
-    bump_versions,
-    check_mutable,
+from . import plans
+from ._checks import (
     prepare_between,
     prepare_elements,
     prepare_load,
     prepare_pixels,
     prepare_swap,
 )
+from ._common import APPLY, DRAW, bits, fingerprint, mutating, plan_layout, plan_views, tensor_arg
 from ._index import as_index, as_int
+from ._weightplan import INTER, draw_group
 from ._wrappers import named_wrappers
 
 __all__ = [
@@ -36,35 +34,6 @@ __all__ = [
     "load_batch_",
     "apply_feature_plan_",
 ]
-
-_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def tensor_arg(t, name, op):
-    if not isinstance(t, torch.Tensor):
-        raise _codes.refuse("arg.type", f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    return t
-
-
-def bits(t):
-    """An integer view of t's memory with the same shape and strides (16-byte elements: a trailing dim of two
-    int64 words). Swaps move bits, never values, so every dtype is exchanged through this view."""
-    if t.element_size() == 16:
-        return torch.view_as_real(t).view(torch.int64)
-    return t.view(_INT[t.element_size()])
-
-
-@contextlib.contextmanager
-def mutating(op, tensors):
-    """The autograd rules of an in-place op (refuse what must not be mutated), then exactly one version bump per
-    tensor, as the native backend's wrappers do (swapkern/_native.py)."""
-    check_mutable(op, tensors)
-    keep = [torch.autograd._unsafe_preserve_version_counter(t) for t in tensors if not t.is_inference()]
-    with contextlib.ExitStack() as stack, torch.no_grad():
-        for k in keep:
-            stack.enter_context(k)
-        yield
-    bump_versions(tensors)
 
 
 def _exchange(view_a, view_b, ia, ib):
@@ -218,12 +187,10 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
 
 # -- feature swaps: the plan draw, and draw + apply in one call ------------------------------------------------------
 def draw_feature_plan_(buf, indices, shape, protocol, s, seed, step, threshold, ws, counter=None):
-    """Draws a FeaturePlan for a (B, C, H, W) batch into buf (swapkern.data.plan_layout) with in-place torch ops:
+    """Draws a FeaturePlan for a (B, C, H, W) batch into buf (swapkern._common.plan_layout) with in-place torch ops:
     the specification of csrc/draw.h. indices: [B] int64 dataset indices on buf's device, or None (batch
     positions). No host sync (except reading `counter`, which, when given, holds the step and is incremented);
     allocation-free after the first draw of a shape (ws: a plans.Workspace)."""
-    from .data import plan_layout
-
     if counter is not None:
         step = int(counter.item())
         counter.add_(1)
@@ -289,19 +256,17 @@ def draw_feature_plan_(buf, indices, shape, protocol, s, seed, step, threshold, 
 
 
 def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws, counter=None):
-    """Draws a plan into buf and applies it to the batch x in place (one protocol step). Returns x."""
-    from .data import plan_views
-
+    """Draws a plan into buf and applies it to the batch x in place (one protocol step) with the ops above. Returns
+    x."""
     draw_feature_plan_(buf, indices, tuple(x.shape), protocol, swaps, seed, step, threshold, ws, counter)
-    return plan_views(protocol, tuple(x.shape), swaps, buf).apply_(x)
+    plan = plan_views(protocol, tuple(x.shape), swaps, buf)
+    return plan.apply_with_(x, swap_elements_, swap_channels_, swap_pixels_)
 
 
 # -- the multi-tensor engine (swapkern.multi): tensor by tensor ------------------------------------------------------
 def draw_weights_(engine, seed, step):
     """Draws every group's pairs of a step into engine.index (a, b, keep = 1, pick): the specification of
     csrc/weights.h, run on the host and copied to the device."""
-    from ._weightplan import draw_group
-
     host = torch.zeros(engine.index.numel(), dtype=torch.int64)
     for off, g in zip(engine.offsets, engine.groups, strict=True):
         a, b, pick = draw_group(g, seed, step)
@@ -315,26 +280,20 @@ def draw_weights_(engine, seed, step):
 
 def active_jobs(engine):
     """The bound jobs that move this step: all, except the candidates an INTER group did not pick."""
-    from ._weightplan import INTER
-
     picks = {gi: int(engine.pick_slot(gi)) for gi, g in enumerate(engine.groups) if g.kind == INTER}
     return [j for j in engine.jobs if j.group not in picks or picks[j.group] == j.job]
 
 
 def multi_pack(engine):
-    from .multi import fingerprint
-
     return fingerprint(engine.watched)
 
 
 def multi_step_(engine, packed, seed, step, mode):
-    from .multi import fingerprint
-
     if fingerprint(engine.watched) != packed:
         return False
-    if mode & 1:
+    if mode & DRAW:
         draw_weights_(engine, seed, step)
-    if mode & 2:
+    if mode & APPLY:
         with torch.no_grad():
             for job in active_jobs(engine):
                 a, b, keep = engine.slices(job.group)

@@ -1,6 +1,6 @@
 """Packaging: one version, the environment report, and the distributions a package index would accept.
 
-- The version is written once (swapkern/__init__.py); setup.py reads it and adds +cpu / +cuXYZ on release wheels.
+- The version is written once (swapkern/_version.py); setup.py reads it and adds +cpu / +cuXYZ on release wheels.
 - swapkern.info() and `python -m swapkern` report the same environment, and the facts the modules themselves hold;
   a missing or unloadable binary is reported with its reason, and the import warning points to the report.
 - The CUDA archs of a library are read right from what nvcc makes.

@@ -28,7 +28,7 @@ def registry():
     """[(name, launches)] of every kernel instantiation of the loaded emulation library."""
     from swapkern import _backend
 
-    lib = ctypes.CDLL(_backend._emulation_path)
+    lib = ctypes.CDLL(_backend.emulation_library())
     lib.swapkern_emu_kernels.restype = ctypes.c_int64
     lib.swapkern_emu_kernel_name.restype = ctypes.c_char_p
     lib.swapkern_emu_kernel_name.argtypes = [ctypes.c_int64]
@@ -185,7 +185,7 @@ def main(argv=None):
     parser.add_argument("--no-large", action="store_true", help="leave out the 2^31-element loader case")
     args = parser.parse_args(argv)
     if "cuda-emulated" not in swapkern.backends():
-        print(f"emulate: {swapkern._backend._emulation_error}", file=sys.stderr)
+        print(f"emulate: {swapkern._backend.emulation_problem()}", file=sys.stderr)
         return 3
     g = torch.Generator().manual_seed(0)
     parts = {"exchanges": lambda: exchanges(g), "features": features, "loader": loader, "weights": weights}

@@ -36,10 +36,11 @@ def copy_row(case, moved, device) -> dict:
 
 def backends_for(device) -> list[str]:
     """The backends timed on a device, the reference ("torch") last."""
+    usable = swapkern.backends(device.type)
     names = []
-    if swapkern._backend.native_available(device.type):
+    if "native" in usable:
         names.append("native")
-    if device.type == "cuda" and swapkern._backend.triton_available("cuda"):
+    if device.type == "cuda" and "triton" in usable:
         names.append("triton")  # the CPU interpreter is a correctness tool, not a contender
     return names + ["torch"]
 

@@ -94,7 +94,7 @@ def weight_rows(device, quick, emit=None):
                     loop = plain.weight_loop(model, protocol, opt if state else None)
                     rows.append(timed_row(case, "plain PyTorch (per-parameter loop)", [loop], device, repeats=30))
                 for backend in ("native", "torch"):
-                    if backend == "native" and not swapkern._backend.native_available(device.type):
+                    if backend not in swapkern.backends(device.type):
                         continue
                     ws = swapkern.WeightSwap(model, protocol, swaps=1, state=state, seed=0, layers="all")
                     call = lambda ws=ws: ws.step(optimizer=opt)  # noqa: E731
@@ -148,7 +148,7 @@ def setup_rows(device, quick, models=None, protocols=("rows", "neuron"), repeats
         for protocol in protocols:
             for state in (False, True):
                 for backend in ("native", "torch"):
-                    if backend == "native" and not swapkern._backend.native_available(device.type):
+                    if backend not in swapkern.backends(device.type):
                         continue
                     times = {"construction": [], "first step": [], "later step": [], "binding check": []}
                     with swapkern.use_backend(backend):

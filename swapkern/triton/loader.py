@@ -9,9 +9,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import reference
 from .._checks import prepare_load
 from .._codes import protocol_codes
+from .._common import mutating, tensor_arg
 from .._index import as_index
 
 BLOCK = 1024
@@ -112,10 +112,10 @@ def _load_kernel(
 def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=True, validate=True):
     op = "swapkern.load_batch_"
     for t, name in ((out, "out"), (data, "data"), (scale, "scale"), (shift, "shift")):
-        reference.tensor_arg(t, name, op)
+        tensor_arg(t, name, op)
     index = as_index(index, "index")
     flip = None if flip is None else as_index(flip, "flip")
-    with reference.mutating(op, [out]):
+    with mutating(op, [out]):
         args = prepare_load(out, data, index, scale, shift, plan, flip, nhwc, validate)
         _launch(out, data, plan, nhwc, *args)
     return out

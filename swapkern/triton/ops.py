@@ -8,9 +8,13 @@ import triton
 
 from .. import reference
 from .._checks import prepare_between, prepare_elements, prepare_pixels, prepare_swap
+from .._common import bits, mutating, plan_views, tensor_arg
 from .._index import as_index, as_int
+from .._wrappers import named_wrappers
 from . import kernels
 from .geometry import geometry
+from .loader import load_batch_  # noqa: F401  (the fused loader, same dispatch as the swaps)
+from .packed import multi_pack, multi_step_  # noqa: F401  (the multi-tensor engine)
 
 BLOCK = 1024  # elements per program
 SMALL = 256  # slices below this many elements go through the flat kernel
@@ -35,7 +39,7 @@ def _run(plan):
     if k == 0 or m == 0:
         return
     x, y, dev = plan.x, plan.y, plan.x.device
-    xb, yb = reference.bits(x), reference.bits(y)
+    xb, yb = bits(x), bits(y)
     a, b = plan.a, plan.b
     s = plan.sample if plan.sample is not None else a
     g = _geo_tensor(geo, dev)
@@ -66,48 +70,53 @@ class _nullcontext:
 
 def swap_(x, dim, a, b, *, sample=None, sample_dim=0, validate=True):
     op = "swapkern.swap_"
-    reference.tensor_arg(x, "x", op)
+    tensor_arg(x, "x", op)
     dim, sample_dim = as_int(dim, "dim", op), as_int(sample_dim, "sample_dim", op)
     a, b, sample = as_index(a, "a"), as_index(b, "b"), None if sample is None else as_index(sample, "sample")
-    with reference.mutating(op, [x]):
+    with mutating(op, [x]):
         _run(prepare_swap(x, dim, a, b, sample, sample_dim, validate))
     return x
 
 
 def swap_pixels_(x, p, q, *, sample=None, validate=True):
     op = "swapkern.swap_pixels_"
-    reference.tensor_arg(x, "x", op)
+    tensor_arg(x, "x", op)
     p, q, sample = as_index(p, "p"), as_index(q, "q"), None if sample is None else as_index(sample, "sample")
-    with reference.mutating(op, [x]):
+    with mutating(op, [x]):
         _run(prepare_pixels(x, p, q, sample, validate))
     return x
 
 
 def swap_elements_(x, i, j, *, validate=True):
     op = "swapkern.swap_elements_"
-    reference.tensor_arg(x, "x", op)
+    tensor_arg(x, "x", op)
     i, j = as_index(i, "i"), as_index(j, "j")
-    with reference.mutating(op, [x]):
+    with mutating(op, [x]):
         _run(prepare_elements(x, i, j, validate))
     return x
 
 
 def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
     op = "swapkern.swap_between_"
-    reference.tensor_arg(x, "x", op)
-    reference.tensor_arg(y, "y", op)
+    tensor_arg(x, "x", op)
+    tensor_arg(y, "y", op)
     dim_x = None if dim_x is None else as_int(dim_x, "dim_x", op)
     dim_y = None if dim_y is None else as_int(dim_y, "dim_y", op)
     i, j = as_index(i, "i"), as_index(j, "j")
-    with reference.mutating(op, [x] if x is y else [x, y]):
+    with mutating(op, [x] if x is y else [x, y]):
         _run(prepare_between(x, y, i, j, dim_x, dim_y, validate))
     return x, y
 
 
-from .loader import load_batch_  # noqa: E402,F401  (the fused loader, same dispatch as the swaps)
-from .packed import multi_pack, multi_step_  # noqa: E402,F401  (the multi-tensor engine)
+swap_channels_, swap_rows_, swap_cols_ = named_wrappers(swap_)
 
 # Feature swaps: the plan is drawn with in-place torch ops on the device (swapkern.reference, no host sync) and
 # applied through the swap ops above.
 draw_feature_plan_ = reference.draw_feature_plan_
-feature_swap_ = reference.feature_swap_
+
+
+def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws, counter=None):
+    """Draws a plan into buf and applies it to the batch x in place with the Triton ops (one protocol step)."""
+    draw_feature_plan_(buf, indices, tuple(x.shape), protocol, swaps, seed, step, threshold, ws, counter)
+    plan = plan_views(protocol, tuple(x.shape), swaps, buf)
+    return plan.apply_with_(x, swap_elements_, swap_channels_, swap_pixels_)

@@ -13,8 +13,9 @@ import triton
 import triton.language as tl
 
 from .. import reference
-from .._checks import make_plan
-from ..multi import fingerprint
+from .._checks import bump_versions, make_plan
+from .._common import APPLY, DRAW, bits, fingerprint
+from .._weightplan import INTER
 from . import kernels
 from .geometry import geometry
 
@@ -88,7 +89,7 @@ def pack(jobs):
             raise ValueError("swapkern.pack: indices must be int64 on the tensors' device, apart from their memory")
         g = geometry(plan)
         geo, m = g.geo, g.m
-        xb, yb = reference.bits(x), reference.bits(y)
+        xb, yb = bits(x), bits(y)
         sel = 0 if select is None else select.data_ptr()
         row = [xb.data_ptr(), yb.data_ptr(), a.data_ptr(), b.data_ptr(), keep.data_ptr(), sel, a.numel(), m, value]
         by_width.setdefault(xb.element_size(), []).append((row + geo, a.numel() * m, xb, max(g.dims)))
@@ -134,8 +135,6 @@ class _null:
 
 # -- the multi-tensor engine's entry points (swapkern.multi) --------------------------------------------------------
 def multi_pack(engine):
-    from .._weightplan import INTER
-
     per_wave: dict = {}
     for job, wave in zip(engine.jobs, engine.wave, strict=True):
         a, b, keep = engine.slices(job.group)
@@ -149,10 +148,10 @@ def multi_step_(engine, packed, seed, step, mode):
     prints, waves = packed
     if fingerprint(engine.watched) != prints:
         return False
-    if mode & 1:
+    if mode & DRAW:
         reference.draw_weights_(engine, seed, step)
-    if mode & 2:
+    if mode & APPLY:
         for launches in waves:
             run(launches)
-        reference.bump_versions(engine.watched)
+        bump_versions(engine.watched)
     return True
