@@ -155,7 +155,7 @@ def test_waves_grow_linearly_with_the_jobs(n):
 
 # -- the engine binds to what the model holds now (issue 23) -----------------------------------------------------------
 def _counting_packs(ws):
-    """Counts the engine's (re)packs: each calls WeightSwap._bind once."""
+    """Counts the engine's (re)packs: each calls the WeightSwap binding's bind() once."""
     calls = [0]
     bind = ws._engine.bind
 
