@@ -62,7 +62,7 @@ class WeightSwap:
         _check_arguments(protocol, swaps, every, accept, temperature, p, max_gap)
         self.model = model_or_params if isinstance(model_or_params, nn.Module) else None
         named = _named(self.model, model_or_params)
-        self.protocol, self.swaps, self.every, self.state = protocol, swaps, every, state
+        self.protocol, self.swaps, self.every = protocol, swaps, every
         self.accept, self.temperature, self.p, self.max_gap = accept, temperature, float(p), max_gap
         self.groups, self.layers, self.left_out = _groups(protocol, named, layers, swaps, self.model)
         self._sharded = any(_sharded.is_sharded(t) for g in self.groups for j in g.jobs for t in (j.x, j.y))
@@ -78,6 +78,15 @@ class WeightSwap:
         self._binding = Binding(self.groups, named, self.model, self.device, state, self._sharded)
         self._engine = self._binding.engine = Engine(self.groups, self.device, self._binding.bind)
         self._drawn = None
+
+    @property
+    def state(self):
+        """Whether the optimizer's state tensors shaped like a parameter move with it (may be changed between steps)."""
+        return self._binding.state
+
+    @state.setter
+    def state(self, value):
+        self._binding.state = value
 
     def __repr__(self):
         left = f", left out {len(self.left_out)}" if self.left_out else ""
@@ -195,7 +204,7 @@ class WeightSwap:
 
     def _optimizer_for(self, optimizer, call):
         opt = optimizer or self._optimizer
-        if self.state and opt is None:
+        if self._binding.state and opt is None:
             raise ValueError(f"state=True needs the optimizer: attach(optimizer) or {call}")
         return opt
 
