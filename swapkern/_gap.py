@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ._weightplan import INTER
+from ._groups import INTER
 
 
 def keep_close(engine, groups, max_gap):

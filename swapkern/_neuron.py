@@ -33,8 +33,6 @@ import torch.fx
 from torch import nn
 from torch.nn import functional as F
 
-from ._weightplan import IN_ROW, PAIRS, Group, Job
-
 _ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.Hardtanh, nn.Hardswish,
     nn.Hardsigmoid, nn.Mish, nn.Softplus, nn.SELU, nn.CELU, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
@@ -825,56 +823,8 @@ def analyse(model: nn.Module) -> NeuronAnalysis:
     return NeuronAnalysis(spaces, left_out)
 
 
-def neuron_groups(model: nn.Module, chosen, swaps: int):
-    """(groups, kept, left_out): a Group per movable unit space whose producing layers are all chosen; kept
-    names those layers; left_out says, per layer, why its outputs stay where they are."""
-    result = analyse(model)
-    chosen_ids = {id(p) for _, p in chosen}
-    tensors = dict(model.named_parameters(remove_duplicate=False))
-    tensors.update(model.named_buffers(remove_duplicate=False))
-    modules = dict(model.named_modules())
-    groups, kept, left_out = [], [], dict(result.left_out)
-    for sp in result.spaces:
-        if sp.why is not None:
-            continue
-        weights = [tensors[n] if n in tensors else modules[n].weight for n in sp.layers]
-        if not all(id(w) in chosen_ids for w in weights):
-            for n in sp.layers:
-                left_out[n] = "not chosen by layers="
-            continue
-        unit = sp.scope
-        k = min(swaps, unit // 2)
-        jobs = [
-            _job(tensors[m.name], m.dim, m.offset, m.n, "block" if m.block > 1 else "plain", m.block, not m.buffer)
-            for m in sp.members
-        ]
-        kind, extra = (PAIRS, {}) if unit == sp.n else (IN_ROW, {"L": unit})
-        groups.append(Group(k, jobs, kind, sp.key, sp.n if kind == PAIRS else sp.n // unit, **extra))
-        kept += sp.layers
-    if not groups:
-        detail = "; ".join(f"{n}: {w}" for n, w in left_out.items()) or "no conv, linear or embedding layer"
-        raise ValueError(f"neuron: no unit space can be permuted without changing the model's function ({detail})")
-    return groups, kept, left_out
-
-
 def _attr(gm, target):
     obj = gm
     for part in target.split("."):
         obj = getattr(obj, part, None)
     return obj
-
-
-def _job(t, dim, off, n, kind, block, stateful):
-    """A Job moving channels [off, off + n) of t's dim `dim` (or blocks of `block` consecutive entries), as its
-    view."""
-
-    def view(u, dim=dim, off=off, n=n, kind=kind, block=block):
-        v = u if (off == 0 and n == u.shape[dim] and kind == "plain") else u.narrow(dim, off, n * block)
-        if kind == "block":
-            v = v.unflatten(dim, (n, block))
-        return v
-
-    identity = off == 0 and n == t.shape[dim] and kind == "plain"
-    if identity:
-        return Job(t, t, dim, dim, stateful=stateful)
-    return Job(t, t, dim, dim, view=view, stateful=stateful, view_dim=dim)

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from . import ops
-from ._weightplan import INTER, draw_group
+from ._groups import INTER, draw_group
 
 try:
     from torch.distributed.tensor import DTensor, Replicate, Shard

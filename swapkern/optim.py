@@ -24,8 +24,8 @@ from torch import nn
 
 from . import _gap, _metropolis, _sharded, plans
 from ._binding import Binding
+from ._groups import INTER, WEIGHT_PROTOCOLS, build, select  # noqa: F401 (INTER: swapkern.optim.INTER)
 from ._layers import output_layer
-from ._weightplan import INTER, WEIGHT_PROTOCOLS, build, select  # noqa: F401 (INTER: swapkern.optim.INTER)
 from .multi import BoundJob, Engine  # noqa: F401 (BoundJob: swapkern.optim.BoundJob)
 
 ACCEPT = ("always", "metropolis")

@@ -300,7 +300,7 @@ def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws, c
 def draw_weights_(engine, seed, step):
     """Draws every group's pairs of a step into engine.index (a, b, keep = 1, pick): the specification of
     csrc/weights.h, run on the host and copied to the device."""
-    from ._weightplan import draw_group
+    from ._groups import draw_group
 
     host = torch.zeros(engine.index.numel(), dtype=torch.int64)
     for off, g in zip(engine.offsets, engine.groups, strict=True):
@@ -315,7 +315,7 @@ def draw_weights_(engine, seed, step):
 
 def active_jobs(engine):
     """The bound jobs that move this step: all, except the candidates an INTER group did not pick."""
-    from ._weightplan import INTER
+    from ._groups import INTER
 
     picks = {gi: int(engine.pick_slot(gi)) for gi, g in enumerate(engine.groups) if g.kind == INTER}
     return [j for j in engine.jobs if j.group not in picks or picks[j.group] == j.job]

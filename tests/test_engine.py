@@ -10,7 +10,7 @@ from torch import nn
 
 import swapkern
 from swapkern import reference as ref
-from swapkern._weightplan import PAIRS, Group, Job, draw_group
+from swapkern._groups import PAIRS, Group, Job, draw_group
 from swapkern.multi import BoundJob, Engine, waves
 from swapkern.optim import WeightSwap
 

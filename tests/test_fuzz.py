@@ -576,7 +576,7 @@ def _replace(event, m, opt, x):
 def _specified_step(ws, m, opt, step):
     """The model's tensors (and with state=True their momentum buffers) after one step, by the specification."""
     from swapkern import reference as ref
-    from swapkern._weightplan import draw_group
+    from swapkern._groups import draw_group
 
     want = {}
     for gi, name in enumerate(ws.layers):

@@ -11,7 +11,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from swapkern import reference as ref
-from swapkern._weightplan import INTER, draw_group
+from swapkern._groups import INTER, draw_group
 from swapkern.optim import WeightSwap
 
 PROTOCOLS = ["rows", "cols", "in-row", "in-col", "mixed", "inter-layer", "bias", "neuron"]

@@ -134,7 +134,7 @@ class _null:
 
 # -- the multi-tensor engine's entry points (swapkern.multi) --------------------------------------------------------
 def multi_pack(engine):
-    from .._weightplan import INTER
+    from .._groups import INTER
 
     per_wave: dict = {}
     for job, wave in zip(engine.jobs, engine.wave, strict=True):

@@ -1,5 +1,6 @@
-"""The static structure of weight-swap protocols: which tensors move together (jobs), how many pairs each draw
-makes (groups), and how a step's pairs are drawn (host-side, from the counter-based generator)."""
+"""The groups and jobs a WeightSwap steps: the static structure of each weight-swap protocol, which tensors move
+together (jobs), how many pairs each draw makes (groups), and how a step's pairs are drawn (host-side, from the
+counter-based generator). `neuron` takes its groups from the unit spaces of swapkern._neuron's analysis."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from . import plans
+from ._neuron import analyse
 
 WEIGHT_PROTOCOLS = ("rows", "cols", "in-row", "in-col", "mixed", "inter-layer", "bias", "neuron")
 
@@ -96,8 +99,6 @@ def build(protocol, named, chosen, swaps, model, explicit=False):
     `explicit` (the user named the layers): then it is a ValueError, as it is when nothing is left to swap."""
     s = swaps
     if protocol == "neuron":
-        from ._neuron import neuron_groups
-
         return neuron_groups(model, chosen, s)
     empty = {n: "has no elements" for n, w in chosen if w.numel() == 0}
     if empty and explicit:
@@ -180,3 +181,51 @@ def _inter_layer_group(chosen, s):
     jobs = [Job(chosen[a][1], chosen[b][1], 0 if rows else None, 0 if rows else None) for a, b in candidates]
     cands = tuple((a, b, sizes[a], sizes[b]) for a, b in candidates)
     return Group(k, jobs, INTER, 0, max(sizes), candidates=cands)
+
+
+def neuron_groups(model: nn.Module, chosen, swaps: int):
+    """(groups, kept, left_out): a Group per movable unit space whose producing layers are all chosen; kept
+    names those layers; left_out says, per layer, why its outputs stay where they are."""
+    result = analyse(model)
+    chosen_ids = {id(p) for _, p in chosen}
+    tensors = dict(model.named_parameters(remove_duplicate=False))
+    tensors.update(model.named_buffers(remove_duplicate=False))
+    modules = dict(model.named_modules())
+    groups, kept, left_out = [], [], dict(result.left_out)
+    for sp in result.spaces:
+        if sp.why is not None:
+            continue
+        weights = [tensors[n] if n in tensors else modules[n].weight for n in sp.layers]
+        if not all(id(w) in chosen_ids for w in weights):
+            for n in sp.layers:
+                left_out[n] = "not chosen by layers="
+            continue
+        unit = sp.scope
+        k = min(swaps, unit // 2)
+        jobs = [
+            _job(tensors[m.name], m.dim, m.offset, m.n, "block" if m.block > 1 else "plain", m.block, not m.buffer)
+            for m in sp.members
+        ]
+        kind, extra = (PAIRS, {}) if unit == sp.n else (IN_ROW, {"L": unit})
+        groups.append(Group(k, jobs, kind, sp.key, sp.n if kind == PAIRS else sp.n // unit, **extra))
+        kept += sp.layers
+    if not groups:
+        detail = "; ".join(f"{n}: {w}" for n, w in left_out.items()) or "no conv, linear or embedding layer"
+        raise ValueError(f"neuron: no unit space can be permuted without changing the model's function ({detail})")
+    return groups, kept, left_out
+
+
+def _job(t, dim, off, n, kind, block, stateful):
+    """A Job moving channels [off, off + n) of t's dim `dim` (or blocks of `block` consecutive entries), as its
+    view."""
+
+    def view(u, dim=dim, off=off, n=n, kind=kind, block=block):
+        v = u if (off == 0 and n == u.shape[dim] and kind == "plain") else u.narrow(dim, off, n * block)
+        if kind == "block":
+            v = v.unflatten(dim, (n, block))
+        return v
+
+    identity = off == 0 and n == t.shape[dim] and kind == "plain"
+    if identity:
+        return Job(t, t, dim, dim, stateful=stateful)
+    return Job(t, t, dim, dim, view=view, stateful=stateful, view_dim=dim)
