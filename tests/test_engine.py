@@ -5,29 +5,12 @@ import copy
 
 import pytest
 import torch
-from conftest import usable_backends
 from torch import nn
 
-import swapkern
 from swapkern import reference as ref
 from swapkern._groups import PAIRS, Group, Job, draw_group
 from swapkern.multi import BoundJob, Engine, waves
 from swapkern.optim import WeightSwap
-
-
-@pytest.fixture(
-    params=[
-        "native",
-        "torch",
-        pytest.param("triton", marks=pytest.mark.triton),
-        pytest.param("cuda-emulated", marks=pytest.mark.emulation),
-    ]
-)
-def any_backend(request):
-    if request.param not in usable_backends("cpu"):
-        pytest.skip(f"backend {request.param} cannot run on CPU tensors here")
-    with swapkern.use_backend(request.param):
-        yield request.param
 
 
 def test_waves_never_put_two_exchanges_of_one_memory_in_one_launch():
