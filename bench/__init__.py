@@ -5,6 +5,6 @@ swapping speed training up: one experiment from flags) and `python -m bench.stud
     common/    what both harnesses share: micro-timing, provenance, statistics, figures
     overhead/  the overhead harness
     training/  the training harness: data, models, the trainer, experiments run resumably, summaries, reports
-    gpu/       the compute-sanitizer workload that gpu_check.sh runs
+    gpu/       the one-call GPU check (check.sh, run as bench/gpu_check.sh) and the sanitizer workload it runs
     train.py, study.py   the two training commands: flags -> experiments -> bench.training
 """

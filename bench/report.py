@@ -558,7 +558,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     values, studies = blocks()
     bad, seen = [], set()
-    for key, path in FILES.items():
+    for path in FILES.values():
         with open(path) as f:
             text = f.read()
         new, changed, found = fill(text, values)

@@ -1,5 +1,5 @@
 // Drawing a weight-swap step's pairs, group by group, on the host or the device: the specification is
-// swapkern/_weightplan.py (draw_group), which the Triton and torch backends run; this is it, bit for bit.
+// swapkern/_groups.py (draw_group), which the Triton and torch backends run; this is it, bit for bit.
 #pragma once
 
 #include "hash.h"

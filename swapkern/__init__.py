@@ -9,6 +9,7 @@ from . import reference
 from ._backend import backends, current_backend, use_backend
 from ._info import info
 from ._version import __version__  # noqa: F401  (written once, in _version.py: setup.py reads it)
+from .align import Alignment, align_
 from .data import FeaturePlan, FeatureSwap
 from .loader import DeviceLoader, SwapCollate, WithIndex
 from .ops import (
@@ -22,7 +23,6 @@ from .ops import (
     swap_pixels_,
     swap_rows_,
 )
-from .align import Alignment, align_
 from .optim import WeightSwap
 from .permutation import PermutationSpec, apply_permutation_, permutation_groups
 

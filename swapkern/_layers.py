@@ -3,7 +3,8 @@ of the classifier exchanges two class logits).
 
 Found as the last layer on the traced graph's path to the model's output (torch.fx); where fx cannot trace the
 model (or tracing would run hooks: FSDP, sharded parameters), the classifier by name (the last module called fc,
-classifier, head, ... that holds a weight of 2 or more dims); where neither finds one, the last such weight in registration order.
+classifier, head, ... that holds a weight of 2 or more dims); where neither finds one, the last such weight in
+registration order.
 """
 
 from __future__ import annotations

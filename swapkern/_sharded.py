@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from . import ops
 from ._common import APPLY, DRAW, fingerprint
-from ._weightplan import INTER, draw_group
+from ._groups import INTER, draw_group
 
 try:
     from torch.distributed.tensor import DTensor, Replicate, Shard

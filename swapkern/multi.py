@@ -1,7 +1,7 @@
 """The multi-tensor engine: every exchange of a weight-swap step, over many tensors (a model's parameters and their
 optimizer state), drawn and applied at once (the counterpart of apex's multi_tensor_applier).
 
-Groups (swapkern._weightplan.Group) draw k pairs per step from (seed, step); the bound jobs say which tensors each
+Groups (swapkern._groups.Group) draw k pairs per step from (seed, step); the bound jobs say which tensors each
 group's pairs move. The engine owns one int64 index buffer on the tensors' device, laid out per group as
 [a (k), b (k), keep (k), pick (1), scratch (2k)] (csrc/weights.h), and a draw table of one row per group. Each
 backend packs the bound jobs once (`multi_pack`) and then runs steps (`multi_step_`): the native one in one op call
@@ -23,7 +23,7 @@ import torch
 from . import _backend, _sharded
 from ._checks import byte_range
 from ._common import APPLY, DRAW, DRAW_AND_APPLY, fingerprint  # noqa: F401  (DRAW_AND_APPLY, fingerprint: re-exported)
-from ._weightplan import INTER, Group
+from ._groups import INTER, Group
 
 FIELDS = 10  # int64 fields of a draw-table row (csrc/weights.h WeightDraw)
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._weightplan import PAIRS, Group
+from ._groups import PAIRS, Group
+from ._neuron import analyse, trace
 from .multi import BoundJob, Engine
 
 SPEC_VERSION = 1
@@ -84,8 +85,6 @@ def permutation_groups(model: nn.Module, example_inputs=None) -> PermutationSpec
     `example_inputs` (a tensor or a tuple of the model's positional inputs), every group is also checked
     numerically: a float64 copy of the model with that group permuted at random must give the same outputs (a group
     that fails moves to left_out; the analysis is exact where it claims, so this guards what it does not know)."""
-    from ._neuron import analyse
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"permutation groups need an nn.Module, got {type(model).__name__}")
     sd = model.state_dict(keep_vars=True)
@@ -125,8 +124,6 @@ def _attention_heads(model, spec, analysis):
     output projection, so moving whole heads keeps the function; the dims inside a head stay (left_out). Refused
     where a call could see the heads apart: an attn_mask (a 3-D one is per head), per-head attention weights
     (average_attn_weights=False with need_weights), or a parameter used elsewhere in the graph."""
-    from ._neuron import trace
-
     mhas = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
     if not mhas:
         return

@@ -19,8 +19,8 @@ from ._checks import (
     prepare_swap,
 )
 from ._common import APPLY, DRAW, bits, fingerprint, mutating, plan_layout, plan_views, tensor_arg
+from ._groups import INTER, draw_group
 from ._index import as_index, as_int
-from ._weightplan import INTER, draw_group
 from ._wrappers import named_wrappers
 
 __all__ = [

@@ -158,6 +158,23 @@ def device(request):
     return torch.device(request.param)
 
 
+@pytest.fixture(
+    params=[
+        "native",
+        "torch",
+        pytest.param("triton", marks=pytest.mark.triton),
+        pytest.param("cuda-emulated", marks=pytest.mark.emulation),
+    ]
+)
+def any_backend(request):
+    """Each backend by name, on CPU tensors (skipped where it cannot run them here; "torch" always runs): for tests
+    of what every backend must do alike, whatever `device` the test has."""
+    if request.param not in usable_backends("cpu"):
+        pytest.skip(f"backend {request.param} cannot run on CPU tensors here")
+    with swapkern.use_backend(request.param):
+        yield request.param
+
+
 @pytest.fixture(params=_backend_params())
 def backend(request):
     # The tensors' device: the test's `device` parameter, else the CPU (tests without one use CPU tensors).

@@ -8,8 +8,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "swapkern"
 
@@ -21,14 +19,8 @@ REFERENCE_ALLOWED = {
     "swapkern._index",  # index argument conversion
     "swapkern._wrappers",  # swap_channels_ / swap_rows_ / swap_cols_ over any swap_
     "swapkern.plans",  # the counter-based generator of the feature-swap draw
-    "swapkern._weightplan",  # the weight-swap groups and their draw
+    "swapkern._groups",  # what a weight-swap group is, and its draw
 }
-
-# The optim/plans work's cycle: _weightplan imports _neuron inside a function, _neuron imports _weightplan. That one
-# edge is left out of test_no_import_cycle and checked by test_no_neuron_weightplan_cycle, an expected failure until
-# that work merges.
-NEURON_EDGE = ("swapkern._weightplan", "swapkern._neuron")
-
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -118,18 +110,10 @@ def test_the_graph_sees_relative_and_function_local_imports():
     assert "swapkern._checks" in graph["swapkern.triton.ops"]  # from .._checks import ...
     assert "swapkern.triton.kernels" in graph["swapkern.triton.ops"]  # from . import kernels
     assert "swapkern.data" in graph["swapkern.integrations._common"]  # inside a function
-    assert "swapkern._neuron" in graph["swapkern._weightplan"]  # inside a function
+    assert "swapkern._neuron" in graph["swapkern._weightprotocols"]
 
 
 def test_no_import_cycle():
-    graph = import_graph()
-    graph[NEURON_EDGE[0]].pop(NEURON_EDGE[1], None)
-    found = cycles(graph)
-    assert not found, f"import cycles in swapkern/: {found}"
-
-
-@pytest.mark.xfail(strict=False, reason="the _neuron <-> _weightplan cycle: the optim/plans work removes it")
-def test_no_neuron_weightplan_cycle():
     found = cycles(import_graph())
     assert not found, f"import cycles in swapkern/: {found}"
 
@@ -141,7 +125,7 @@ def test_the_specification_imports_only_low_modules():
 
 def test_the_low_modules_import_no_backend_no_api_and_no_engine():
     graph = import_graph()
-    for low in REFERENCE_ALLOWED - {"swapkern._weightplan"}:  # _weightplan: see NEURON_EDGE
+    for low in REFERENCE_ALLOWED:
         assert set(graph[low]) <= REFERENCE_ALLOWED, f"{low} imports {sorted(set(graph[low]) - REFERENCE_ALLOWED)}"
 
 

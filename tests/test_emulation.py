@@ -16,9 +16,9 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, assert_bits_equal, make
 
 import swapkern
-from conftest import ROOT, assert_bits_equal, make
 from swapkern import reference as ref
 
 BUILT = "cuda-emulated" in swapkern.backends()

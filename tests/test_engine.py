@@ -5,29 +5,12 @@ import copy
 
 import pytest
 import torch
-from conftest import usable_backends
 from torch import nn
 
-import swapkern
 from swapkern import reference as ref
-from swapkern._weightplan import PAIRS, Group, Job, draw_group
+from swapkern._groups import PAIRS, Group, Job, draw_group
 from swapkern.multi import BoundJob, Engine, waves
 from swapkern.optim import WeightSwap
-
-
-@pytest.fixture(
-    params=[
-        "native",
-        "torch",
-        pytest.param("triton", marks=pytest.mark.triton),
-        pytest.param("cuda-emulated", marks=pytest.mark.emulation),
-    ]
-)
-def any_backend(request):
-    if request.param not in usable_backends("cpu"):
-        pytest.skip(f"backend {request.param} cannot run on CPU tensors here")
-    with swapkern.use_backend(request.param):
-        yield request.param
 
 
 def test_waves_never_put_two_exchanges_of_one_memory_in_one_launch():
@@ -155,7 +138,7 @@ def test_waves_grow_linearly_with_the_jobs(n):
 
 # -- the engine binds to what the model holds now (issue 23) -----------------------------------------------------------
 def _counting_packs(ws):
-    """Counts the engine's (re)packs: each calls WeightSwap._bind once."""
+    """Counts the engine's (re)packs: each calls the WeightSwap binding's bind() once."""
     calls = [0]
     bind = ws._engine.bind
 

@@ -2,24 +2,9 @@
 
 import pytest
 import torch
-from conftest import bits, make, usable_backends
+from conftest import bits, make
 
 import swapkern
-
-
-@pytest.fixture(
-    params=[
-        "native",
-        "torch",
-        pytest.param("triton", marks=pytest.mark.triton),
-        pytest.param("cuda-emulated", marks=pytest.mark.emulation),
-    ]
-)
-def any_backend(request):
-    if request.param not in usable_backends("cpu"):
-        pytest.skip(f"backend {request.param} cannot run on CPU tensors here")
-    with swapkern.use_backend(request.param):
-        yield request.param
 
 
 def x4():

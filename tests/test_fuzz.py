@@ -578,7 +578,7 @@ def _replace(event, m, opt, x):
     elif event == "shrink":
         m[3].weight.data = m[3].weight.data[:-1].clone()
     elif event == "new state":
-        for p, s in list(opt.state.items()):
+        for s in list(opt.state.values()):
             if "momentum_buffer" in s:
                 s["momentum_buffer"] = s["momentum_buffer"].clone()
     elif event == "optimizer step":
@@ -592,7 +592,7 @@ def _replace(event, m, opt, x):
 def _specified_step(ws, m, opt, step):
     """The model's tensors (and with state=True their momentum buffers) after one step, by the specification."""
     from swapkern import reference as ref
-    from swapkern._weightplan import draw_group
+    from swapkern._groups import draw_group
 
     want = {}
     for gi, name in enumerate(ws.layers):

@@ -1,5 +1,6 @@
-"""bench/gpu_check.sh, proved on the CPU: its dry run goes through every stage (build check, smoke, overhead,
-tests, the sanitizer's workload, the gpu-short study) and leaves at most 8 files, none in a folder, under $OUT;
+"""bench/gpu/check.sh, run as people run it (bench/gpu_check.sh execs it), proved on the CPU: its dry run goes
+through every stage (build check, smoke, overhead, tests, the sanitizer's workload, the gpu-short study) and
+leaves at most 8 files, none in a folder, under $OUT;
 a stage that outlives its budget is cut (SIGINT first: pytest still writes its junit XML), the stages after it are
 skipped with a line each, and the logs are still packed. The cut is made deterministic by a stage that waits on
 purpose (GPU_CHECK_STALL), not by the speed of the machine. The script runs this interpreter (PYTHON)."""
@@ -16,7 +17,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import ROOT
 
-SCRIPT = os.path.join(ROOT, "bench", "gpu_check.sh")
+SCRIPT = os.path.join(ROOT, "bench", "gpu", "check.sh")
+WRAPPER = os.path.join(ROOT, "bench", "gpu_check.sh")  # the path people and notes run: it execs SCRIPT
 
 
 def _run(out, seconds=None, timeout=200, **extra):
@@ -26,7 +28,7 @@ def _run(out, seconds=None, timeout=200, **extra):
     if seconds is not None:
         env["GPU_CHECK_SECONDS"] = str(seconds)
     t0 = time.time()
-    proc = subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(["bash", WRAPPER], env=env, capture_output=True, text=True, timeout=timeout)
     return proc, time.time() - t0
 
 
@@ -42,6 +44,13 @@ def _files(out):
     entries = os.listdir(out)
     assert all(os.path.isfile(os.path.join(out, e)) for e in entries), entries  # nothing deeper than $OUT
     return set(entries)
+
+
+def test_the_old_path_is_a_wrapper_that_execs_the_script():
+    with open(WRAPPER) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 2 and lines[1].startswith('exec bash "$(dirname "$0")/gpu/check.sh" "$@"'), lines
+    assert os.access(SCRIPT, os.X_OK) and os.access(WRAPPER, os.X_OK)
 
 
 def test_dry_run_goes_through_every_stage(tmp_path):

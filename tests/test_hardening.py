@@ -8,26 +8,11 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, bits, usable_backends
+from conftest import ROOT, bits
 from torch import nn
 
 import swapkern
 from swapkern import FeatureSwap, SwapCollate, WeightSwap, WithIndex
-
-
-@pytest.fixture(
-    params=[
-        "native",
-        "torch",
-        pytest.param("triton", marks=pytest.mark.triton),
-        pytest.param("cuda-emulated", marks=pytest.mark.emulation),
-    ]
-)
-def any_backend(request):
-    if request.param not in usable_backends("cpu"):
-        pytest.skip(f"backend {request.param} cannot run on CPU tensors here")
-    with swapkern.use_backend(request.param):
-        yield request.param
 
 
 # 1. Index tensors that share memory with the swapped tensor are read once, before anything moves.

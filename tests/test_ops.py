@@ -186,7 +186,7 @@ def test_duplicate_found_in_a_large_scope(backend, device):
 
 
 def test_gpu_sanitize_workload_runs():
-    # bench/gpu_sanitize.py is what compute-sanitizer runs on a GPU; here it runs on the CPU kernels.
+    # bench/gpu/sanitize.py is what compute-sanitizer runs on a GPU; here it runs on the CPU kernels.
     from bench.gpu import sanitize as gpu_sanitize
 
     gpu_sanitize.main()

@@ -11,7 +11,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from swapkern import reference as ref
-from swapkern._weightplan import INTER, draw_group
+from swapkern._groups import INTER, draw_group
 from swapkern.optim import WeightSwap
 
 PROTOCOLS = ["rows", "cols", "in-row", "in-col", "mixed", "inter-layer", "bias", "neuron"]
@@ -434,17 +434,6 @@ def test_draw_honours_p_like_step_and_refuses_metropolis():
 
 
 # -- Metropolis is transactional (issue 23) ---------------------------------------------------------------------------
-@pytest.fixture(params=["native", "torch", pytest.param("triton", marks=pytest.mark.triton)])
-def any_backend(request):
-    import swapkern
-    from conftest import usable_backends
-
-    if request.param not in usable_backends("cpu"):
-        pytest.skip(f"backend {request.param} cannot run on CPU tensors here")
-    with swapkern.use_backend(request.param):
-        yield request.param
-
-
 def _snapshot(model, opt):
     return [p.detach().clone() for p in model.parameters()], [
         v.clone() for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)

@@ -67,7 +67,7 @@ def test_info_reports_this_environment():
     assert data["swapkern"]["version"] == swapkern.__version__
     assert data["swapkern"]["path"] == os.path.dirname(swapkern.__file__)
     assert data["torch"]["version"] == torch.__version__ and data["torch"]["cuda"] == torch.version.cuda
-    assert data["python"]["version"] == "%d.%d.%d" % sys.version_info[:3]
+    assert data["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
     assert data["backends"]["available"] == swapkern.backends()
     with swapkern.use_backend("auto"):
         assert data["backends"]["auto"]["cpu"] == _backend.resolve(torch.empty(0))

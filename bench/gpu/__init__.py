@@ -1,2 +1,2 @@
-"""What runs on a lent GPU beside the tests: the compute-sanitizer workload (sanitize). The prepared one-call script
-that runs it, bench/gpu_check.sh, stays at its path (notes name it)."""
+"""What runs on a lent GPU beside the tests: the prepared one-call script (check.sh; run as bench/gpu_check.sh, which
+execs it and stays at its path because notes name it) and the compute-sanitizer workload it runs (sanitize)."""

@@ -167,7 +167,7 @@ def setup_rows(device, quick, models=None, protocols=("rows", "neuron"), repeats
                             times["later step"].append(t3 - t2)
                             t4 = time.perf_counter()
                             for _ in range(100):
-                                ws._use(opt)  # the per-step check that the bound tensors are the model's
+                                ws._binding.use(opt)  # the per-step check that the bound tensors are the model's
                             times["binding check"].append((time.perf_counter() - t4) / 100)
                             jobs[(protocol, state)] = len(ws._engine.jobs)
                     for what, ts in times.items():

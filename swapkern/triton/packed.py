@@ -15,7 +15,7 @@ import triton.language as tl
 from .. import reference
 from .._checks import bump_versions, make_plan
 from .._common import APPLY, DRAW, bits, fingerprint
-from .._weightplan import INTER
+from .._groups import INTER
 from . import kernels
 from .geometry import geometry
 

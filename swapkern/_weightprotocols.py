@@ -1,76 +1,16 @@
-"""The static structure of weight-swap protocols: which tensors move together (jobs), how many pairs each draw
-makes (groups), and how a step's pairs are drawn (host-side, from the counter-based generator)."""
+"""The groups each weight-swap protocol makes over the chosen layers (swapkern._groups holds what a group is and how
+its pairs are drawn). `neuron` takes its groups from the unit spaces of swapkern._neuron's analysis."""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
 
-import torch
+from torch import nn
 
-from . import plans
+from ._groups import BIAS, IN_COL, IN_ROW, INTER, PAIRS, Group, Job
+from ._neuron import analyse
 
 WEIGHT_PROTOCOLS = ("rows", "cols", "in-row", "in-col", "mixed", "inter-layer", "bias", "neuron")
-
-
-def _same(t):
-    return t
-
-
-@dataclass
-class Job:
-    """Exchange slices dx of view(x) with slices dy of view(y) (dims None: flat elements), for a group's pairs."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    dx: int | None
-    dy: int | None
-    view: Callable = _same  # applied to x, y and their optimizer states alike
-    stateful: bool = True  # x and y are parameters whose optimizer state moves with them when state=True
-    view_dim: int | None = None  # the dim `view` narrows or reshapes (None: view is the identity)
-
-
-# Draw kinds, as csrc/weights.h's WeightKind.
-PAIRS, IN_ROW, IN_COL, BIAS, INTER = range(5)
-
-
-@dataclass
-class Group:
-    """k pairs per step, drawn from (seed, step) as `kind` says (csrc/weights.h; draw_group is its Python twin), and
-    applied to every job; an INTER group applies them to one job per step, the candidate it draws."""
-
-    k: int
-    jobs: list[Job]
-    kind: int
-    key: int  # the layer's key in the generator
-    n: int  # positions drawn from
-    L: int = 1  # row length (IN_ROW, BIAS)
-    C: int = 1  # columns (IN_COL)
-    R: int = 1  # elements per column entry (IN_COL)
-    candidates: tuple = ()  # INTER: (layer a, layer b, rows of a, rows of b), one per job
-
-
-def draw_group(g: Group, seed: int, step: int) -> tuple[list[int], list[int], int]:
-    """One step's pairs of group g: (a, b, pick). The specification of csrc/weights.h's draw_weight_group."""
-    base = lambda stream: plans.base_key(seed, step, stream)  # noqa: E731
-    pairs, extent = base("pairs"), base("extent")
-    if g.kind == PAIRS:
-        return (*_pairs(plans.distinct(g.key, pairs, g.n, 2 * g.k)), 0)
-    if g.kind == IN_ROW:
-        r = plans.below(plans.word(g.key, extent, 0), g.n)
-        return (*_pairs([r * g.L + v for v in plans.distinct(g.key, pairs, g.L, 2 * g.k)]), 0)
-    if g.kind == IN_COL:
-        c = plans.below(plans.word(g.key, extent, 0), g.C)
-        flat = [(v // g.R) * g.C * g.R + c * g.R + v % g.R for v in plans.distinct(g.key, pairs, g.n, 2 * g.k)]
-        return (*_pairs(flat), 0)
-    if g.kind == BIAS:
-        units = plans.distinct(g.key, pairs, g.n, g.k)
-        cols = [plans.below(plans.word(g.key, extent, j), g.L) for j in range(g.k)]
-        return [u * g.L + c for u, c in zip(units, cols, strict=True)], units, 0
-    pick = plans.below(plans.word(0, extent, 0), len(g.candidates))
-    la, lb, na, nb = g.candidates[pick]
-    return plans.distinct(la, pairs, na, g.k), plans.distinct(lb, pairs, nb, g.k, first_draw=g.k), pick
 
 
 def select(named, layers, min_dims=2):
@@ -86,18 +26,12 @@ def select(named, layers, min_dims=2):
     return [(n, p) for n, p in named if hit(n)]
 
 
-def _pairs(u):
-    return u[0::2], u[1::2]
-
-
 def build(protocol, named, chosen, swaps, model, explicit=False):
     """The groups of a protocol over the chosen (name, weight) pairs: (groups, kept layer names, {left-out layer:
     why}). A layer that cannot take the protocol (too few rows, columns or elements; no bias) is left out, unless
     `explicit` (the user named the layers): then it is a ValueError, as it is when nothing is left to swap."""
     s = swaps
     if protocol == "neuron":
-        from ._neuron import neuron_groups
-
         return neuron_groups(model, chosen, s)
     empty = {n: "has no elements" for n, w in chosen if w.numel() == 0}
     if empty and explicit:
@@ -180,3 +114,51 @@ def _inter_layer_group(chosen, s):
     jobs = [Job(chosen[a][1], chosen[b][1], 0 if rows else None, 0 if rows else None) for a, b in candidates]
     cands = tuple((a, b, sizes[a], sizes[b]) for a, b in candidates)
     return Group(k, jobs, INTER, 0, max(sizes), candidates=cands)
+
+
+def neuron_groups(model: nn.Module, chosen, swaps: int):
+    """(groups, kept, left_out): a Group per movable unit space whose producing layers are all chosen; kept
+    names those layers; left_out says, per layer, why its outputs stay where they are."""
+    result = analyse(model)
+    chosen_ids = {id(p) for _, p in chosen}
+    tensors = dict(model.named_parameters(remove_duplicate=False))
+    tensors.update(model.named_buffers(remove_duplicate=False))
+    modules = dict(model.named_modules())
+    groups, kept, left_out = [], [], dict(result.left_out)
+    for sp in result.spaces:
+        if sp.why is not None:
+            continue
+        weights = [tensors[n] if n in tensors else modules[n].weight for n in sp.layers]
+        if not all(id(w) in chosen_ids for w in weights):
+            for n in sp.layers:
+                left_out[n] = "not chosen by layers="
+            continue
+        unit = sp.scope
+        k = min(swaps, unit // 2)
+        jobs = [
+            _job(tensors[m.name], m.dim, m.offset, m.n, "block" if m.block > 1 else "plain", m.block, not m.buffer)
+            for m in sp.members
+        ]
+        kind, extra = (PAIRS, {}) if unit == sp.n else (IN_ROW, {"L": unit})
+        groups.append(Group(k, jobs, kind, sp.key, sp.n if kind == PAIRS else sp.n // unit, **extra))
+        kept += sp.layers
+    if not groups:
+        detail = "; ".join(f"{n}: {w}" for n, w in left_out.items()) or "no conv, linear or embedding layer"
+        raise ValueError(f"neuron: no unit space can be permuted without changing the model's function ({detail})")
+    return groups, kept, left_out
+
+
+def _job(t, dim, off, n, kind, block, stateful):
+    """A Job moving channels [off, off + n) of t's dim `dim` (or blocks of `block` consecutive entries), as its
+    view."""
+
+    def view(u, dim=dim, off=off, n=n, kind=kind, block=block):
+        v = u if (off == 0 and n == u.shape[dim] and kind == "plain") else u.narrow(dim, off, n * block)
+        if kind == "block":
+            v = v.unflatten(dim, (n, block))
+        return v
+
+    identity = off == 0 and n == t.shape[dim] and kind == "plain"
+    if identity:
+        return Job(t, t, dim, dim, stateful=stateful)
+    return Job(t, t, dim, dim, view=view, stateful=stateful, view_dim=dim)
