@@ -23,7 +23,7 @@ import warnings
 
 import torch
 
-from . import _native, reference
+from . import _fakes, _native, reference
 from ._diagnose import build_problem
 
 NAMES = ("auto", "native", "triton", "torch", "cuda-emulated")
@@ -64,7 +64,7 @@ _native_error: str | None = _native_problem
 if _native_problem is not None and os.environ.get("SWAPKERN_NO_EXTENSION", "0") != "1":
     warnings.warn(f"{_native_problem} (the environment report: python -m swapkern)", stacklevel=2)
 if _C is not None:
-    _native.register_fakes()
+    _fakes.register_fakes(torch.ops.swapkern)
 
 _emulation_path: str | None = None  # the emulation library loaded (bench.gpu.emulate reads its kernel registry)
 
@@ -86,7 +86,7 @@ def _load_emulation():
         return False, f"swapkern: the CUDA emulation library {path} failed to load ({e})"
     if not torch._C._dispatch_has_kernel_for_dispatch_key("swapkern_emu::swap_", "CPU"):
         return False, f"swapkern: {path} registers no swapkern_emu ops"
-    _native.register_fakes(torch.ops.swapkern_emu)
+    _fakes.register_fakes(torch.ops.swapkern_emu)
     return True, None
 
 

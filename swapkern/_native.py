@@ -24,7 +24,7 @@ import weakref
 
 import torch
 
-from . import _checks
+from . import _checks, _loadchecks
 from ._checks import bump_versions, check_mutable
 from ._codes import RULES, protocol_codes, refuse
 from ._index import as_index, as_int
@@ -191,8 +191,8 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
         extent_all,
         nhwc,
         validate,
-        before=lambda: _checks.check_plan_fits(op, plan, out),  # the kernel sees the plan's tensors only
-        twin=lambda *_: _checks.prepare_load(out, data, index, scale, shift, plan, f, nhwc, validate),
+        before=lambda: _loadchecks.check_plan_fits(op, plan, out),  # the kernel sees the plan's tensors only
+        twin=lambda *_: _loadchecks.prepare_load(out, data, index, scale, shift, plan, f, nhwc, validate),
     )
     return out
 
@@ -318,72 +318,6 @@ def _multi_step(engine, packed, seed, step, mode):
 
 
 _multi_step_eager = torch.compiler.disable(_multi_step)
-
-
-# -- fake (meta) kernels ------------------------------------------------------------------------------------------
-_MUTATING = (
-    "swap_",
-    "swap_pixels_",
-    "swap_elements_",
-    "swap_between_",
-    "load_batch_",
-    "draw_feature_plan_",
-    "feature_swap_",
-)
-
-
-# The Python twin of each swap op's checks, called with the op's own arguments (the same order).
-_TWINS = {
-    "swap_": "prepare_swap",
-    "swap_pixels_": "prepare_pixels",
-    "swap_elements_": "prepare_elements",
-    "swap_between_": "prepare_between",
-}
-
-
-def _fake_mutating(qualname: str, names: list[str], defaults: list):
-    """A mutating op on fake or meta tensors: nothing to compute (it returns nothing). A real tensor with an
-    argument on the meta device (indices, say) is refused as the kernels would: by the Python twin of a swap op's
-    checks (the first rule that refuses the call, index.device or an earlier one), else like any index on another
-    device."""
-    twin = _TWINS.get(qualname.split("::")[-1])
-
-    def fake(*args, **kwargs):
-        x = args[0]
-        if x.device.type != "meta":
-            for name, v in (*zip(names[1:], args[1:], strict=False), *kwargs.items()):
-                if isinstance(v, torch.Tensor) and v.device.type == "meta":
-                    if twin is not None:  # the op's arguments in full, in schema order
-                        full = [*args, *defaults[len(args) :]]
-                        for k, value in kwargs.items():
-                            full[names.index(k)] = value
-                        getattr(_checks, twin)(*full)
-                    raise refuse(
-                        "index.device",
-                        f"{qualname}: {name} is on meta but the tensor is on {x.device}; indices must be on the CPU "
-                        "or on the tensor's device",
-                    )
-
-    return fake
-
-
-def _fake_engine_step(index, handle, seed, step, mode):
-    # 0 or 1, known only when it runs (the engine checks its tensors then): an unbacked value under FakeTensorMode.
-    return torch.library.get_ctx().new_dynamic_size(min=0, max=1)
-
-
-def register_fakes(ops=None) -> None:
-    """Registers the fake kernels of the ops (swapkern._backend calls it once the library is loaded; ops: the
-    namespace, torch.ops.swapkern by default). engine_new and engine_free stay without: they manage engines in a
-    C++ registry, which no trace can stand for."""
-    ops = _OPS if ops is None else ops
-    for name in _MUTATING:
-        qualname = f"{ops.name}::{name}"
-        schema = getattr(ops, name).default._schema.arguments
-        names = [a.name for a in schema]
-        defaults = [a.default_value if a.has_default_value() else None for a in schema]
-        torch.library.register_fake(qualname, _fake_mutating(qualname, names, defaults))
-    torch.library.register_fake(f"{ops.name}::engine_step_", _fake_engine_step)
 
 
 _emulated = None

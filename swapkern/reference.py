@@ -14,13 +14,13 @@ from . import plans
 from ._checks import (
     prepare_between,
     prepare_elements,
-    prepare_load,
     prepare_pixels,
     prepare_swap,
 )
 from ._common import APPLY, DRAW, bits, fingerprint, mutating, plan_layout, plan_views, tensor_arg
 from ._groups import INTER, draw_group
 from ._index import as_index, as_int
+from ._loadchecks import prepare_load
 from ._wrappers import named_wrappers
 
 __all__ = [

@@ -9,10 +9,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .._checks import prepare_load
 from .._codes import protocol_codes
 from .._common import mutating, tensor_arg
 from .._index import as_index
+from .._loadchecks import prepare_load
 
 BLOCK = 1024
 
