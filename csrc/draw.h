@@ -1,4 +1,4 @@
-// Drawing a FeaturePlan in one launch: the counter-based generator of swapkern/plans.py (csrc/hash.h), bit for bit.
+// Drawing a FeaturePlan in one launch: the counter-based generator of swapkern/draws.py (csrc/hash.h), bit for bit.
 #pragma once
 
 #include "codes.h"
@@ -16,7 +16,7 @@ namespace swapkern {
 constexpr uint32_t kBatchKey = 0xB5297A4Du;
 constexpr int kMaxDraws = 64;  // 2 * swaps
 
-// m distinct values of [0, n), uniform over ordered m-tuples, as plans.distinct_: draw t takes the r-th smallest
+// m distinct values of [0, n), uniform over ordered m-tuples, as draws.distinct_: draw t takes the r-th smallest
 // value not yet taken (r uniform in [0, n - t)), the fixed point of e = r + #{taken <= e}.
 C10_HOST_DEVICE inline void distinct(int64_t* out, int m, int64_t n, uint32_t key, uint32_t base) {
   for (int t = 0; t < m; ++t) {

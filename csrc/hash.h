@@ -1,4 +1,4 @@
-// The counter-based generator of swapkern/plans.py, bit for bit, for host and device code.
+// The counter-based generator of swapkern/draws.py, bit for bit, for host and device code.
 // A word is mix(mix(key ^ base) ^ (draw * GOLDEN + 1)) with lowbias32 as mix (uint32 arithmetic wraps mod 2^32
 // exactly as the Python version's masked integer arithmetic does).
 #pragma once
@@ -29,10 +29,10 @@ C10_HOST_DEVICE inline int64_t below(uint32_t u, int64_t n) {
   return static_cast<int64_t>(hi + lo);
 }
 
-// Stream ids, as plans.STREAMS.
+// Stream ids, as draws.STREAMS.
 enum Stream : uint32_t { kCoin = 1, kImage = 2, kPairs = 3, kExtent = 4, kFlip = 5, kWeights = 6, kOrder = 7, kAccept = 8 };
 
-// The 32-bit key of (seed, step, stream), as plans.base_key.
+// The 32-bit key of (seed, step, stream), as draws.base_key.
 C10_HOST_DEVICE inline uint32_t base_key(uint64_t seed, uint64_t step, uint32_t stream) {
   uint32_t h = mix32(static_cast<uint32_t>(seed));
   h = mix32(h ^ static_cast<uint32_t>(seed >> 32));

@@ -46,7 +46,7 @@ C10_HOST_DEVICE inline int64_t* slot_scratch(int64_t* buf, const WeightDraw& g) 
 }
 C10_HOST_DEVICE inline int64_t group_slots(int64_t k) { return 5 * k + 1; }
 
-// Draws t = 0..m-1 of plans.distinct(key, base, n, m, first): draw t takes the r-th smallest value of [0, n) not
+// Draws t = 0..m-1 of draws.distinct(key, base, n, m, first): draw t takes the r-th smallest value of [0, n) not
 // yet taken, r = below(word(key, base, first + t), n - t). `sorted` (m slots) keeps the taken values in order, so
 // each draw is one walk: O(m^2) for the whole sequence. emit(t, value) stores draw t.
 template <typename Emit>

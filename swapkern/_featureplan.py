@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import torch
 
-from . import ops, plans
+from . import draws, ops
 from ._common import PlanViews, plan_layout
 from ._common import plan_views as _plan_views
 
@@ -55,7 +55,7 @@ class _Slot:
     __slots__ = ("buf", "plan", "ws", "fast", "stepped")
 
     def __init__(self, protocol, shape, swaps, device):
-        self.ws = plans.Workspace(device)
+        self.ws = draws.Workspace(device)
         self.buf = self.ws.get("plan", plan_layout(protocol, shape[0], swaps)["total"])
         self.plan = plan_views(protocol, shape, swaps, self.buf)
         self.fast: BoundCall | None = None
@@ -65,7 +65,7 @@ class _Slot:
     def traced(cls, protocol, shape, swaps, device):
         """A slot whose buffers are made inside a traced graph (dynamic batch sizes stay symbolic)."""
         slot = cls.__new__(cls)
-        slot.ws = plans.Workspace(device)
+        slot.ws = draws.Workspace(device)
         slot.buf = torch.zeros(plan_layout(protocol, shape[0], swaps)["total"], dtype=torch.int64, device=device)
         slot.plan = plan_views(protocol, tuple(shape), swaps, slot.buf)
         slot.fast = slot.stepped = None

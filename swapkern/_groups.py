@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import plans
+from . import draws
 
 
 def _same(t):
@@ -55,23 +55,23 @@ def _pairs(u):
 
 def draw_group(g: Group, seed: int, step: int) -> tuple[list[int], list[int], int]:
     """One step's pairs of group g: (a, b, pick). The specification of csrc/weights.h's draw_weight_group."""
-    base = lambda stream: plans.base_key(seed, step, stream)  # noqa: E731
+    base = lambda stream: draws.base_key(seed, step, stream)  # noqa: E731
     pairs, extent = base("pairs"), base("extent")
     if g.kind == PAIRS:
-        return (*_pairs(plans.distinct(g.key, pairs, g.n, 2 * g.k)), 0)
+        return (*_pairs(draws.distinct(g.key, pairs, g.n, 2 * g.k)), 0)
     if g.kind == IN_ROW:
-        r = plans.below(plans.word(g.key, extent, 0), g.n)
-        return (*_pairs([r * g.L + v for v in plans.distinct(g.key, pairs, g.L, 2 * g.k)]), 0)
+        r = draws.below(draws.word(g.key, extent, 0), g.n)
+        return (*_pairs([r * g.L + v for v in draws.distinct(g.key, pairs, g.L, 2 * g.k)]), 0)
     if g.kind == IN_COL:
-        c = plans.below(plans.word(g.key, extent, 0), g.C)
-        flat = [(v // g.R) * g.C * g.R + c * g.R + v % g.R for v in plans.distinct(g.key, pairs, g.n, 2 * g.k)]
+        c = draws.below(draws.word(g.key, extent, 0), g.C)
+        flat = [(v // g.R) * g.C * g.R + c * g.R + v % g.R for v in draws.distinct(g.key, pairs, g.n, 2 * g.k)]
         return (*_pairs(flat), 0)
     if g.kind == BIAS:
-        units = plans.distinct(g.key, pairs, g.n, g.k)
-        cols = [plans.below(plans.word(g.key, extent, j), g.L) for j in range(g.k)]
+        units = draws.distinct(g.key, pairs, g.n, g.k)
+        cols = [draws.below(draws.word(g.key, extent, j), g.L) for j in range(g.k)]
         return [u * g.L + c for u, c in zip(units, cols, strict=True)], units, 0
-    pick = plans.below(plans.word(0, extent, 0), len(g.candidates))
+    pick = draws.below(draws.word(0, extent, 0), len(g.candidates))
     la, lb, na, nb = g.candidates[pick]
-    return plans.distinct(la, pairs, na, g.k), plans.distinct(lb, pairs, nb, g.k, first_draw=g.k), pick
+    return draws.distinct(la, pairs, na, g.k), draws.distinct(lb, pairs, nb, g.k, first_draw=g.k), pick
 
 

@@ -12,7 +12,8 @@ import numbers
 
 import torch
 
-from . import plans
+from . import draws
+from ._common import APPLY, DRAW
 
 
 def propose(engine, seed, step, closure, temperature, stats, gap=None) -> bool:
@@ -22,22 +23,22 @@ def propose(engine, seed, step, closure, temperature, stats, gap=None) -> bool:
     applied = False
     try:
         before = loss(closure, stats)
-        engine.step(seed, step, 1)
+        engine.step(seed, step, DRAW)
         if gap is not None:
             gap()
-        engine.step(seed, step, 2)
+        engine.step(seed, step, APPLY)
         applied = True
         after = loss(closure, stats)
     except BaseException:
         if applied:
-            engine.step(seed, step, 2)  # a set of disjoint exchanges is its own inverse
+            engine.step(seed, step, APPLY)  # a set of disjoint exchanges is its own inverse
         stats["failed"] = stats.get("failed", 0) + 1
         raise
     delta = after - before
-    u = plans.word(0, plans.base_key(seed, step, "accept"), 0) / 2**32
+    u = draws.word(0, draws.base_key(seed, step, "accept"), 0) / 2**32
     kept = delta <= 0 or u < math.exp(-delta / temperature)
     if not kept:
-        engine.step(seed, step, 2)
+        engine.step(seed, step, APPLY)
     n = stats["proposals"] = stats["proposals"] + 1
     stats["accepted"] += int(kept)
     stats["mean_delta"] += (delta - stats["mean_delta"]) / n

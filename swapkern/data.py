@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from . import _backend, plans
+from . import _backend, draws
 from ._codes import PROTOCOLS, protocol_codes  # noqa: F401  (swapkern.data.PROTOCOLS, protocol_codes)
 from ._common import plan_layout  # noqa: F401  (swapkern.data.plan_layout)
 from ._featureplan import (
@@ -82,10 +82,10 @@ class FeatureSwap(ImagePath, _Base):
         super().__init__()
         if not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS:
             raise ValueError(f"unknown feature-swap protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-        swaps = plans.check_count("swaps", swaps, MAX_SWAPS)
-        p = plans.check_probability("p", p)
+        swaps = draws.check_count("swaps", swaps, MAX_SWAPS)
+        p = draws.check_probability("p", p)
         self.protocol, self.swaps, self.p = protocol.upper(), swaps, p
-        self.seed = plans.resolve_seed(seed, generator)
+        self.seed = draws.resolve_seed(seed, generator)
         self.register_buffer("_counter", torch.zeros(1, dtype=torch.int64), persistent=False)
         # [epoch, calls of worker 0, calls of worker 1, ...]: moved to shared memory before workers start
         self._sync = torch.zeros(1 + MAX_WORKERS, dtype=torch.int64)
@@ -125,7 +125,7 @@ class FeatureSwap(ImagePath, _Base):
 
     @step.setter
     def step(self, value: int) -> None:
-        self._counter.fill_(plans.check_counter("step", value))
+        self._counter.fill_(draws.check_counter("step", value))
 
     @property
     def epoch(self) -> int:
@@ -157,10 +157,10 @@ class FeatureSwap(ImagePath, _Base):
     def set_extra_state(self, state: dict) -> None:
         if state["protocol"] != self.protocol or state["swaps"] != self.swaps:
             raise ValueError(f"state is for {state['protocol']} x{state['swaps']}, not {self.protocol} x{self.swaps}")
-        p, seed = plans.check_probability("p", state["p"]), plans.check_seed(state["seed"])
-        step, epoch = (plans.check_counter(name, state[name]) for name in ("step", "epoch"))
+        p, seed = draws.check_probability("p", state["p"]), draws.check_seed(state["seed"])
+        step, epoch = (draws.check_counter(name, state[name]) for name in ("step", "epoch"))
         counts = state.get("counts", [state.get("calls", 0)])  # "calls": a state saved before 0.2
-        counts = [plans.check_counter("counts", c) for c in counts]
+        counts = [draws.check_counter("counts", c) for c in counts]
         if len(counts) > MAX_WORKERS or epoch > MAX_EPOCH:
             raise ValueError(f"state has {len(counts)} worker counts or epoch {epoch}: out of range")
         self.p, self.seed, self.step = p, seed, step
@@ -171,7 +171,7 @@ class FeatureSwap(ImagePath, _Base):
     def set_epoch(self, epoch: int) -> None:
         """The epoch, like DistributedSampler.set_epoch: keys the DataLoader paths (the transform, SwapCollate) and
         restarts every worker's call count; running workers, persistent ones included, see it."""
-        epoch = plans.check_counter("epoch", epoch)
+        epoch = draws.check_counter("epoch", epoch)
         if epoch > MAX_EPOCH:
             raise ValueError(f"epoch must be <= {MAX_EPOCH}, got {epoch}")
         self._sync_np[1:] = 0
@@ -258,7 +258,7 @@ class FeatureSwap(ImagePath, _Base):
         given. The plan's buffers belong to this FeatureSwap and are refilled by the next draw of the same shape:
         plan.clone() keeps one."""
         if step is not None:
-            step = plans.check_counter("step", step)
+            step = draws.check_counter("step", step)
         slot = self._slot(x)
         idx = self._indices(slot, x.shape[0], indices)
         counter = self._counter if step is None else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from . import ops, plans
+from . import draws, ops
 from ._nvtx import nvtx_range
 from .data import FeatureSwap
 
@@ -118,7 +118,7 @@ class DeviceLoader:
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self._out = [torch.empty(self.shape, dtype=dtype, device=images.device, memory_format=fmt) for _ in range(2)]
         self._y = [torch.empty(batch_size, dtype=self.labels.dtype, device=images.device) for _ in range(2)]
-        self._ws = plans.Workspace(images.device)
+        self._ws = draws.Workspace(images.device)
 
     def __len__(self):
         n = self.images.shape[0]
@@ -130,14 +130,14 @@ class DeviceLoader:
         torch.arange(n, out=order)
         if self.shuffle:  # argsort of per-index hashes: a permutation that is the same on every device
             keys, tmp = self._ws.get("okeys", n), self._ws.get("otmp", n)
-            plans.words_(keys, order, plans.base_key(self.seed, self.epoch, "order"), 0, tmp)
+            draws.words_(keys, order, draws.base_key(self.seed, self.epoch, "order"), 0, tmp)
             keys.mul_(n).add_(order)  # distinct keys: ties broken by index
             torch.sort(keys, stable=True, out=(tmp, order))
         return order
 
     def _flips(self, index):
         f, tmp = self._ws.get("flip", index.numel()), self._ws.get("ftmp", index.numel())
-        plans.words_(f, index, plans.base_key(self.seed, self.epoch, "flip"), 0, tmp)
+        draws.words_(f, index, draws.base_key(self.seed, self.epoch, "flip"), 0, tmp)
         return f.bitwise_right_shift_(31)  # the top bit: 0 or 1, each with probability 1/2
 
     def __iter__(self):

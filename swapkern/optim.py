@@ -10,7 +10,7 @@ Protocols (per chosen layer: a parameter of 2 or more dims, and its bias where t
   neuron       the function-preserving permutation: rows i, j of a layer with its bias and BatchNorm entries,
                and columns i, j of the next layer (a null model: the outputs do not change)
 
-Draws come from the counter-based generator of swapkern.plans, keyed by (seed, step, layer): a seeded run
+Draws come from the counter-based generator of swapkern.draws, keyed by (seed, step, layer): a seeded run
 repeats exactly on any device, resumes from state_dict(), and gives the same exchanges on every DDP rank.
 Sharded parameters: DTensors on a 1-D mesh with Shard(0), Shard(1) or Replicate() placements (FSDP2's
 fully_shard, tensor parallelism), their optimizer state too (swapkern._sharded); FSDP1 flat parameters, 2-D meshes
@@ -22,8 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import _gap, _metropolis, _sharded, plans
+from . import _gap, _metropolis, _sharded, draws
 from ._binding import Binding
+from ._common import APPLY, DRAW, DRAW_AND_APPLY
 from ._groups import INTER  # noqa: F401 (swapkern.optim.INTER)
 from ._layers import output_layer
 from ._weightprotocols import WEIGHT_PROTOCOLS, build, select
@@ -70,7 +71,7 @@ class WeightSwap:
         if self._sharded and max_gap is not None:
             raise ValueError("max_gap is not supported with sharded (DTensor) parameters")
         self.device = _device(self.groups)
-        self.seed, self.draws, self.calls = plans.resolve_seed(seed, generator), 0, 0
+        self.seed, self.draws, self.calls = draws.resolve_seed(seed, generator), 0, 0
         if self._sharded:  # every rank must draw the same exchanges: rank 0's seed
             self.seed = _rank0_seed(self.groups, self.seed)
         self.stats = {"proposals": 0, "accepted": 0, "mean_delta": 0.0, "closure_calls": 0, "failed": 0}
@@ -145,11 +146,11 @@ class WeightSwap:
             self._reshard()
         if self.accept == "always":
             if self.max_gap is None:
-                engine.step(self.seed, step, 3)  # one op call: draw and apply
+                engine.step(self.seed, step, DRAW_AND_APPLY)  # one op call: draw and apply
             else:
-                engine.step(self.seed, step, 1)
+                engine.step(self.seed, step, DRAW)
                 self._keep_close()
-                engine.step(self.seed, step, 2)
+                engine.step(self.seed, step, APPLY)
             self.stats["proposals"] += 1
             self.stats["accepted"] += 1
             return True
@@ -171,7 +172,7 @@ class WeightSwap:
         step = self._next_step()
         if step is None:
             return None
-        self._engine.step(self.seed, step, 1)  # (sharded parameters are resharded before apply())
+        self._engine.step(self.seed, step, DRAW)  # (sharded parameters are resharded before apply())
         if self.max_gap is not None:
             self._keep_close()
         self._drawn = _Drawn(step)
@@ -189,7 +190,7 @@ class WeightSwap:
             raise ValueError("apply() takes the token of the last draw(): the index buffer holds only that draw")
         if self._sharded:
             self._reshard()
-        self._engine.step(self.seed, drawn.step, 2)
+        self._engine.step(self.seed, drawn.step, APPLY)
 
     def _keep_close(self):
         """max_gap: the last draw's pairs that differ by max_gap or more stay (swapkern._gap)."""
@@ -212,7 +213,7 @@ class WeightSwap:
     def _next_step(self):
         """Advances the draw counter; returns this draw's step, or None when the p-coin skips it."""
         step, self.draws = self.draws, self.draws + 1
-        if self.p < 1.0 and plans.word(0, plans.base_key(self.seed, step, "coin"), 0) >= int(self.p * 2**32):
+        if self.p < 1.0 and draws.word(0, draws.base_key(self.seed, step, "coin"), 0) >= int(self.p * 2**32):
             return None
         return step
 
@@ -221,13 +222,13 @@ class WeightSwap:
 def _check_arguments(protocol, swaps, every, accept, temperature, p, max_gap):
     if protocol not in WEIGHT_PROTOCOLS:
         raise ValueError(f"unknown weight-swap protocol {protocol!r}; choose one of {', '.join(WEIGHT_PROTOCOLS)}")
-    plans.check_count("swaps", swaps)
-    plans.check_count("every", every)
+    draws.check_count("swaps", swaps)
+    draws.check_count("every", every)
     if accept not in ACCEPT:
         raise ValueError(f"accept must be one of {ACCEPT}, got {accept!r}")
     if accept == "metropolis" and (temperature is None or not temperature > 0):
         raise ValueError(f"metropolis needs a temperature T > 0, got {temperature!r}")
-    plans.check_probability("p", p)
+    draws.check_probability("p", p)
     if max_gap is not None and not max_gap > 0:
         raise ValueError(f"max_gap must be > 0, got {max_gap!r}")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ._common import APPLY
 from ._groups import PAIRS, Group
 from ._neuron import analyse, trace
 from .multi import BoundJob, Engine
@@ -362,7 +363,7 @@ def apply_permutation_(model: nn.Module, perms, optimizer=None, *, spec: Permuta
                 host[off + len(pairs) : off + k] = 0  # unused slots: the pair (0, 1), kept in place
                 host[off + k + len(pairs) : off + 2 * k] = 1
             engine.index.copy_(host)
-            engine.step(0, 0, 2)
+            engine.step(0, 0, APPLY)
     return model
 
 

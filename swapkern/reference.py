@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from . import plans
+from . import draws
 from ._checks import (
     prepare_between,
     prepare_elements,
@@ -190,7 +190,7 @@ def draw_feature_plan_(buf, indices, shape, protocol, s, seed, step, threshold, 
     """Draws a FeaturePlan for a (B, C, H, W) batch into buf (swapkern._common.plan_layout) with in-place torch ops:
     the specification of csrc/draw.h. indices: [B] int64 dataset indices on buf's device, or None (batch
     positions). No host sync (except reading `counter`, which, when given, holds the step and is incremented);
-    allocation-free after the first draw of a shape (ws: a plans.Workspace)."""
+    allocation-free after the first draw of a shape (ws: a draws.Workspace)."""
     if counter is not None:
         step = int(counter.item())
         counter.add_(1)
@@ -202,29 +202,29 @@ def draw_feature_plan_(buf, indices, shape, protocol, s, seed, step, threshold, 
     which, what, extent = protocol
     g, k = lay["g"], lay["k"]
     tmp = ws.get("tmp", b)
-    keys = plans.image_keys_(ws.get("keys", b), indices, tmp)
+    keys = draws.image_keys_(ws.get("keys", b), indices, tmp)
     bkey = buf[2:3]
     if indices is not None:
-        plans.batch_key_(bkey, keys)
+        draws.batch_key_(bkey, keys)
     else:  # batch-level draws depend on (seed, step) only
-        bkey.fill_(plans.BATCH)
-    base = lambda stream: plans.base_key(seed, step, stream)  # noqa: E731
-    active = plans.words_(buf[0:1], bkey, base("coin"), 0, ws.get("tmp1", 1)).lt_(threshold)
+        bkey.fill_(draws.BATCH)
+    base = lambda stream: draws.base_key(seed, step, stream)  # noqa: E731
+    active = draws.words_(buf[0:1], bkey, base("coin"), 0, ws.get("tmp1", 1)).lt_(threshold)
     image = buf[1:2].zero_()
     if which == "1":  # the image with the largest score: independent of batch order
-        scores = plans.words_(ws.get("scores", b), keys, base("image"), 0, tmp)
+        scores = draws.words_(ws.get("scores", b), keys, base("image"), 0, tmp)
         torch.argmax(scores, dim=0, keepdim=True, out=image)
     gkeys = keys if which == "E" else bkey
     n = c if what == "S" else h * w
     pairs = buf[lay["pairs"] : lay["a"]].view(g, s, 2)
-    plans.distinct_(pairs.view(g, 2 * s), gkeys, n, base("pairs"), ws, f"pairs{g}")
+    draws.distinct_(pairs.view(g, 2 * s), gkeys, n, base("pairs"), ws, f"pairs{g}")
     first = pairs[..., 0]
     d = ws.get("delta", g, s)
     d.copy_(pairs[..., 1]).sub_(first).mul_(active)  # identity pairs when the coin says no
     pairs[..., 1].copy_(first).add_(d)
     at = buf[lay["at"] : lay["at"] + g].zero_()
     if extent == "1":
-        plans.below_(plans.words_(at, gkeys, base("extent"), 0, ws.get("tmpg", g)), h * w if what == "S" else c)
+        draws.below_(draws.words_(at, gkeys, base("extent"), 0, ws.get("tmpg", g)), h * w if what == "S" else c)
     a, bb = buf[lay["a"] : lay["b"]], buf[lay["b"] : lay["sample"]]
     if extent == "A":
         a.view(g, s).copy_(pairs[..., 0])

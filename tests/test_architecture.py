@@ -18,7 +18,7 @@ REFERENCE_ALLOWED = {
     "swapkern._common",  # bits, tensor_arg, mutating, plan layout and views, fingerprints
     "swapkern._index",  # index argument conversion
     "swapkern._wrappers",  # swap_channels_ / swap_rows_ / swap_cols_ over any swap_
-    "swapkern.plans",  # the counter-based generator of the feature-swap draw
+    "swapkern.draws",  # the counter-based generator of every draw
     "swapkern._groups",  # what a weight-swap group is, and its draw
     "swapkern._loadchecks",  # the fused loader's checks
 }

@@ -230,7 +230,7 @@ def test_lowercase_and_repr():
 
 @pytest.mark.parametrize("proto", PROTOCOLS)
 def test_native_draw_equals_torch_draw(device, proto):
-    # csrc/draw.h against plans.py: the same counter-based generator, bit for bit, on every plan field.
+    # csrc/draw.h against draws.py: the same counter-based generator, bit for bit, on every plan field.
     swaps = 2
     for seed, p, with_indices, shape in [
         (0, 1.0, False, (5, 4, 3, 3)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
-from swapkern import plans
+from swapkern import draws
 
 CONTROLS = ("sham", "gauss", "erase", "rcp")
 
@@ -62,4 +62,4 @@ class RunConfig:
 
 def stream_seed(seed: int, name: str) -> int:
     """A seed of its own for each random stream of a run (stable across processes)."""
-    return plans.base_key(seed, 0, "order") ^ (plans.mix(zlib.crc32(name.encode())) << 32)
+    return draws.base_key(seed, 0, "order") ^ (draws.mix(zlib.crc32(name.encode())) << 32)
