@@ -24,6 +24,7 @@ import warnings
 import torch
 
 from . import _fakes, _native, reference
+from ._codes import refuse
 from ._diagnose import build_problem
 
 NAMES = ("auto", "native", "triton", "torch", "cuda-emulated")
@@ -239,7 +240,7 @@ def impl(x):
     """The backend module that runs a call on tensor x: the one place that chooses, and the one function that the
     callers above the seam (ops, data, loader, multi, the benchmarks) ask."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"swapkern: expected a torch.Tensor, got {type(x).__name__}")
+        raise refuse("arg.type", f"swapkern: expected a torch.Tensor, got {type(x).__name__}")
     return module(resolve(x))
 
 

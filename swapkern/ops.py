@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from . import _backend
+from ._codes import refuse
 from ._wrappers import named_wrappers
 
 __all__ = ["swap_", "swap_elements_", "swap_between_", "swap_channels_", "swap_pixels_", "swap_rows_", "swap_cols_"]
@@ -32,7 +33,7 @@ _impl = _backend.impl
 def _flag(v, op):
     """validate: a bool (TypeError otherwise, on every backend, before anything else is looked at)."""
     if not isinstance(v, bool):
-        raise TypeError(f"swapkern.{op}: validate must be True or False, got {type(v).__name__}")
+        raise refuse("arg.type", f"swapkern.{op}: validate must be True or False, got {type(v).__name__}")
     return v
 
 

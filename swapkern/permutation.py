@@ -22,6 +22,7 @@ from torch import nn
 from ._common import APPLY
 from ._groups import PAIRS, Group
 from ._neuron import analyse, trace
+from ._sharded import is_sharded
 from .multi import BoundJob, Engine
 
 SPEC_VERSION = 1
@@ -315,8 +316,6 @@ def apply_permutation_(model: nn.Module, perms, optimizer=None, *, spec: Permuta
     rounds = [two_rounds(p) for p in perms]
     if not any(r for pair in rounds for r in pair):
         return model
-    from ._sharded import is_sharded
-
     if any(is_sharded(t) for ms in members for t, *_ in ms):
         raise ValueError("apply_permutation_ does not handle sharded (DTensor) parameters; gather them first")
     devices = {t.device for ms in members for t, *_ in ms}

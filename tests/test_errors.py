@@ -28,8 +28,8 @@ CASES = {
     "bool int": (TypeError, "arg.type", lambda x: swapkern.swap_(x, 1, True, 0)),
     "string": (TypeError, "arg.type", lambda x: swapkern.swap_(x, 1, "0", [1])),
     "float sample": (TypeError, "index.dtype", lambda x: swapkern.swap_(x, 1, [0], [1], sample=I([0.5]))),
-    # swapkern._backend.impl refuses a non-tensor before any backend is chosen, without a rule key (yet)
-    "not a tensor": (TypeError, None, lambda x: swapkern.swap_(x.tolist(), 1, [0], [1])),
+    # swapkern._backend.impl refuses a non-tensor before any backend is chosen
+    "not a tensor": (TypeError, "arg.type", lambda x: swapkern.swap_(x.tolist(), 1, [0], [1])),
     "repeat in a": (ValueError, "pair.repeat", lambda x: swapkern.swap_(x, 1, [0, 0], [1, 2])),
     "repeat across a and b": (ValueError, "pair.repeat", lambda x: swapkern.swap_(x, 1, [0, 1], [1, 2])),
     "repeat via negative": (ValueError, "pair.repeat", lambda x: swapkern.swap_(x, 1, [0, 3], [-1, 2])),

@@ -234,3 +234,19 @@ def test_loader_plan_of_another_shape_comes_after_the_autograd_rules():
         swapkern.load_batch_(out, data, torch.tensor([0, 1]), torch.ones(1), torch.zeros(1), plan=plan)
 
     assert outcomes(Call(make, run))[:2] == (RuntimeError, "mutable.grad")
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda x: swapkern.swap_rows_([[1.0, 2.0]], [0], [1]),
+        lambda x: swapkern.swap_channels_(None, [0], [1]),
+        lambda x: swapkern.swap_(x.tolist(), 0, [0], [1]),
+        lambda x: swapkern.swap_rows_(x, [0], [1], validate=1),
+    ],
+    ids=["list-to-swap_rows_", "None-to-swap_channels_", "list-to-swap_", "int-validate"],
+)
+def test_arguments_of_the_wrong_python_type_carry_a_rule(run):
+    # the shared argument checks above the backends (the wrappers, the seam, validate) name their rule too
+    r = outcomes(Call(_x(), run))
+    assert r is not None and r[:2] == (TypeError, "arg.type"), r

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from ..data import FeatureSwap
+from ..optim import WeightSwap
+
 
 def torch_optimizer(opt):
     """The torch.optim.Optimizer under a framework's wrappers (LightningOptimizer, accelerate's
@@ -22,8 +25,6 @@ class SwapState:
     """The feature swap, the weight swap built when fitting starts, and a state loaded before it exists."""
 
     def __init__(self, feature_swap, weight_protocol, weight_swap_kwargs):
-        from ..data import FeatureSwap
-
         if feature_swap is not None and not isinstance(feature_swap, FeatureSwap):
             raise TypeError(f"feature_swap must be a swapkern.FeatureSwap, got {type(feature_swap).__name__}")
         if feature_swap is None and weight_protocol is None:
@@ -34,8 +35,6 @@ class SwapState:
 
     def build(self, model, optimizer):
         """Builds the WeightSwap on model and attaches it to optimizer (once per fit), then applies a pending state."""
-        from ..optim import WeightSwap
-
         self.detach()
         if self.weight_protocol is not None:
             self.weight_swap = WeightSwap(model, self.weight_protocol, **self.weight_swap_kwargs)
