@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 import torchvision
+from test_neuron import Functional  # the functional-style user model, defined once
 from torch import nn
 from torch.nn import functional as F
 
@@ -30,30 +31,6 @@ def _randomise_norms(model):
                 m.running_mean.normal_()
                 m.running_var.uniform_(0.5, 2.0)
     return model
-
-
-class Functional(nn.Module):
-    """Functional calls, a residual add, a cat, a GroupNorm over the cat, a flatten into a linear layer."""
-
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(8)
-        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.c3 = nn.Conv2d(8, 6, 1)
-        self.gn = nn.GroupNorm(2, 14)
-        self.fc1 = nn.Linear(14 * 4 * 4, 12)
-        self.ln = nn.LayerNorm(12)
-        self.fc2 = nn.Linear(12, 5)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.c1(x)))
-        x = x + F.relu(self.c2(x))
-        x = F.max_pool2d(x, 2)
-        x = torch.cat([x, self.c3(x)], dim=1)
-        x = F.relu(self.gn(x))
-        x = torch.flatten(F.avg_pool2d(x, 2), 1)
-        return self.fc2(F.gelu(self.ln(self.fc1(x))))
 
 
 class CatFlatten(nn.Module):
