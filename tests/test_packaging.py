@@ -123,6 +123,26 @@ def test_report_says_why_the_binary_is_missing(tmp_path):
     assert "native" not in json.loads(res.stdout)["backends"]["available"]
 
 
+def test_a_binary_outside_the_package_directory_is_not_loaded(tmp_path):
+    # An editable install's finder (setuptools) maps swapkern.* to the source tree, so a copy of the package without
+    # a binary would find the tree's swapkern._C through it: that is another copy's binary, and it is not loaded.
+    env = _package_copy(tmp_path)
+    built = os.path.join(ROOT, "swapkern", "_C.abi3.so")
+    finder = f"""
+import importlib.machinery, importlib.util, sys
+class EditableLike:  # what setuptools' editable finder does for a mapped package's submodules
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name == "swapkern._C":
+            loader = importlib.machinery.ExtensionFileLoader(name, {built!r})
+            return importlib.util.spec_from_file_location(name, {built!r}, loader=loader)
+sys.meta_path.append(EditableLike)
+import swapkern
+"""
+    res = _python(["-W", "always", "-c", finder], cwd=tmp_path, env=env)
+    assert res.returncode == 0 and "not built" in res.stderr, res.stderr
+
+
 def test_report_says_why_the_binary_does_not_load(tmp_path):
     env = _package_copy(tmp_path, binary=b"not a shared library\0libcudart.so.13\0")
     res = _python(["-W", "always", "-c", "import swapkern"], cwd=tmp_path, env=env)
