@@ -79,8 +79,9 @@ def test_quick_smoke_run(tmp_path, tiny):
     # Every run kept its raw wall-clock beside the median step time that times it to the target, timed in parts; the
     # arms of one batch size and seed trained in one lockstep (8 arms: 3 feature arms, 4 sweep arms, metropolis).
     assert all(x["timing"] == "parts" and 0 < x["step_seconds_median"] <= x["step_seconds_p90"] for x in runs)
-    assert all(x["lockstep"] == 8 and set(x["part_seconds_median"]) == {"batch", "perturb", "model", "wswap"}
-               for x in runs)
+    assert all(
+        x["lockstep"] == 8 and set(x["part_seconds_median"]) == {"batch", "perturb", "model", "wswap"} for x in runs
+    )
     assert len({x["lockstep_started"] for x in runs}) == 4  # 2 batch sizes x 2 seeds
     # A rerun resumes: nothing left to train.
     before = {p: p.stat().st_mtime for p in (out / "runs").glob("*.json")}
@@ -401,7 +402,7 @@ def test_dispatch_probe_times_every_case_against_the_swapkern_it_imports():
     )
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
-    assert len(got) == 5 and "WeightSwap rows step, 40 tensors" in got
+    assert len(got) == 6 and "WeightSwap rows step, 40 tensors" in got and "floor: y.add_(1) on an empty tensor" in got
     assert all(0 < us < 10_000 for us in got.values()), got
 
 
@@ -435,6 +436,8 @@ def test_overhead_setup_rows_time_construction_and_first_steps():
     assert all(r["repeats"] == 2 and r["median_us"] > 0 for r in rows)
     # two weights; with state=True their momentum buffers move too
     assert all(("(2 jobs), state=False" in r["case"]) != ("(4 jobs), state=True" in r["case"]) for r in rows)
+
+
 def test_report_check_passes_on_the_saved_runs_and_catches_a_hand_edit(tmp_path, monkeypatch):
     # Every generated block of RESULTS.md and the README is what the saved runs give (python -m bench.report --check)
     from bench import report
@@ -454,3 +457,23 @@ def test_report_check_passes_on_the_saved_runs_and_catches_a_hand_edit(tmp_path,
     assert changed == ["sharded"] and set(found) >= {"cifar10-table", "claims", "goals", "sharded"}
     assert new.endswith("| 1 | 2 |\n") and new.replace("## Issue 99", "") != new
     assert report.fill(new, values)[1] == []
+
+
+def test_overhead_run_times_the_dispatch_floor_first_and_every_row_against_it(tmp_path):
+    """bench.overhead: the floor of one dispatch (an in-place ATen op on an empty tensor; our op with nothing to do)
+    is timed in the same run as every case, and each row carries its time over that floor (the "x floor" column)."""
+    from bench.overhead.cli import main
+    from bench.overhead.rows import FLOOR_ATEN, FLOOR_CASE
+
+    out = tmp_path / "o.json"
+    result = main(
+        ["--device", "cpu", "--quick", "--images", "8", "--no-weights", "--only", "1PA protocol", "--out", str(out)]
+    )
+    cpu = result["devices"]["cpu"]
+    rows = cpu["rows"]
+    assert rows[0]["case"] == FLOOR_CASE and rows[0]["backend"] == FLOOR_ATEN
+    assert cpu["floor_us"] == rows[0]["median_us"] > 0
+    assert any(r["case"].startswith("1PA protocol") for r in rows)
+    for r in rows:
+        assert r["times_floor"] == r["median_us"] / cpu["floor_us"]
+    assert json.loads(out.read_text())["devices"]["cpu"]["floor_us"] == cpu["floor_us"]

@@ -63,6 +63,13 @@ def feature_cases(n_images, dtypes):
             Case(
                 f"1SA one image, {t}", img, dtype, lambda x, g: ((x, [0], [1]), {"sample": [7]}, hw), "swap_channels_"
             ),
+            Case(  # the arguments as Python lists, converted on every call (issue 29's list case)
+                f"1PA one pixel pair of one image, Python lists, {t}",
+                img,
+                dtype,
+                lambda x, g: ((x, [5], [1000]), {"sample": [7]}, 3),
+                "swap_pixels_",
+            ),
             Case(
                 f"APA pixel pair, all images, {t}",
                 img,

@@ -22,7 +22,7 @@ from ..common.provenance import machine_info
 from .cases import all_cases, run_case
 from .protocols import loader_rows, part_names, protocol_rows
 from .report import annotate, header, print_rows
-from .rows import backends_for, copy_bandwidth
+from .rows import FLOOR_ATEN, backends_for, copy_bandwidth, floor_rows
 from .sharded import sharded_rows
 from .weights import setup_rows, weight_rows
 
@@ -67,8 +67,11 @@ def main(argv=None):
         rows = []
         header(device, copy_gbs)
 
+        floor = floor_rows(device)  # first, so that every row of the run has its "x floor"
+        floor_us = next(r["median_us"] for r in floor if r["backend"] == FLOOR_ATEN)
+
         def emit(new):  # printed and saved as each case finishes: a cut run keeps what it measured
-            annotate(new, copy_gbs)
+            annotate(new, copy_gbs, floor_us)
             print_rows(new)
             rows.extend(new)
             if args.jsonl:
@@ -76,6 +79,7 @@ def main(argv=None):
                     for r in new:
                         f.write(json.dumps({"device": device.type, **r}) + "\n")
 
+        emit(floor)
         for case in all_cases(device, args.quick):
             if wanted(case.name):
                 emit(run_case(case, device, g))
@@ -89,7 +93,7 @@ def main(argv=None):
             emit(setup_rows(device, args.quick))
         if args.sharded and device.type == "cpu":
             emit(sharded_rows())
-        result["devices"][device.type] = {"copy_gbs": copy_gbs, "rows": rows}
+        result["devices"][device.type] = {"copy_gbs": copy_gbs, "floor_us": floor_us, "rows": rows}
     if args.per_image:
         from .perimage import per_image_rows, print_table
 

@@ -37,7 +37,9 @@ def main():
     fs_1pa, fs_1sa = swapkern.FeatureSwap("1PA", seed=0), swapkern.FeatureSwap("1SA", seed=0)
     mlp = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(20)])
     ws = swapkern.WeightSwap(mlp, "rows", seed=0, layers="all")
+    y = torch.empty(0)
     cases = {
+        "floor: y.add_(1) on an empty tensor": lambda: y.add_(1),  # one dispatch from Python, as bench.overhead's
         "swap_rows_, 1 pair of a 64x64 weight": lambda: swapkern.swap_rows_(w, i, j),
         "swap_elements_, 1 pair": lambda: swapkern.swap_elements_(w, i, j),
         "FeatureSwap('1PA')(x), 512 images": lambda: fs_1pa.swap_(x),

@@ -6,16 +6,17 @@ def header(device, copy_gbs):
     print(f"\n{device.type.upper()}: copy bandwidth {copy_gbs:.1f} GB/s (64+ MB buffer, measured in this run)")
     head = (
         f"{'case':58} {'backend':34} {'median us':>10} {'host us':>8} {'p20-p80 us':>17} {'GB/s':>7} {'x copy':>7} "
-        f"{'x ref':>7} {'x plain':>7} {'alloc B':>9}"
+        f"{'x ref':>7} {'x plain':>7} {'x floor':>7} {'alloc B':>9}"
     )
     print(head)
     print("-" * len(head))
 
 
-def annotate(rows, copy_gbs):
-    """Adds gbs, copy_share, times_copy, speedup_vs_reference and speedup_vs_plain to the rows of one case (the
-    reference: the torch backend, or the loader without a swap; plain: the plain-PyTorch row; the copy floor: the
-    case's copy row, else the device's copy bandwidth)."""
+def annotate(rows, copy_gbs, floor_us=None):
+    """Adds gbs, copy_share, times_copy, speedup_vs_reference, speedup_vs_plain and times_floor to the rows of one
+    case (the reference: the torch backend, or the loader without a swap; plain: the plain-PyTorch row; the copy
+    floor: the case's copy row, else the device's copy bandwidth; floor_us: the dispatch floor of this run,
+    rows.floor_rows)."""
     by = {}
     for r in rows:
         by.setdefault(r["case"], []).append(r)
@@ -36,6 +37,7 @@ def annotate(rows, copy_gbs):
                 times_copy=t / copy_t if copy_t else float("nan"),
                 speedup_vs_reference=(ref / t) if ref else float("nan"),
                 speedup_vs_plain=(plain / t) if plain else float("nan"),
+                times_floor=(t / floor_us) if floor_us else float("nan"),
             )
 
 
@@ -45,13 +47,14 @@ def print_rows(rows):
         print(
             f"{r['case'][:58]:58} {r['backend'][:34]:34} {r['median_us']:10.1f} {r['host_us']:8.1f} {spread:>17} "
             f"{r['gbs']:7.1f} {r['times_copy']:7.2f} {r['speedup_vs_reference']:7.2f} {r['speedup_vs_plain']:7.2f} "
+            f"{r['times_floor']:7.2f} "
             f"{r['alloc_bytes']:9d}",
             flush=True,
         )
 
 
-def report(rows, copy_gbs, device):
+def report(rows, copy_gbs, device, floor_us=None):
     """Prints the whole table of one device's rows (annotating them)."""
     header(device, copy_gbs)
-    annotate(rows, copy_gbs)
+    annotate(rows, copy_gbs, floor_us)
     print_rows(rows)

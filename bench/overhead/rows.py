@@ -34,6 +34,25 @@ def copy_row(case, moved, device) -> dict:
     return timed_row(case, "copy of the moved bytes", calls, device, moved=moved)
 
 
+FLOOR_CASE = "dispatch floor (one call from Python, nothing to move)"
+FLOOR_ATEN = "ATen in-place op on an empty tensor: y.add_(1)"
+
+
+def floor_rows(device) -> list[dict]:
+    """The floor of one dispatch from Python, timed like every row: an in-place ATen op on an empty tensor, and a
+    swapkern op through the same stable-ABI registration as every op of ours with nothing to do (swap_elements_ of
+    an empty tensor with no pairs: the boxed call, the argument checks, no kernel work). The "x floor" column is
+    each row's time over the first."""
+    y = torch.empty(0, device=device)
+    rows = [timed_row(FLOOR_CASE, FLOOR_ATEN, [lambda: y.add_(1)], device)]
+    if swapkern._backend.native_available(device.type):
+        e, none = torch.empty(0, device=device), torch.empty(0, dtype=torch.int64, device=device)
+        op = torch.ops.swapkern.swap_elements_.default
+        empty = [lambda: op(e, none, none, True)]
+        rows.append(timed_row(FLOOR_CASE, "swapkern op, no pairs (stable ABI)", empty, device))
+    return rows
+
+
 def backends_for(device) -> list[str]:
     """The backends timed on a device, the reference ("torch") last."""
     usable = swapkern.backends(device.type)
