@@ -477,3 +477,15 @@ def test_overhead_run_times_the_dispatch_floor_first_and_every_row_against_it(tm
     for r in rows:
         assert r["times_floor"] == r["median_us"] / cpu["floor_us"]
     assert json.loads(out.read_text())["devices"]["cpu"]["floor_us"] == cpu["floor_us"]
+
+
+def test_breakdown_times_each_layer_of_one_small_call():
+    """bench.overhead.breakdown: the same call with one more layer around it, each layer a positive time."""
+    import swapkern
+    from bench.overhead.breakdown import layers
+
+    if not swapkern._backend.native_available("cpu"):
+        pytest.skip("the native backend is not built")
+    rows = dict(layers())
+    assert len(rows) == 9 and rows["floor: y.add_(1), an empty tensor"] > 0
+    assert all(0 < us < 10_000 for us in rows.values()), rows
