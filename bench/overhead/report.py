@@ -51,10 +51,3 @@ def print_rows(rows):
             f"{r['alloc_bytes']:9d}",
             flush=True,
         )
-
-
-def report(rows, copy_gbs, device, floor_us=None):
-    """Prints the whole table of one device's rows (annotating them)."""
-    header(device, copy_gbs)
-    annotate(rows, copy_gbs, floor_us)
-    print_rows(rows)
