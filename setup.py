@@ -121,9 +121,10 @@ def _emulation_extension(CppExtension, common, sanitize):
     cxx += ["-fno-strict-aliasing", "-ffp-contract=off", "-Wno-unknown-pragmas"]
     link = []
     if sanitize:
-        # Without the shift, signed-overflow and divide-by-zero checks: GCC 12 instruments `(t % 2 ? b : a)[t / 2] = v` (csrc/weights.h,
-        # a lambda's store through a conditional pointer) wrongly with them on, even at -O0: wrong stores, or a
-        # segfault, and no report (the same code is right at -O0..-O3 without them, with every other check on).
+        # Without the shift, signed-overflow and divide-by-zero checks: GCC 12 instruments
+        # `(t % 2 ? b : a)[t / 2] = v` (csrc/weights.h, a lambda's store through a conditional pointer) wrongly
+        # with them on, even at -O0: wrong stores, or a segfault, and no report (the same code is right at -O0..-O3
+        # without them, with every other check on).
         off = "-fno-sanitize=vptr,shift,signed-integer-overflow,integer-divide-by-zero"
         san = ["-fsanitize=address,undefined", off, "-fno-sanitize-recover=undefined"]
         cxx += ["-O1", "-g", "-fno-omit-frame-pointer", *san]

@@ -47,6 +47,14 @@ STABLE_TORCH_LIBRARY(SK_OPS, m) {
   // Draws a FeaturePlan into buf and applies it to x: one call per protocol step.
   m.def("feature_swap_(Tensor(a!) x, Tensor(b!) buf, Tensor? indices, int which, int what, bool extent_all, "
         "int swaps, int seed, int step, int threshold, Tensor(c!)? counter=None) -> ()");
+  // A FeatureSwap's bound call (csrc/feature.h): feature_bind checks and holds buf and counter (the draw of
+  // draw_feature_plan_ with a counter) for batches of shape (B, C, H, W); feature_step_(x, handle) is then
+  // feature_swap_(x, buf, None, ..., counter), buf and counter written as there (held by the binding, so not in the
+  // schema: an eager-mode fast path, never traced, as the engine's step).
+  m.def("feature_bind(Tensor buf, Tensor counter, int B, int C, int H, int W, int which, int what, bool extent_all, "
+        "int swaps, int seed, int threshold) -> int");
+  m.def("feature_step_(Tensor(a!) x, int handle) -> ()");
+  m.def("feature_free(int handle) -> ()");
   // The multi-tensor engine (csrc/engine.h): register a weight-swap step's jobs once; then each step draws every
   // group's pairs into index and applies them (mode 1 draw, 2 apply, 3 both); 1 means "stale, pack again".
   m.def("engine_new(Tensor index, Tensor[] xs, Tensor[] ys, int[] dim_x, int[] dim_y, int[] group, int[] job, "
@@ -59,6 +67,8 @@ STABLE_TORCH_LIBRARY(SK_OPS, m) {
 STABLE_TORCH_LIBRARY_IMPL(SK_OPS, CompositeExplicitAutograd, m) {
   m.impl("engine_new", TORCH_BOX(&swapkern::engine_new));
   m.impl("engine_free", TORCH_BOX(&swapkern::engine_free));
+  m.impl("feature_bind", TORCH_BOX(&swapkern::feature_bind));
+  m.impl("feature_free", TORCH_BOX(&swapkern::feature_free));
 }
 
 namespace swapkern {
@@ -77,6 +87,7 @@ void register_device(torch::stable::detail::StableLibrary& m) {
   m.impl("load_batch_", boxed<&load_batch_op<load>>);
   m.impl("draw_feature_plan_", boxed<&draw_op<draw>>);
   m.impl("feature_swap_", boxed<&feature_swap_op<exchange, draw>>);
+  m.impl("feature_step_", boxed<&feature_step_op<exchange, draw>>);
   m.impl("engine_step_", boxed<&engine_step<engine_draw, engine_apply>>);
 }
 

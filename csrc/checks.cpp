@@ -20,20 +20,31 @@
 #include <torch/csrc/stable/ops.h>
 
 #include <algorithm>
+#include <array>
 #include <utility>
 #include <vector>
 
 namespace swapkern {
 
 bool provably_disjoint(IntArrayRef sizes, IntArrayRef strides) {
-  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of dims that have more than one position
+  // (stride, size) of the dims that have more than one position: on the stack for up to 16 dims (no allocation).
+  using Dim = std::pair<int64_t, int64_t>;
+  std::array<Dim, 16> local;
+  std::vector<Dim> heap;
+  Dim* dims = local.data();
+  if (sizes.size() > local.size()) {
+    heap.resize(sizes.size());
+    dims = heap.data();
+  }
+  size_t n = 0;
   for (size_t d = 0; d < sizes.size(); ++d) {
     if (sizes[d] == 0) return true;
-    if (sizes[d] > 1) dims.emplace_back(strides[d], sizes[d]);
+    if (sizes[d] > 1) dims[n++] = {strides[d], sizes[d]};
   }
-  std::sort(dims.begin(), dims.end());
+  std::sort(dims, dims + n);
   int64_t span = 0;  // largest offset reachable with the dims so far
-  for (const auto& [stride, size] : dims) {
+  for (size_t i = 0; i < n; ++i) {
+    const auto [stride, size] = dims[i];
     if (stride <= span) return false;
     span += (size - 1) * stride;
   }

@@ -4,6 +4,7 @@
 
 #include "checks.h"
 #include "packed.h"
+#include "registry.h"
 
 #ifdef SWAPKERN_WITH_CUDA
 #include "cuda/launchers.h"
@@ -14,20 +15,11 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <unordered_map>
 
 namespace swapkern {
 namespace {
 
 constexpr const char* kOp = "swapkern.engine_new";
-
-std::mutex registry_mutex;
-std::unordered_map<int64_t, std::unique_ptr<Engine>>& registry() {
-  static auto* r = new std::unordered_map<int64_t, std::unique_ptr<Engine>>();  // never destroyed: no exit order
-  return *r;
-}
-int64_t next_handle = 1;
 
 DimGroup dim_group(const Tensor& t, int64_t d) {
   if (d < 0) return {0, t.dim()};
@@ -152,29 +144,16 @@ int64_t engine_new(const Tensor& index, const std::vector<Tensor>& xs, const std
     e->shape.push_back(std::move(layout));
     e->dtype.push_back(dtype_of(t));
   }
-  const std::lock_guard<std::mutex> lock(registry_mutex);
-  const int64_t handle = next_handle++;
-  registry()[handle] = std::move(e);
-  return handle;
+  return registry_of<Engine>().add(std::move(e));
 }
 
 void engine_free(int64_t handle) {
-  std::unique_ptr<Engine> gone;  // destroyed after the lock is released (on CUDA it may wait for kernels)
-  const std::lock_guard<std::mutex> lock(registry_mutex);
-  auto it = registry().find(handle);
-  if (it == registry().end()) return;
-  gone = std::move(it->second);
-  registry().erase(it);
+  registry_of<Engine>().take(handle);  // destroyed outside the registry's lock (on CUDA it may wait for kernels)
 }
 
 Engine& engine_at(int64_t handle, const Tensor& index) {
-  Engine* e = nullptr;
-  {
-    const std::lock_guard<std::mutex> lock(registry_mutex);
-    auto it = registry().find(handle);
-    SK_CHECK_VALUE(it != registry().end(), "swapkern.engine_step_: no engine ", handle, " (freed?)");
-    e = it->second.get();
-  }
+  Engine* e = registry_of<Engine>().find(handle);
+  SK_CHECK_VALUE(e != nullptr, "swapkern.engine_step_: no engine ", handle, " (freed?)");
   SK_CHECK_VALUE(same_tensor(index, e->index), "swapkern.engine_step_: index is not the buffer engine ", handle,
                  " was made with");
   return *e;

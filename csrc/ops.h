@@ -6,6 +6,7 @@
 #include "checks.h"
 #include "draw.h"
 #include "engine.h"
+#include "feature.h"
 #include "loader.h"
 #include "swapkern.h"
 
@@ -92,6 +93,16 @@ void draw_op(const Tensor& buf, const std::optional<Tensor>& indices, int64_t B,
   launch(make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold, counter));
 }
 
+// The draw of d and the exchange of plan (checked for x), as feature_swap_ and feature_step_ end.
+template <Launcher launch, void (*draw)(const DrawParams&)>
+void draw_and_exchange(const Tensor& x, const DrawParams& d, const Plan& plan) {
+  draw(d);
+#ifndef SWAPKERN_CUDA_EMULATION  // the emulated GPU (csrc/cuda/emulation.h) runs them as a GPU does
+  if (x.device().type() == DeviceType::CPU && d.buf[0] == 0) return;  // the p-coin said no (a GPU runs identities)
+#endif
+  if (plan.K > 0 && plan.slice_numel > 0) launch(plan);
+}
+
 // Draws a FeaturePlan into buf and applies it to the (B, C, H, W) batch x: one op call per protocol step.
 template <Launcher launch, void (*draw)(const DrawParams&)>
 void feature_swap_op(const Tensor& x, const Tensor& buf, const std::optional<Tensor>& indices, int64_t which,
@@ -114,20 +125,38 @@ void feature_swap_op(const Tensor& x, const Tensor& buf, const std::optional<Ten
   const DrawParams d =
       make_draw(buf, indices, B, C, HW, which, what, extent_all, swaps, seed, step, threshold, counter);
   // The plan (geometry and pointers into buf) is built, and so checked, before the draw writes buf or the counter.
-  const bool sampled = extent_all && static_cast<Which>(which) != Which::All;
-  const DimGroup g = !extent_all ? DimGroup{0, 4} : (static_cast<What>(what) == What::Channels ? DimGroup{1, 2}
-                                                                                                 : DimGroup{2, 4});
-  check_tensors(op, x, x);
-  Plan plan = plan_geometry(op, x, x, g, g, sampled, 0, d.K);
-  const int64_t* slots = d.buf;
-  plan.x.idx = slots + d.a;
-  plan.y.idx = slots + d.b;
-  if (sampled) plan.x.sample = plan.y.sample = slots + d.sample;
-  draw(d);
-#ifndef SWAPKERN_CUDA_EMULATION  // the emulated GPU (csrc/cuda/emulation.h) runs them as a GPU does
-  if (x_device.type() == DeviceType::CPU && slots[0] == 0) return;  // the p-coin said no (a GPU runs identities)
-#endif
-  if (plan.K > 0 && plan.slice_numel > 0) launch(plan);
+  const Plan plan = feature_plan(op, x, d, which, what, extent_all);
+  draw_and_exchange<launch, draw>(x, d, plan);
+}
+
+// feature_swap_ through a binding (csrc/feature.h): the same checks in the same order and the same errors, those
+// that depend on x's layout made once per dtype and strides.
+template <Launcher launch, void (*draw)(const DrawParams&)>
+void feature_step_op(const Tensor& x, int64_t handle) {
+  constexpr const char* op = "swapkern.feature_swap_";
+  FeatureBinding& f = feature_at(handle);
+  const IntArrayRef sizes = x.sizes();
+  SK_RULE(sizes.size() == 4, rules::kOpShape, op, ": expected an (N, C, H, W) batch, got shape ", sizes);
+  SK_CHECK_VALUE(sizes.equals(IntArrayRef(f.sizes, 4)), "swapkern.feature_step_: call ", handle,
+                 " was bound for batches of shape ", IntArrayRef(f.sizes, 4), ", got ", sizes);
+  const Device x_device = x.device();
+  SK_CHECK_VALUE(f.device == x_device, op, ": buf is on ", f.device, " but x is on ", x_device);
+  SK_CHECK_VALUE(!memory_intersects(f.buf, x), op, ": buf must not share memory with x or indices");
+  const ScalarType dtype = dtype_of(x);
+  const IntArrayRef strides = x.strides();
+  const bool known = f.plan.has_value() && dtype == f.dtype && strides.equals(IntArrayRef(f.strides, 4));
+  if (!known) check_swappable(op, x, "x");
+  SK_CHECK_VALUE(!memory_intersects(f.counter, x), op, ": counter must not be inside x");
+  if (!known) {
+    f.plan.reset();  // if the checks refuse x, nothing stays cached
+    Plan plan = feature_plan(op, x, f.draw, f.which, f.what, f.extent_all);
+    f.dtype = dtype;
+    for (int d = 0; d < 4; ++d) f.strides[d] = strides[d];
+    f.plan = plan;
+  }
+  Plan& plan = *f.plan;
+  plan.x.data = plan.y.data = static_cast<char*>(x.data_ptr());
+  draw_and_exchange<launch, draw>(x, f.draw, plan);
 }
 
 }  // namespace swapkern

@@ -193,25 +193,26 @@ def current_backend() -> str:
     return selected
 
 
-def resolve(x: torch.Tensor) -> str:
-    """The backend that runs a call on tensor x."""
+def resolve(x, name: str | None = None) -> str:
+    """The backend that runs a call on tensor x when `name` (by default the selected backend) is selected."""
+    name = selected if name is None else name
     dev = x.device.type
     if dev == "meta":
         raise ValueError("swapkern: tensors on the meta device hold no data to swap")
-    if selected == "auto":
+    if name == "auto":
         if native_available(dev):
             return "native"
         return "triton" if dev == "cuda" and triton_available("cuda") else "torch"
-    if selected == "native" and not native_available(dev):
+    if name == "native" and not native_available(dev):
         raise RuntimeError(f"swapkern: the native backend has no kernel for {dev} tensors in this build")
-    if selected == "triton" and not triton_available(dev):
+    if name == "triton" and not triton_available(dev):
         raise RuntimeError(
             f"swapkern: the triton backend cannot run on {dev} tensors here"
             + (" (set TRITON_INTERPRET=1 before importing triton)" if dev == "cpu" else "")
         )
-    if selected == "cuda-emulated" and dev != "cpu":
+    if name == "cuda-emulated" and dev != "cpu":
         raise RuntimeError(f"swapkern: the cuda-emulated backend runs on CPU tensors only, not on {dev} tensors")
-    return selected
+    return name
 
 
 _modules: dict = {}
@@ -236,12 +237,38 @@ def module(name: str):
     return mod
 
 
+def _route(name: str, dev: str) -> str | None:
+    """resolve() for a selected backend and a device type, or None where resolve raises."""
+    try:
+        return resolve(_Probe(dev), name)
+    except (RuntimeError, ValueError):
+        return None
+
+
+class _Probe:
+    """Stands for a tensor of a device type this process may not have (resolve reads only x.device.type)."""
+
+    def __init__(self, dev):
+        self.device = torch.device(dev)
+
+
+# resolve() of every (selected backend, device type) pair it allows, computed once (what it reads is fixed for the
+# life of the process), so impl() is a lookup; a pair it refuses is left out (impl calls resolve, which raises).
+_ROUTES = {
+    (name, dev): route
+    for name in ("auto", "native", "triton", "torch", "cuda-emulated")
+    for dev in ("cpu", "cuda")
+    if (route := _route(name, dev)) is not None
+}
+
+
 def impl(x):
     """The backend module that runs a call on tensor x: the one place that chooses, and the one function that the
     callers above the seam (ops, data, loader, multi, the benchmarks) ask."""
     if not isinstance(x, torch.Tensor):
         raise refuse("arg.type", f"swapkern: expected a torch.Tensor, got {type(x).__name__}")
-    return module(resolve(x))
+    name = _ROUTES.get((selected, "cpu" if x.is_cpu else x.device.type))
+    return module(name if name is not None else resolve(x))
 
 
 if os.environ.get("SWAPKERN_BACKEND"):  # the default backend of this process: checked as use_backend checks it

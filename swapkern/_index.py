@@ -19,6 +19,7 @@ _INT64 = (-(2**63), 2**63 - 1)
 # Short index lists seen before, as tensors: making a tensor from a list costs microseconds, a lookup much less.
 # The tensors are never written (every backend only reads indices), so sharing them is safe.
 _SMALL: dict = {}
+_INT_TYPES = [(int,) * n for n in range(9)]  # the element types of a cacheable list of n ints
 
 
 def _ints(values, name):
@@ -40,6 +41,15 @@ def as_index(v, name: str):
     int that no int64 holds."""
     if isinstance(v, torch.Tensor):
         return v
+    kind = type(v)
+    if kind is list or kind is tuple or kind is int:  # small lists of ints seen before: one lookup
+        key = (v,) if kind is int else tuple(v)
+        n = len(key)
+        # ints only, never bools or floats that equal them (True == 1, 5.0 == 5)
+        if (type(key[0]) is int) if n == 1 else (0 < n <= 8 and tuple(map(type, key)) == _INT_TYPES[n]):
+            hit = _SMALL.get(key)
+            if hit is not None:
+                return hit
     if _np is not None and isinstance(v, (_np.ndarray, _np.generic)):
         arr = _np.asarray(v)
         if arr.dtype == _np.bool_ or not _np.issubdtype(arr.dtype, _np.integer):
@@ -55,9 +65,6 @@ def as_index(v, name: str):
             f"got {type(v).__name__}",
         )
     key = (v,) if type(v) is int else (tuple(v) if len(v) <= 8 and all(type(e) is int for e in v) else None)
-    hit = _SMALL.get(key) if key is not None else None
-    if hit is not None:
-        return hit
     out = torch.tensor(_ints([v] if isinstance(v, numbers.Integral) else v, name), dtype=torch.int64)
     if key is not None:
         if len(_SMALL) >= 4096:

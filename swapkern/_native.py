@@ -31,6 +31,7 @@ from ._index import as_index, as_int
 
 _OPS = torch.ops.swapkern
 _increment = torch._C._increment_version
+_compiling = torch.compiler.is_compiling
 # csrc/error.h: the tags in front of a kernel's message, "[TypeError] " (SK_CHECK_TYPE) and "[rule.key] " (SK_RULE);
 # an exception from a shim call also carries "(originally from ...)".
 _TAGS = re.compile(r"(\[TypeError\] )?(?:\[([a-z_]+\.[a-z_0-9]+)\] )?(.*?)(?:\s+\(originally from .*\))?\s*$", re.S)
@@ -77,13 +78,22 @@ def _call(op, *args, twin=None):
 def _mutate(name, mutated, op, *args, twin=None, before=None):
     """Calls a mutating op between the autograd rules and the version bumps of its mutated tensors. before: the
     op's checks that only Python can make, run after the autograd rules (as on the Python backends)."""
-    if torch.compiler.is_compiling():
+    if _compiling():
         return op(*args)
-    check_mutable(name, mutated)
+    plain = True  # no tensor that requires grad, no inference tensor: the rules have nothing to say
+    for t in mutated:
+        if t.requires_grad or t.is_inference():
+            plain = False
+            break
+    if not plain:
+        check_mutable(name, mutated)
     if before is not None:
         before()
     out = _call(op, *args, twin=twin)
-    bump_versions(mutated)
+    if plain:
+        _increment(mutated)
+    else:
+        bump_versions(mutated)
     return out
 
 
@@ -217,17 +227,27 @@ def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws=No
     return x
 
 
-def bound_feature_swap(buf, indices, protocol, swaps, seed, step, threshold, ws=None, counter=None):
-    """feature_swap_ with every argument but the batch bound: the fast path of FeatureSwap.__call__, in eager mode
+def bound_feature_swap(buf, indices, protocol, swaps, seed, step, threshold, ws=None, counter=None, shape=None):
+    """feature_swap_ with every argument but the batch bound: the fast path of FeatureSwap.swap_, in eager mode
     only (the caller leaves it under torch.compile). The rules of _mutate, inlined, with what is fixed for the bound
     tensors decided here, once: buf and counter are int64 (never requiring grad), inference tensors or not for good.
+    With a step counter and the batch shape, the call goes through a binding (csrc/feature.h: feature_bind once,
+    then feature_step_(x, handle), two arguments, x's layout checked once); else through feature_swap_.
     The common batch (no grad, not an inference tensor) costs two attribute reads, the op and one version bump."""
-    args = (buf, indices, *protocol_codes(protocol), swaps, seed, step, threshold, counter)
+    codes = protocol_codes(protocol)
+    args = (buf, indices, *codes, swaps, seed, step, threshold, counter)
     op = _OPS.feature_swap_.default
     own = [buf] if counter is None else [buf, counter]
     if any(t.is_inference() for t in own):  # made in inference mode: the general path, checked every call
         return lambda x: _mutate(_FEATURE_SWAP, [x, *own], op, x, *args)
+    binding = None
+    if indices is None and counter is not None and shape is not None and min(shape) > 0:
+        b, c, h, w = shape
+        handle = _call(_OPS.feature_bind.default, buf, counter, b, c, h, w, *codes, swaps, seed, threshold)
+        binding = _Handle(handle, _OPS.feature_free.default)
+        op, args = _OPS.feature_step_.default, (handle,)
     increment = _increment
+    mutated = [buf] if counter is None else [buf, counter]
 
     def call(x):
         special = x.requires_grad or x.is_inference()
@@ -238,10 +258,11 @@ def bound_feature_swap(buf, indices, protocol, swaps, seed, step, threshold, ws=
         except (RuntimeError, ValueError, IndexError) as e:
             _raise_tagged(e)
         if special and x.is_inference():
-            increment(own)  # an inference tensor has no version counter
+            increment(mutated)  # an inference tensor has no version counter
         else:
-            increment([x, buf] if counter is None else [x, buf, counter])
+            increment([x, *mutated])
 
+    call.binding = binding  # held as long as the call: freed with it
     return call
 
 
@@ -264,14 +285,14 @@ def bound_stepped_feature_swap(buf, protocol, swaps, seed, threshold):
 
 # -- the multi-tensor engine (swapkern.multi) ---------------------------------------------------------------------
 class _Handle:
-    """An engine registered in C++ (csrc/engine.cpp), freed when this object goes (on CUDA, the engine first waits
-    for its kernels: csrc/engine.h)."""
+    """A host object registered in C++ (csrc/registry.h: an engine, a FeatureSwap's bound call), freed by free(handle)
+    when this object goes (on CUDA, an engine first waits for its kernels: csrc/engine.h)."""
 
-    def __init__(self, handle: int, watched=()):
+    def __init__(self, handle: int, free, watched=()):
         self.handle = handle
         # the tensors an apply bumps, fixed at packing (whether a tensor is an inference tensor never changes)
         self.bump = [t for t in watched if not t.is_inference()]
-        weakref.finalize(self, _OPS.engine_free.default, handle)
+        weakref.finalize(self, free, handle)
 
 
 def _int64(v: int) -> int:
@@ -296,7 +317,7 @@ def multi_pack(engine):
         len(engine.groups),
         engine.watched,
     )
-    return _Handle(handle, engine.watched)
+    return _Handle(handle, _OPS.engine_free.default, engine.watched)
 
 
 def multi_step_(engine, packed, seed, step, mode):

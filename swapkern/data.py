@@ -286,7 +286,10 @@ class FeatureSwap(ImagePath, _Base):
         impl.feature_swap_(x, *args)
         if idx is None and step is None and not torch.compiler.is_compiling():  # the next call can skip the above
             bound = getattr(impl, "bound_feature_swap", None)
-            fn = bound(*args) if bound is not None else (lambda x, f=impl.feature_swap_, a=args: f(x, *a))
+            if bound is not None:
+                fn = bound(*args, shape=tuple(x.shape))
+            else:
+                fn = lambda x, f=impl.feature_swap_, a=args: f(x, *a)  # noqa: E731
             slot.fast = BoundCall(self.seed, self.p, _backend.selected, fn)
         return x
 

@@ -228,6 +228,23 @@ def test_lowercase_and_repr():
     assert math.isclose(fs.p, 1.0)
 
 
+@pytest.mark.parametrize("keyed", [False, True])
+def test_native_image_choice_over_chunks_equals_torch(device, keyed):
+    # draw_cpu scores the images in chunks of 256 (vectorized): the image chosen, the first of equal maxima, and
+    # the keys' sum must be torch's argmax and sum for batches on either side of a chunk boundary, step by step.
+    for b in (255, 256, 257, 600):
+        x = torch.empty(b, 3, 2, 2, device=device)
+        indices = torch.randperm(5000)[:b].to(device) if keyed else None
+        plans = {}
+        for backend in ("native", "torch"):
+            with swapkern.use_backend(backend):
+                fs = FeatureSwap("1PA", seed=b)
+                plans[backend] = [fs.plan(x, indices=indices).clone() for _ in range(20)]
+        for n, t in zip(plans["native"], plans["torch"], strict=True):
+            for name in ("image", "pairs", "a", "b", "sample"):
+                assert torch.equal(getattr(n, name), getattr(t, name)), (b, keyed, name)
+
+
 @pytest.mark.parametrize("proto", PROTOCOLS)
 def test_native_draw_equals_torch_draw(device, proto):
     # csrc/draw.h against draws.py: the same counter-based generator, bit for bit, on every plan field.

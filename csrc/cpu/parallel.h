@@ -13,6 +13,10 @@ namespace swapkern {
 
 template <typename F>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& body) {
+  if (end - begin <= grain) {  // one chunk: on this thread, as at::parallel_for would run it, without the shim
+    if (end > begin) body(begin, end);
+    return;
+  }
   std::exception_ptr error;
   std::atomic<bool> failed{false};
   torch::stable::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) {

@@ -1,0 +1,134 @@
+"""FeatureSwap's bound call on the compiled backends (csrc/feature.h): feature_bind once per batch shape, then
+feature_step_(x, handle) with x's layout checked once per dtype and strides. It must swap exactly what the
+reference swaps whatever batches follow one another, refuse what feature_swap_ refuses with nothing touched, and
+go with the slot it serves."""
+
+import gc
+
+import pytest
+import torch
+from conftest import DTYPES, LAYOUTS, assert_bits_equal, bits, make
+
+import swapkern
+from swapkern import data as data_mod
+from swapkern.data import FeatureSwap, plan_layout
+
+COMPILED = [
+    pytest.param("native"),
+    pytest.param("cuda-emulated", marks=pytest.mark.emulation),
+]
+
+
+@pytest.fixture(params=COMPILED)
+def compiled(request):
+    if request.param not in swapkern.backends("cpu"):
+        pytest.skip(f"backend {request.param} cannot run on CPU tensors here")
+    with swapkern.use_backend(request.param):
+        yield request.param
+
+
+def _ops(backend):
+    return torch.ops.swapkern_emu if backend == "cuda-emulated" else torch.ops.swapkern
+
+
+def _binding(fs, x):
+    fast = fs._slots[(x.shape, x.device)].fast
+    assert fast is not None and fast.call.binding is not None, "the call did not go through a binding"
+    return fast.call.binding
+
+
+@pytest.mark.parametrize("proto", ["1PA", "1SA", "ESA", "EPA", "AS1", "1P1"])
+def test_bound_calls_equal_the_reference_batch_after_batch(compiled, proto):
+    # One shape, batches that change address, layout and dtype between calls: each must be swapped as the reference
+    # swaps it (the cached geometry is that of the batch in hand, never the previous one's).
+    shape = (6, 3, 5, 4)
+    fs, want_fs = FeatureSwap(proto, seed=11), FeatureSwap(proto, seed=11)
+    sequence = [(torch.float32, "contiguous"), (torch.float32, "contiguous"), (torch.float32, "channels_last")]
+    sequence += [(dtype, layout) for dtype in DTYPES for layout in LAYOUTS] + [(torch.float32, "contiguous")]
+    for step, (dtype, layout) in enumerate(sequence):
+        x = make(shape, dtype, layout)
+        want = x.clone()
+        fs.swap_(x)
+        with swapkern.use_backend("torch"):
+            want_fs.swap_(want)
+        assert_bits_equal(x, want)
+        if step > 0:
+            _binding(fs, x)
+    assert fs.step == want_fs.step == len(sequence)
+
+
+def test_a_bound_call_refuses_what_feature_swap_refuses(compiled):
+    ops = _ops(compiled)
+    proto, shape = "1PA", (1, 1, 1, 2)
+    n = plan_layout(proto, 1, 1)["total"]
+    storage = torch.zeros(n + 1, dtype=torch.int64)
+    buf, counter = storage[:n], storage[n:]
+    handle = ops.feature_bind(buf, counter, *shape, 0, 1, True, 1, 5, 2**32)
+    try:
+        good = torch.arange(2.0).view(shape)
+        ops.feature_step_(good, handle)  # the layout is now known: later refusals must not rest on it
+        assert int(counter) == 1
+        inside_buf = buf[:2].view(shape)
+        holder = torch.zeros(2, dtype=torch.int64)
+        cases = [
+            (inside_buf, "buf must not share memory"),
+            (torch.zeros(1, 1, 1, 1).expand(shape), "overlap in memory"),
+            (torch.zeros(1, 1, 2, 1), "was bound for batches of shape"),
+            (torch.zeros(2), "expected an \\(N, C, H, W\\) batch"),
+        ]
+        for x, message in cases:
+            before, state = bits(x).clone(), storage.clone()
+            with pytest.raises(ValueError, match=message):
+                ops.feature_step_(x, handle)
+            assert torch.equal(bits(x), before) and torch.equal(storage, state)
+        # the counter inside x: a binding made over holder's second element
+        other = ops.feature_bind(torch.zeros(n, dtype=torch.int64), holder[1:], *shape, 0, 1, True, 1, 5, 2**32)
+        try:
+            with pytest.raises(ValueError, match="counter must not be inside x"):
+                ops.feature_step_(holder.view(shape), other)
+            assert torch.equal(holder, torch.zeros(2, dtype=torch.int64))
+        finally:
+            ops.feature_free(other)
+    finally:
+        ops.feature_free(handle)
+    with pytest.raises(ValueError, match="freed"):
+        ops.feature_step_(good, handle)
+    with pytest.raises(ValueError, match="nothing to bind"):
+        ops.feature_bind(buf, counter, 0, 1, 1, 2, 0, 1, True, 1, 5, 2**32)
+
+
+def test_the_binding_goes_with_its_slot(compiled, monkeypatch):
+    monkeypatch.setattr(data_mod, "SLOTS", 2)
+    fs = FeatureSwap("1PA", seed=3)
+    first = torch.randn(2, 3, 4, 4)
+    fs.swap_(first)
+    fs.swap_(first)
+    handle = _binding(fs, first).handle
+    for b in (3, 4, 5):  # three more shapes: the first slot, and its bound call, go
+        fs.swap_(torch.randn(b, 3, 4, 4))
+    gc.collect()
+    with pytest.raises(ValueError, match="freed"):
+        _ops(compiled).feature_step_(first, handle)
+    before = first.clone()
+    fs.swap_(first)  # a new slot and, on the next call, a new binding
+    fs.swap_(first)
+    assert not torch.equal(first, before) or fs.p == 0
+    assert _binding(fs, first).handle != handle
+
+
+def test_bound_calls_keep_the_autograd_rules(compiled):
+    fs = FeatureSwap("1SA", seed=1)
+    x = torch.randn(4, 3, 2, 2)
+    fs.swap_(x)
+    fs.swap_(x)
+    _binding(fs, x)
+    leaf = torch.randn(4, 3, 2, 2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="not differentiable"):
+        fs.swap_(leaf)
+    version = x._version
+    fs.swap_(x)
+    assert x._version == version + 1
+    with torch.inference_mode():
+        inf = torch.randn(4, 3, 2, 2)
+    with pytest.raises(RuntimeError, match="inference"):
+        fs.swap_(inf)
