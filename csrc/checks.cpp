@@ -17,6 +17,8 @@
 // and CUDA kernels only); swapkern/_native.py then asks the Python twin which rule that is.
 #include "checks.h"
 
+#include "cpu/parallel.h"
+
 #include <torch/csrc/stable/ops.h>
 
 #include <algorithm>
@@ -169,6 +171,19 @@ class KeySet {
 
 inline int64_t wrapped(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
 
+// From this many pairs on, check_pairs splits its keys over two threads.
+constexpr int64_t kParallelPairs = 1024;
+
+// Which of two parts a key belongs to: a bit of a hash other than the KeySet's slot hash.
+inline uint64_t part_of(uint64_t key) { return (key * 0xD6E8FEB86659FD93ull) >> 63; }
+
+// The first failing check of a part: pair k, stage 0 for a[k] == b[k], 1 + side for a repeat; k == K: none.
+struct Failure {
+  int64_t k;
+  int stage;
+};
+inline bool before(Failure a, Failure b) { return a.k < b.k || (a.k == b.k && a.stage < b.stage); }
+
 }  // namespace
 
 void check_range(const char* op, const int64_t* v, int64_t K, int64_t n, bool wrap, bool from_unsigned,
@@ -187,7 +202,7 @@ void check_range(const char* op, const int64_t* v, int64_t K, int64_t n, bool wr
 
 void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor* sample, int64_t nx,
                  int64_t ny, int64_t ns, bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s,
-                 const char* what) {
+                 const char* what, const Plan* warm) {
   const int64_t K = a.numel();
   const int64_t* va = host_values(a, scratch.host[0]);
   const int64_t* vb = host_values(b, scratch.host[1]);
@@ -201,32 +216,62 @@ void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor*
                 "the largest key + 1 must fit the KeySet's 48 bits");
   SK_RULE(n == 0 || ns <= (kMaxPositions - 1) / n, rules::kSizeKeyspace, op,
           ": too many samples times indices to check (2^47 or more positions)");
-  KeySet seen(2 * K);
   auto key_of = [&](int64_t k, int side) {
     const int64_t i = side == 0 ? wrapped(va[k], nx) : wrapped(vb[k], ny);
     const int64_t scope = vs != nullptr ? wrapped(vs[k], ns) : 0;
     return static_cast<uint64_t>((scope * n + i) * 2 + (same ? 0 : side));
   };
-  constexpr int64_t kAhead = 8;  // pairs prefetched ahead of the one inserted
-  for (int64_t k = 0; k < std::min(K, kAhead); ++k) seen.prefetch(key_of(k, 0)), seen.prefetch(key_of(k, 1));
-  for (int64_t k = 0; k < K; ++k) {
-    if (k + kAhead < K) seen.prefetch(key_of(k + kAhead, 0)), seen.prefetch(key_of(k + kAhead, 1));
-    const int64_t ia = wrapped(va[k], nx), ib = wrapped(vb[k], ny);
-    const int64_t scope = vs != nullptr ? wrapped(vs[k], ns) : 0;
-    if (same) {
-      SK_RULE(ia != ib, rules::kPairSelf, op, ": pair ", k, " exchanges index ", ia,
-              " with itself; a[k] must differ from b[k]");
+  // The keys split into `parts` sets by a hash bit, one per thread: every occurrence of a key is in one part, so
+  // each part finds its first repeat exactly where the one set would, and the first failure of all parts (by pair,
+  // then a[k] == b[k] before a's repeat before b's) is the one a single pass reports.
+  const int64_t parts = K >= kParallelPairs ? 2 : 1;
+  Failure first[2] = {{K, 0}, {K, 0}};
+  parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      const auto mine = [&](uint64_t key) { return parts == 1 || static_cast<int64_t>(part_of(key)) == q; };
+      KeySet seen(2 * K);
+      constexpr int64_t kAhead = 8;  // pairs prefetched ahead of the one inserted
+      // The pairs whose data lines this part warms: its share of the pairs, as the exchange splits them.
+      const int64_t warm_begin = warm != nullptr ? K * q / parts : 0;
+      const int64_t warm_end = warm != nullptr ? K * (q + 1) / parts : 0;
+      const auto prefetch = [&](int64_t k) {
+        for (int side = 0; side < 2; ++side) {
+          const uint64_t key = key_of(k, side);
+          if (mine(key)) seen.prefetch(key);
+        }
+        if (k >= warm_begin && k < warm_end) {
+          __builtin_prefetch(warm->x.data + side_offset(warm->x, k) * warm->elem_size, 1);
+          __builtin_prefetch(warm->y.data + side_offset(warm->y, k) * warm->elem_size, 1);
+        }
+      };
+      for (int64_t k = 0; k < std::min(K, kAhead); ++k) prefetch(k);
+      for (int64_t k = 0; k < K && first[q].k == K; ++k) {
+        if (k + kAhead < K) prefetch(k + kAhead);
+        if (same && q == 0 && wrapped(va[k], nx) == wrapped(vb[k], ny)) {
+          first[q] = {k, 0};
+          break;
+        }
+        for (int side = 0; side < 2; ++side) {
+          const uint64_t key = key_of(k, side);
+          if (mine(key) && !seen.insert(key)) {
+            first[q] = {k, 1 + side};
+            break;
+          }
+        }
+      }
     }
-    for (int side = 0; side < 2; ++side) {
-      const int64_t i = side == 0 ? ia : ib;
-      const uint64_t key = key_of(k, side);
-      if (seen.insert(key)) continue;
-      const char* where = same ? (vs != nullptr ? "one sample" : "the tensor") : (side == 0 ? "x" : "y");
-      detail::refuse(rules::kPairRepeat, op, ": index ", i, " appears more than once in ", where,
-                     vs != nullptr ? " (sample " : "", vs != nullptr ? std::to_string(scope) : std::string(),
-                     vs != nullptr ? ")" : "", "; the exchanges of one call must be disjoint");
-    }
-  }
+  });
+  const Failure f = parts == 1 || before(first[0], first[1]) ? first[0] : first[1];
+  if (f.k == K) return;
+  const int64_t ia = wrapped(va[f.k], nx), ib = wrapped(vb[f.k], ny);
+  SK_RULE(f.stage != 0, rules::kPairSelf, op, ": pair ", f.k, " exchanges index ", ia,
+          " with itself; a[k] must differ from b[k]");
+  const int side = f.stage - 1;
+  const int64_t scope = vs != nullptr ? wrapped(vs[f.k], ns) : 0;
+  const char* where = same ? (vs != nullptr ? "one sample" : "the tensor") : (side == 0 ? "x" : "y");
+  detail::refuse(rules::kPairRepeat, op, ": index ", side == 0 ? ia : ib, " appears more than once in ", where,
+                 vs != nullptr ? " (sample " : "", vs != nullptr ? std::to_string(scope) : std::string(),
+                 vs != nullptr ? ")" : "", "; the exchanges of one call must be disjoint");
 }
 
 }  // namespace swapkern

@@ -57,10 +57,14 @@ C10_HOST_DEVICE inline int64_t wrap_index(int64_t i, int64_t n) { return i < 0 ?
 C10_HOST_DEVICE inline int64_t side_offset(const Side& s, int64_t k) {
   int64_t i = wrap_index(s.idx[k], s.idx_numel);
   int64_t off = 0;
-  for (int d = s.idx_ndim - 1; d >= 0; --d) {
-    const int64_t size = s.idx_sizes[d];
-    off += (i % size) * s.idx_strides[d];
-    i /= size;
+  if (s.idx_ndim == 1 && static_cast<uint64_t>(i) < static_cast<uint64_t>(s.idx_sizes[0])) {
+    off = i * s.idx_strides[0];  // one coalesced dim and an index in range: no division (i % size == i)
+  } else {
+    for (int d = s.idx_ndim - 1; d >= 0; --d) {
+      const int64_t size = s.idx_sizes[d];
+      off += (i % size) * s.idx_strides[d];
+      i /= size;
+    }
   }
   if (s.sample != nullptr) off += wrap_index(s.sample[k], s.sample_size) * s.sample_stride;
   return off;

@@ -132,3 +132,52 @@ def test_bound_calls_keep_the_autograd_rules(compiled):
         inf = torch.randn(4, 3, 2, 2)
     with pytest.raises(RuntimeError, match="inference"):
         fs.swap_(inf)
+
+
+def _outcome(fn):
+    try:
+        fn()
+    except (ValueError, IndexError, TypeError) as e:
+        return type(e).__name__, getattr(e, "rule", None), str(e)
+    return None
+
+
+@pytest.mark.parametrize("k", [1023, 1024, 3000])
+def test_pair_checks_split_over_threads_report_the_first_failure(compiled, k):
+    # From 1024 pairs the native pair check splits its keys over two threads: the failure it reports must be the
+    # one the single pass of the Python twin reports (same pair, same side, same message), and nothing moves.
+    g = torch.Generator().manual_seed(k)
+    n = 4 * k
+    for trial in range(24):
+        perm = torch.randperm(n, generator=g)
+        a, b = perm[:k].clone(), perm[k : 2 * k].clone()
+        sample = torch.randint(0, 3, (k,), generator=g)
+        for _ in range(trial % 3 + 1):  # one to three corruptions at random pairs
+            i, j = torch.randint(0, k, (2,), generator=g).tolist()
+            kind = int(torch.randint(0, 4, (1,), generator=g))
+            if kind == 0:
+                a[i] = b[i]  # a pair with itself
+            elif kind == 1:
+                a[i] = a[j] if i != j else b[j]
+            elif kind == 2:
+                b[i] = a[j]
+            else:
+                b[i] = b[j] if i != j else a[j]
+        x, y = torch.arange(float(n)), torch.arange(float(n)) + n
+        img = torch.arange(3.0 * 2 * n).view(3, 2, n, 1)
+        calls = {
+            "elements": lambda: swapkern.swap_elements_(x, a, b),
+            "between": lambda: swapkern.swap_between_(x, y, a, b),
+            "pixels": lambda: swapkern.swap_pixels_(img, a, b, sample=sample),
+        }
+        for name, call in calls.items():
+            before = [t.clone() for t in (x, y, img)]
+            got = _outcome(call)
+            with swapkern.use_backend("torch"):
+                want = _outcome(call)
+            assert got == want, (name, trial, got, want)
+            for t, t0 in zip((x, y, img), before, strict=True):
+                if got is not None:
+                    assert torch.equal(t, t0), (name, trial)
+                else:
+                    t.copy_(t0)

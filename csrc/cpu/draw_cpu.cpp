@@ -31,7 +31,8 @@ __attribute__((target_clones("avx2", "default"))) void scores(const int64_t* ind
 }  // namespace
 
 void draw_cpu(const DrawParams& params) {
-  const DrawParams p = with_step(params, params.counter != nullptr ? static_cast<uint64_t>(*params.counter) : params.step);
+  const uint64_t step = params.counter != nullptr ? static_cast<uint64_t>(*params.counter) : params.step;
+  const DrawParams p = with_step(params, step);
   uint32_t sum = 0, best = 0;
   int64_t pos = 0;
   const uint32_t image_base = base_key(p.seed, p.step, kImage);

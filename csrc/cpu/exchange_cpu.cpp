@@ -14,9 +14,10 @@ namespace {
 
 // Below this many element exchanges a call stays on one thread (waking a second one costs microseconds).
 constexpr int64_t kGrain = 32768;
+constexpr int64_t kScatteredGrain = 2048;
 // Pairs fetched ahead: random slices (elements of a large weight, pixels of a batch) are cache misses, and a
 // prefetch this far ahead keeps several of them in flight.
-constexpr int64_t kAhead = 8;
+constexpr int64_t kAhead = 32;
 
 // Exchanges elements [m, stop) (row-major over the slice geometry) of the slices at xs and ys.
 template <typename T>
@@ -88,7 +89,10 @@ void pair_range(const Plan& p, int64_t begin, int64_t end) {
 // size are; each thread walks whole runs of a slice.
 template <typename T>
 void exchange_by_pair(const Plan& p) {
-  parallel_for(0, p.K * p.slice_numel, kGrain, [&](int64_t begin, int64_t end) { pair_range<T>(p, begin, end); });
+  // Short slices of scattered pairs are cache misses, each worth many streamed elements: a smaller grain lets a
+  // few thousand of them share the threads.
+  const int64_t grain = p.slice_numel <= 64 ? kScatteredGrain : kGrain;
+  parallel_for(0, p.K * p.slice_numel, grain, [&](int64_t begin, int64_t end) { pair_range<T>(p, begin, end); });
 }
 
 void pair_range_any(const Plan& p, int64_t begin, int64_t end) {
