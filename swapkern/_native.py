@@ -64,9 +64,9 @@ def _refused_by_dispatch(e: Exception, args, twin):
     raise e
 
 
-def _call(op, *args, twin=None):
-    """Calls an op, its errors re-raised with their rule keys (_raise_tagged); twin: the op's checks in Python (called
-    with the op's arguments), for the inputs the dispatcher refuses before the op's own checks run."""
+def _call(op, args, twin=None):
+    """Calls op(*args), its errors re-raised with their rule keys (_raise_tagged); twin: the op's checks in Python
+    (called with the op's arguments), for the inputs the dispatcher refuses before the op's own checks run."""
     try:
         return op(*args)
     except NotImplementedError as e:
@@ -75,9 +75,9 @@ def _call(op, *args, twin=None):
         _raise_tagged(e)
 
 
-def _mutate(name, mutated, op, *args, twin=None, before=None):
-    """Calls a mutating op between the autograd rules and the version bumps of its mutated tensors. before: the
-    op's checks that only Python can make, run after the autograd rules (as on the Python backends)."""
+def _mutate(name, mutated, op, args, twin=None, before=None):
+    """Calls a mutating op, op(*args), between the autograd rules and the version bumps of its mutated tensors.
+    before: the op's checks that only Python can make, run after the autograd rules (as on the Python backends)."""
     if _compiling():
         return op(*args)
     plain = True  # no tensor that requires grad, no inference tensor: the rules have nothing to say
@@ -89,7 +89,12 @@ def _mutate(name, mutated, op, *args, twin=None, before=None):
         check_mutable(name, mutated)
     if before is not None:
         before()
-    out = _call(op, *args, twin=twin)
+    try:  # _call, inlined: a frame less on every small call
+        out = op(*args)
+    except NotImplementedError as e:
+        _refused_by_dispatch(e, args, twin)
+    except (RuntimeError, ValueError, IndexError) as e:
+        _raise_tagged(e)
     if plain:
         _increment(mutated)
     else:
@@ -103,21 +108,24 @@ def _tensor(t, name, op):
     return t
 
 
+_PIXELS = "swapkern.swap_pixels_"
+
+
 # The arguments in the Python backends' order (swapkern/reference.py): tensors, dims, indices a, b, sample.
 def swap_(x, dim, a, b, *, sample=None, sample_dim=0, validate=True):
     op = "swapkern.swap_"
     _tensor(x, "x", op)
     dim, sample_dim = as_int(dim, "dim", op), as_int(sample_dim, "sample_dim", op)
     a, b, s = as_index(a, "a"), as_index(b, "b"), None if sample is None else as_index(sample, "sample")
-    _mutate(op, [x], _OPS.swap_.default, x, dim, a, b, s, sample_dim, validate, twin=_checks.prepare_swap)
+    _mutate(op, [x], _OPS.swap_.default, (x, dim, a, b, s, sample_dim, validate), _checks.prepare_swap)
     return x
 
 
 def swap_pixels_(x, p, q, *, sample=None, validate=True):
-    op = "swapkern.swap_pixels_"
-    _tensor(x, "x", op)
+    if not isinstance(x, torch.Tensor):
+        _tensor(x, "x", _PIXELS)
     p, q, s = as_index(p, "p"), as_index(q, "q"), None if sample is None else as_index(sample, "sample")
-    _mutate(op, [x], _OPS.swap_pixels_.default, x, p, q, s, validate, twin=_checks.prepare_pixels)
+    _mutate(_PIXELS, [x], _OPS.swap_pixels_.default, (x, p, q, s, validate), _checks.prepare_pixels)
     return x
 
 
@@ -125,7 +133,7 @@ def swap_elements_(x, i, j, *, validate=True):
     op = "swapkern.swap_elements_"
     _tensor(x, "x", op)
     i, j = as_index(i, "i"), as_index(j, "j")
-    _mutate(op, [x], _OPS.swap_elements_.default, x, i, j, validate, twin=_checks.prepare_elements)
+    _mutate(op, [x], _OPS.swap_elements_.default, (x, i, j, validate), _checks.prepare_elements)
     return x
 
 
@@ -166,7 +174,7 @@ def swap_between_(x, y, i, j, *, dim_x=None, dim_y=None, validate=True):
             _checks.prepare_between(x, x, i, j, dx, dy, validate)
             bump_versions(mutated)
             return x, y
-    _mutate(op, mutated, _OPS.swap_between_.default, x, y, i, j, dx, dy, validate, twin=_checks.prepare_between)
+    _mutate(op, mutated, _OPS.swap_between_.default, (x, y, i, j, dx, dy, validate), _checks.prepare_between)
     return x, y
 
 
@@ -186,21 +194,7 @@ def load_batch_(out, data, index, scale, shift, *, plan=None, flip=None, nhwc=Tr
         op,
         [out],
         _OPS.load_batch_.default,
-        out,
-        data,
-        index,
-        scale,
-        shift,
-        pairs,
-        at,
-        image,
-        active,
-        f,
-        which,
-        what,
-        extent_all,
-        nhwc,
-        validate,
+        (out, data, index, scale, shift, pairs, at, image, active, f, which, what, extent_all, nhwc, validate),
         before=lambda: _loadchecks.check_plan_fits(op, plan, out),  # the kernel sees the plan's tensors only
         twin=lambda *_: _loadchecks.prepare_load(out, data, index, scale, shift, plan, f, nhwc, validate),
     )
@@ -212,7 +206,7 @@ def draw_feature_plan_(buf, indices, shape, protocol, swaps, seed, step, thresho
     b, c, h, w = shape
     mutated = [buf] if counter is None else [buf, counter]
     args = (buf, indices, b, c, h * w, *protocol_codes(protocol), swaps, seed, step, threshold, counter)
-    _mutate("swapkern.draw_feature_plan_", mutated, _OPS.draw_feature_plan_.default, *args)
+    _mutate("swapkern.draw_feature_plan_", mutated, _OPS.draw_feature_plan_.default, args)
     return buf
 
 
@@ -223,7 +217,7 @@ def feature_swap_(x, buf, indices, protocol, swaps, seed, step, threshold, ws=No
     which, what, extent_all = protocol_codes(protocol)
     mutated = [x, buf] if counter is None else [x, buf, counter]
     args = (x, buf, indices, which, what, extent_all, swaps, seed, step, threshold, counter)
-    _mutate(_FEATURE_SWAP, mutated, _OPS.feature_swap_.default, *args)
+    _mutate(_FEATURE_SWAP, mutated, _OPS.feature_swap_.default, args)
     return x
 
 
@@ -239,11 +233,11 @@ def bound_feature_swap(buf, indices, protocol, swaps, seed, step, threshold, ws=
     op = _OPS.feature_swap_.default
     own = [buf] if counter is None else [buf, counter]
     if any(t.is_inference() for t in own):  # made in inference mode: the general path, checked every call
-        return lambda x: _mutate(_FEATURE_SWAP, [x, *own], op, x, *args)
+        return lambda x: _mutate(_FEATURE_SWAP, [x, *own], op, (x, *args))
     binding = None
     if indices is None and counter is not None and shape is not None and min(shape) > 0:
         b, c, h, w = shape
-        handle = _call(_OPS.feature_bind.default, buf, counter, b, c, h, w, *codes, swaps, seed, threshold)
+        handle = _call(_OPS.feature_bind.default, (buf, counter, b, c, h, w, *codes, swaps, seed, threshold))
         binding = _Handle(handle, _OPS.feature_free.default)
         op, args = _OPS.feature_step_.default, (handle,)
     increment = _increment
@@ -305,17 +299,19 @@ def multi_pack(engine):
     dim = lambda d: -1 if d is None else d  # noqa: E731
     handle = _call(
         _OPS.engine_new.default,
-        engine.index,
-        [j.x for j in jobs],
-        [j.y for j in jobs],
-        [dim(j.dx) for j in jobs],
-        [dim(j.dy) for j in jobs],
-        [j.group for j in jobs],
-        [j.job for j in jobs],
-        engine.wave,
-        engine.table,
-        len(engine.groups),
-        engine.watched,
+        (
+            engine.index,
+            [j.x for j in jobs],
+            [j.y for j in jobs],
+            [dim(j.dx) for j in jobs],
+            [dim(j.dy) for j in jobs],
+            [j.group for j in jobs],
+            [j.job for j in jobs],
+            engine.wave,
+            engine.table,
+            len(engine.groups),
+            engine.watched,
+        ),
     )
     return _Handle(handle, _OPS.engine_free.default, engine.watched)
 
@@ -332,7 +328,7 @@ def multi_step_(engine, packed, seed, step, mode):
 
 def _multi_step(engine, packed, seed, step, mode):
     op = _OPS.engine_step_.default
-    done = _mutate("swapkern.engine_step_", [engine.index], op, engine.index, packed.handle, _int64(seed), step, mode)
+    done = _mutate("swapkern.engine_step_", [engine.index], op, (engine.index, packed.handle, _int64(seed), step, mode))
     if done == 0 and mode & 2:
         _increment(packed.bump)
     return done == 0

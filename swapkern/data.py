@@ -36,6 +36,8 @@ from ._featureplan import (
 from ._images import ImagePath, _Base, _is_array, _is_pil, _is_plain_tensor, _tv_tensors
 from ._index import as_index
 
+_compiling = torch.compiler.is_compiling
+
 # FeatureSwaps alive in this process: before a fork (DataLoader workers), their shared counters are moved to shared
 # memory, so that set_epoch reaches persistent workers and the workers' call counts reach this process.
 _LIVE: weakref.WeakSet = weakref.WeakSet()
@@ -78,6 +80,8 @@ class FeatureSwap(ImagePath, _Base):
     if _tv_tensors is not None:  # images and videos; a plain tensor is an image when no tv_tensor image is there
         _transformed_types = (_tv_tensors.Image, _tv_tensors.Video, _is_plain_tensor, _is_pil, _is_array)
 
+    _mru = None  # the last fast call's (shape, on the CPU, device index, slot, call), kept in the instance's dict
+
     def __init__(self, protocol: str, *, swaps: int = 1, p: float = 1.0, generator=None, seed: int | None = None):
         super().__init__()
         if not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS:
@@ -110,6 +114,7 @@ class FeatureSwap(ImagePath, _Base):
         self._share()  # for a DataLoader worker: sent as shared memory (a plain pickle copies the values)
         state = self.__dict__.copy()
         state["_slots"] = OrderedDict()
+        state["_mru"] = None
         state.pop("_sync_np", None)
         return state
 
@@ -207,12 +212,15 @@ class FeatureSwap(ImagePath, _Base):
     def _slot(self, x: torch.Tensor) -> _Slot:
         if torch.compiler.is_compiling():  # traced (torch.compile, torch.export): buffers of the graph, no cache
             return self._traced_slot(x)
+        self.__dict__["_mru"] = None  # another slot, or the same one anew: the next fast call looks it up
         key = (x.shape, x.device)
         slot = self._slots.get(key)
         if slot is None:
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"feature swaps take a tensor, got {type(x).__name__}")
             self.check(x.shape)
+            if x.device.type == "meta":  # before the counter follows it there (and loses its value)
+                raise ValueError("swapkern: tensors on the meta device hold no data to swap")
             slot = self._slots[key] = _Slot(self.protocol, tuple(x.shape), self.swaps, x.device)
             if len(self._slots) > SLOTS:  # a bounded cache: the least recently used shape goes
                 self._slots.popitem(last=False)
@@ -296,13 +304,29 @@ class FeatureSwap(ImagePath, _Base):
     def swap_(self, x: torch.Tensor, *, indices=None) -> torch.Tensor:
         """Draws a step and applies it to the (N, C, H, W) batch x in place, with one call into the backend, at the
         step counter's step (which advances); returns x. Allocation-free after the first call of a shape."""
-        if type(x) is torch.Tensor and indices is None and not torch.compiler.is_compiling():
+        # the last fast call (shape, on the CPU, device index, slot, call); None after any other (never traced)
+        mru = None if _compiling() else self._mru
+        if mru is not None and type(x) is torch.Tensor and indices is None:
+            shape, cpu, index, slot, fast = mru
+            if (
+                x.shape == shape
+                and x.is_cpu is cpu
+                and x.get_device() == index
+                and slot.fast is fast
+                and fast.seed == self.seed
+                and fast.p == self.p
+                and fast.backend is _backend.selected
+            ):
+                fast.call(x)  # as below; the slot is still the most recently used one
+                return x
+        if type(x) is torch.Tensor and indices is None and not _compiling():
             key = (x.shape, x.device)
             slot = self._slots.get(key)
             fast = slot.fast if slot is not None else None
             if fast is not None and fast.seed == self.seed and fast.p == self.p and fast.backend is _backend.selected:
                 fast.call(x)  # the same protocol, seed, p, backend, shape and device as the call that bound it
                 self._slots.move_to_end(key)
+                self.__dict__["_mru"] = (x.shape, x.is_cpu, x.get_device(), slot, fast)  # not Module.__setattr__
                 return x
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"swap_ takes an (N, C, H, W) tensor, got {type(x).__name__}")

@@ -181,3 +181,29 @@ def test_pair_checks_split_over_threads_report_the_first_failure(compiled, k):
                     assert torch.equal(t, t0), (name, trial)
                 else:
                     t.copy_(t0)
+
+
+def test_the_last_fast_call_serves_only_its_own_batches(compiled):
+    # FeatureSwap.swap_ keeps its last fast call aside (one comparison of shape and device instead of a lookup):
+    # batches of another shape, another device, a new seed or p, another backend must not take it.
+    fs, want_fs = FeatureSwap("1PA", seed=5), FeatureSwap("1PA", seed=5)
+    shapes = [(4, 3, 5, 5), (4, 3, 5, 5), (6, 3, 5, 5), (4, 3, 5, 5), (4, 3, 5, 5), (6, 3, 5, 5), (6, 3, 5, 5)]
+    for step, shape in enumerate(shapes):
+        if step == 4:
+            fs.seed = want_fs.seed = 6
+        if step == 5:
+            fs.p = want_fs.p = 0.5
+        x = torch.randn(shape)
+        want = x.clone()
+        fs.swap_(x)
+        with swapkern.use_backend("torch"):
+            want_fs.swap_(want)
+        assert torch.equal(x, want), step
+    with pytest.raises(ValueError, match="meta"):
+        fs.swap_(torch.empty(shapes[-1], device="meta"))
+    x = torch.randn(shapes[-1])
+    want = x.clone()
+    with swapkern.use_backend("torch"):
+        fs.swap_(x)
+        want_fs.swap_(want)
+    assert torch.equal(x, want)
