@@ -487,5 +487,5 @@ def test_breakdown_times_each_layer_of_one_small_call():
     if not swapkern._backend.native_available("cpu"):
         pytest.skip("the native backend is not built")
     rows = dict(layers())
-    assert len(rows) == 9 and rows["floor: y.add_(1), an empty tensor"] > 0
+    assert len(rows) == 10 and rows["floor: y.add_(1), an empty tensor"] > 0
     assert all(0 < us < 10_000 for us in rows.values()), rows

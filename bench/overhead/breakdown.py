@@ -4,9 +4,10 @@ up to the public call (fastest of 15 loops of back-to-back calls, as bench/overh
     python -m bench.overhead.breakdown        (prints a table; --json for one JSON object)
 
 For `FeatureSwap("1PA").swap_(x)` on 512 images (native backend, CPU): the ATen floor (`y.add_(1)` on an empty
-tensor), our op with nothing to do, the bound op with every argument ready (the draw and the exchange of one pixel
-pair), the bound call (the autograd flags and the version bump), and the public call (the shape's slot found and
-checked). For `swap_pixels_(x, [5], [1000], sample=[7])`: the op with ready index tensors, the native wrapper, the
+tensor), our op with nothing to do, the unbound op (feature_swap_, its eleven arguments, x's layout checked on every
+call), the bound op (feature_step_(x, handle): two arguments, x's layout checked once; the draw and the exchange of
+one pixel pair), the bound call (the autograd flags and the version bump), and the public call (the last fast
+call's shape and device compared). For `swap_pixels_(x, [5], [1000], sample=[7])`: the op with ready index tensors, the native wrapper, the
 public call with Python lists. Each layer's cost is its time minus the layer below.
 """
 
@@ -38,12 +39,17 @@ def layers() -> list[tuple[str, float]]:
         cells = dict(zip(bound.__code__.co_freevars, (c.cell_contents for c in bound.__closure__), strict=True))
         op, args = cells["op"], cells["args"]
         p, q, s = torch.tensor([5]), torch.tensor([1000]), torch.tensor([7])
+        unbound = torch.ops.swapkern.feature_swap_.default
+        codes = swapkern.data.protocol_codes("1PA")
+        counter = fs._counter
+        unbound_args = (slot.buf, None, *codes, fs.swaps, fs._args()[2], 0, fs._threshold(), counter)
         raw = torch.ops.swapkern.swap_pixels_.default
         empty = torch.ops.swapkern.swap_elements_.default
         calls = [
             ("floor: y.add_(1), an empty tensor", lambda: y.add_(1)),
             ("our op with nothing to do (swap_elements_, no pairs)", lambda: empty(e, none, none, True)),
-            ("1PA: the op, bound arguments (draw + exchange)", lambda: op(x, *args)),
+            ("1PA unbound: the op feature_swap_ (11 arguments)", lambda: unbound(x, *unbound_args)),
+            ("1PA: the bound op, feature_step_(x, handle)", lambda: op(x, *args)),
             ("1PA: the bound call (autograd flags, version bump)", lambda: bound(x)),
             ("1PA: fs.swap_(x), the public call", lambda: fs.swap_(x)),
             ("pixels: the op, index tensors ready", lambda: raw(x, p, q, s, True)),
