@@ -64,8 +64,16 @@ _C, _native_problem = _load_native()
 _native_error: str | None = _native_problem
 if _native_problem is not None and os.environ.get("SWAPKERN_NO_EXTENSION", "0") != "1":
     warnings.warn(f"{_native_problem} (the environment report: python -m swapkern)", stacklevel=2)
+
+
+def _register(ops):
+    """What Python registers beside a loaded library: the fake kernels, the checked twins and theirs."""
+    _fakes.register_fakes(ops)
+    _fakes.register_fakes(_native.register_checked(ops, _fakes.MUTATING), engine=False)
+
+
 if _C is not None:
-    _fakes.register_fakes(torch.ops.swapkern)
+    _register(torch.ops.swapkern)
 
 _emulation_path: str | None = None  # the emulation library loaded (bench.gpu.emulate reads its kernel registry)
 
@@ -87,7 +95,7 @@ def _load_emulation():
         return False, f"swapkern: the CUDA emulation library {path} failed to load ({e})"
     if not torch._C._dispatch_has_kernel_for_dispatch_key("swapkern_emu::swap_", "CPU"):
         return False, f"swapkern: {path} registers no swapkern_emu ops"
-    _fakes.register_fakes(torch.ops.swapkern_emu)
+    _register(torch.ops.swapkern_emu)
     return True, None
 
 
@@ -178,6 +186,8 @@ class use_backend:
             reason = f" ({_emulation_error})" if name == "cuda-emulated" else reason
             raise ValueError(f"backend {name!r} is not available here{reason}; available: {backends()}")
         self.name, self.previous = name, selected
+        if name != "auto":
+            module(name)  # made now, not inside a trace (torch.compile cannot trace an import)
         selected = name
 
     def __enter__(self):

@@ -9,7 +9,7 @@ import torch
 from . import _checks
 from ._codes import refuse
 
-_MUTATING = (
+MUTATING = (  # the mutating ops with a fake kernel (and a checked twin, swapkern._native)
     "swap_",
     "swap_pixels_",
     "swap_elements_",
@@ -60,14 +60,16 @@ def _fake_engine_step(index, handle, seed, step, mode):
     return torch.library.get_ctx().new_dynamic_size(min=0, max=1)
 
 
-def register_fakes(ops) -> None:
+def register_fakes(ops, engine: bool = True) -> None:
     """Registers the fake kernels of the ops of a namespace (torch.ops.swapkern, or swapkern_emu for the CUDA
-    emulation; swapkern._backend calls it once the library is loaded). engine_new and engine_free stay without:
-    they manage engines in a C++ registry, which no trace can stand for."""
-    for name in _MUTATING:
+    emulation; swapkern._backend calls it once the library is loaded; engine=False: the checked twins of the
+    mutating ops, swapkern._native.register_checked). engine_new, engine_free, feature_bind, feature_step_ and
+    feature_free stay without: they manage objects in a C++ registry, which no trace can stand for."""
+    for name in MUTATING:
         qualname = f"{ops.name}::{name}"
         schema = getattr(ops, name).default._schema.arguments
         names = [a.name for a in schema]
         defaults = [a.default_value if a.has_default_value() else None for a in schema]
         torch.library.register_fake(qualname, _fake_mutating(qualname, names, defaults))
-    torch.library.register_fake(f"{ops.name}::engine_step_", _fake_engine_step)
+    if engine:
+        torch.library.register_fake(f"{ops.name}::engine_step_", _fake_engine_step)

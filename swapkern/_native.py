@@ -19,6 +19,7 @@ checks. The ops are built on the LibTorch stable ABI, which cannot express what 
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 
@@ -75,11 +76,41 @@ def _call(op, args, twin=None):
         _raise_tagged(e)
 
 
+# -- compiled graphs: the checked twins ---------------------------------------------------------------------------
+# An error of an op that a compiled graph calls reaches the caller as it crosses the stable ABI: a TypeError as
+# RuntimeError("[TypeError] ..."), and no error with its rule key. So under torch.compile the wrappers put a checked
+# twin of each mutating op in the graph instead: the same schema in the namespace <ns>_checked, whose kernel (Python)
+# calls the compiled op through _call, so its errors are re-raised with their types and rule keys as in eager mode.
+# It costs a Python frame per call of the compiled graph. The functionalized graph treats the twin as it treated
+# the op (the same alias annotations).
+_CHECKED: dict = {}  # compiled op (OpOverload) -> its checked twin; the emulated instance shares this dict
+_LIBRARIES: list = []
+
+
+def _checked_kernel(op, *args):
+    _call(op, args)
+
+
+def register_checked(ops, names):
+    """Defines the checked twins of the ops `names` of namespace `ops` (swapkern._backend calls it once the library
+    is loaded, then registers their fakes); returns the twins' namespace."""
+    ns = f"{ops.name}_checked"
+    lib = torch.library.Library(ns, "FRAGMENT")
+    _LIBRARIES.append(lib)
+    for name in names:
+        native = getattr(ops, name).default
+        lib.define(str(native._schema).split("::", 1)[1])
+        lib.impl(name, functools.partial(_checked_kernel, native), "CompositeExplicitAutograd")
+        _CHECKED[native] = getattr(getattr(torch.ops, ns), name).default
+    return getattr(torch.ops, ns)
+
+
 def _mutate(name, mutated, op, args, twin=None, before=None):
     """Calls a mutating op, op(*args), between the autograd rules and the version bumps of its mutated tensors.
-    before: the op's checks that only Python can make, run after the autograd rules (as on the Python backends)."""
+    before: the op's checks that only Python can make, run after the autograd rules (as on the Python backends).
+    Traced (torch.compile, torch.export): the op's checked twin, nothing else."""
     if _compiling():
-        return op(*args)
+        return _CHECKED.get(op, op)(*args)
     plain = True  # no tensor that requires grad, no inference tensor: the rules have nothing to say
     for t in mutated:
         if t.requires_grad or t.is_inference():
@@ -354,6 +385,7 @@ def emulated():
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         mod._OPS = torch.ops.swapkern_emu
+        mod._CHECKED = _CHECKED  # one map of checked twins (register_checked fills it for both namespaces)
         sys.modules[name] = mod
         _emulated = mod
     return _emulated

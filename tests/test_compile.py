@@ -110,3 +110,41 @@ def test_weight_swap_step_inside_a_compiled_function_bumps_the_swapped_parameter
         assert torch.equal(p, q), name
     weights = [p.dim() == 2 for p in models[0].parameters()]  # "rows" swaps the weights, not the biases
     assert all(a > b for a, b, w in zip(after, before, weights, strict=True) if w), (before, after)
+
+
+@pytest.mark.parametrize(
+    "backend", ["native", pytest.param("cuda-emulated", marks=pytest.mark.emulation)]
+)
+def test_compiled_graph_keeps_the_exception_types_and_rule_keys(backend):
+    # A compiled graph calls the ops' checked twins (swapkern._native.register_checked): a TypeError stays a
+    # TypeError (the stable ABI alone would make it a RuntimeError) and every refusal keeps its rule key, as eager.
+    if backend not in swapkern.backends("cpu"):
+        pytest.skip(f"backend {backend} unavailable here")
+    cases = [
+        (I([0]).float(), I([1]), TypeError, "index.dtype"),
+        (I([0, 1]), I([1, 2]), ValueError, "pair.repeat"),
+        (I([0]), I([5]), IndexError, "index.range"),
+        (I([2]), I([2]), ValueError, "pair.self"),
+    ]
+    with swapkern.use_backend(backend):
+        torch._dynamo.reset()
+
+        @torch.compile(fullgraph=True)
+        def f(x, a, b):
+            swapkern.swap_(x, 0, a, b)
+            return x + 1
+
+        x = torch.randn(5, 3)
+        before = x.clone()
+        for a, b, kind, rule in cases:
+            with pytest.raises(kind) as compiled:
+                f(x, a, b)
+            assert torch.equal(x, before)
+            with pytest.raises(kind) as eager:
+                swapkern.swap_(x, 0, a, b)
+            assert compiled.value.rule == eager.value.rule == rule
+            assert str(compiled.value) == str(eager.value)
+        want = before.clone()
+        want[[0, 3]] = want[[3, 0]]
+        assert torch.equal(f(x, I([0]), I([3])), want + 1) and torch.equal(x, want)
+    torch._dynamo.reset()

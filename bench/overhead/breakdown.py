@@ -7,8 +7,8 @@ For `FeatureSwap("1PA").swap_(x)` on 512 images (native backend, CPU): the ATen 
 tensor), our op with nothing to do, the unbound op (feature_swap_, its eleven arguments, x's layout checked on every
 call), the bound op (feature_step_(x, handle): two arguments, x's layout checked once; the draw and the exchange of
 one pixel pair), the bound call (the autograd flags and the version bump), and the public call (the last fast
-call's shape and device compared). For `swap_pixels_(x, [5], [1000], sample=[7])`: the op with ready index tensors, the native wrapper, the
-public call with Python lists. Each layer's cost is its time minus the layer below.
+call's shape and device compared). For `swap_pixels_(x, [5], [1000], sample=[7])`: the op with ready index
+tensors, the native wrapper, the public call with Python lists. Each layer's cost is its time minus the layer below.
 """
 
 from __future__ import annotations
