@@ -489,3 +489,45 @@ def test_breakdown_times_each_layer_of_one_small_call():
     rows = dict(layers())
     assert len(rows) == 10 and rows["floor: y.add_(1), an empty tensor"] > 0
     assert all(0 < us < 10_000 for us in rows.values()), rows
+
+
+def test_compiled_bench_times_the_twin_and_the_op():
+    """bench.overhead.compiled: a compiled call with the checked twin, with the op directly, and the eager call."""
+    import torch
+
+    import swapkern
+    from bench.overhead.compiled import measure
+
+    if not swapkern._backend.native_available("cpu"):
+        pytest.skip("the native backend is not built")
+    threads = torch.get_num_threads()
+    try:
+        got = measure(n=50, loops=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert set(got) == {"compiled, checked twin", "compiled, the op directly", "eager"}
+    assert all(0 < us < 1e6 for us in got.values()), got
+
+
+def test_construction_bench_times_setups_with_and_without_the_collector():
+    """bench.overhead.construction on a small model: construction and packing timed with gc on and off, and the
+    collector left on afterwards."""
+    import gc
+
+    import torch
+    import torchvision
+
+    import swapkern
+    from bench.overhead.construction import measure
+
+    if not swapkern._backend.native_available("cpu"):
+        pytest.skip("the native backend is not built")
+    threads = torch.get_num_threads()
+    try:
+        got = measure(repeats=2, model=torchvision.models.resnet18(num_classes=10))
+    finally:
+        torch.set_num_threads(threads)
+    assert gc.isenabled()
+    for collector in ("gc on", "gc off"):
+        assert got[collector]["jobs"] > 0
+        assert all(t > 0 for t in got[collector]["construction_s"] + got[collector]["packing_s"])
