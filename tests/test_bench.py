@@ -502,7 +502,7 @@ def test_compiled_bench_times_the_twin_and_the_op():
         pytest.skip("the native backend is not built")
     threads = torch.get_num_threads()
     try:
-        got = measure(n=50, loops=1)
+        got = measure(calls=50, loops=1)
     finally:
         torch.set_num_threads(threads)
     assert set(got) == {"compiled, checked twin", "compiled, the op directly", "eager"}

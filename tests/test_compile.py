@@ -71,23 +71,6 @@ def test_compile_fullgraph_matches_reference():
     torch.testing.assert_close(out, wx.float().mean() + ww.sum())
 
 
-def test_compiled_graph_raises_the_same_errors():
-    torch._dynamo.reset()
-
-    @torch.compile(fullgraph=True)
-    def f(x, a, b):
-        swapkern.swap_(x, 0, a, b)
-        return x + 1
-
-    x = torch.randn(5, 3)
-    before = x.clone()
-    with pytest.raises(ValueError, match="more than once"):
-        f(x, I([0, 1]), I([1, 2]))
-    with pytest.raises(IndexError):
-        f(x, I([0]), I([5]))
-    assert torch.equal(x, before)
-
-
 def test_weight_swap_step_inside_a_compiled_function_bumps_the_swapped_parameters():
     """WeightSwap.step() called from a torch.compile'd function (after an eager step packed its engine): the engine
     call leaves the graph and runs eagerly, so every swapped parameter's version counter moves (autograd would

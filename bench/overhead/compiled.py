@@ -1,7 +1,7 @@
 """What a compiled graph pays for the checked twins (swapkern._native.register_checked): one small swap
 (`swap_rows_` of two row pairs of a 64x64 weight) as the whole of a torch.compile(fullgraph=True) function, with the
 twin in the graph and with the compiled op called directly, beside the eager call (fastest of 5 loops of 20,000
-calls, one thread).
+calls after 200 to warm up, one thread: bench/overhead/dispatch.py's timer).
 
     python -m bench.overhead.compiled        (prints one JSON object: us per call)
 """
@@ -9,25 +9,16 @@ calls, one thread).
 from __future__ import annotations
 
 import json
-import time
 
 import torch
 
 import swapkern
 from swapkern import _native
 
-
-def per_call_us(f, n=20000, loops=5):
-    best = float("inf")
-    for _ in range(loops):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        best = min(best, (time.perf_counter() - t0) / n * 1e6)
-    return best
+from .dispatch import per_call_us
 
 
-def measure(n: int = 20000, loops: int = 5) -> dict:
+def measure(calls: int = 100000, loops: int = 5) -> dict:
     torch.set_num_threads(1)
     w = torch.randn(64, 64)
     a, b = torch.tensor([0, 1]), torch.tensor([2, 3])
@@ -40,11 +31,11 @@ def measure(n: int = 20000, loops: int = 5) -> dict:
         try:
             f = torch.compile(lambda: swapkern.swap_rows_(w, a, b), fullgraph=True)
             f()
-            out[mode] = per_call_us(f, n, loops)
+            out[mode] = per_call_us(f, calls, loops)
         finally:
             _native._CHECKED.update(saved)
     torch._dynamo.reset()
-    out["eager"] = per_call_us(lambda: swapkern.swap_rows_(w, a, b), n, loops)
+    out["eager"] = per_call_us(lambda: swapkern.swap_rows_(w, a, b), calls, loops)
     return out
 
 
