@@ -32,7 +32,7 @@ from .common import stats
 from .training import report as training_report
 from .training.config import RunConfig
 from .training.experiment import configs
-from .training.suite import SCALES, experiments
+from .training.suite import SCALES, experiments, poster_experiments
 from .training.summary import add_details, summarise
 from .training.verdicts import claim_families, dose_trend, verdict
 
@@ -49,6 +49,7 @@ FAST_PATH = os.path.join(RESULTS_DIR, "fast-path")
 # The fast-path runs in the order RESULTS.md numbers them: 1-2 the full benchmark at bc9411a, 3-5 the goal cases.
 FAST_RUNS = ["overhead-post1", "overhead-post2", "overhead-goal1", "overhead-goal2", "overhead-goal3"]
 SHAM_CHECK = os.path.join(RESULTS_DIR, "sham-check")
+POSTER = os.path.join(RESULTS_DIR, "study-poster")  # bench.study --scale poster (issue 27, item 5)
 FAST_29 = os.path.join(RESULTS_DIR, "fast-path-29")  # issue 29's five runs (run1..run5.json) and breakdown.jsonl
 
 _BLOCK = re.compile(r"(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)", re.S)
@@ -87,6 +88,17 @@ def _labelled(exp, sc, runs):
     return out
 
 
+def _poster_experiments(folder, sc):
+    """The poster scale's experiments as bench.study declared them: the grid, and the decisive comparison at the
+    rates written to poster-lr-grid/choice.json (the grid alone until the choice is written)."""
+    path = os.path.join(folder, "poster-lr-grid", "choice.json")
+    if not os.path.exists(path):
+        return poster_experiments(sc, None)
+    with open(path) as f:
+        chosen = {int(b): lr for b, lr in json.load(f)["chosen"].items()}
+    return poster_experiments(sc, chosen)
+
+
 class Study:
     """bench.study's cpu-scale experiments summarised from their saved runs (as the study's report makes them)."""
 
@@ -94,12 +106,15 @@ class Study:
         sc = SCALES[scale]
         self.folder, self.scale = folder, scale
         self.sections, self.results, self.data = [], {}, {}
-        for exp in experiments(sc, scale == "quick"):
+        exps = _poster_experiments(folder, sc) if scale == "poster" else experiments(sc, scale == "quick")
+        for exp in exps:
             runs = _labelled(exp, sc, _load_runs(os.path.join(folder, exp.name)))
             if not runs:
                 continue
             groups = {r["group"] for r in runs}
             based = {r["group"] for r in runs if r["arm"] == "none"}
+            if not based:  # no baseline arm at all (the poster scale's rate grid): not a comparison
+                continue
             if groups - based:  # a group without a baseline run has nothing to compare with
                 dropped = sorted(groups - based)
                 n = sum(r["group"] in dropped for r in runs)
@@ -276,6 +291,41 @@ def experiment_table(study, name) -> str:
         + training_report.table(rows, "group")
         + extra
     )
+
+
+def poster_grid() -> str:
+    """The poster scale's saved learning-rate grid: mean best test accuracy per batch size and rate, and the rates
+    chosen from it by the declared rule (poster-lr-grid/choice.json)."""
+    runs = _load_runs(os.path.join(POSTER, "poster-lr-grid"))
+    if not runs:
+        return "Not run yet."
+    cells = {}
+    for r in runs:
+        c = r["config"]
+        cells.setdefault((c["batch_size"], round(c["lr"] / (c["batch_size"] / 64) ** 0.5, 6)), []).append(r)
+    lines = ["| batch | rate at batch 64 (rate used) | seeds | best test accuracy per seed | mean |"]
+    lines.append("|---|---|---|---|---|")
+    for (b, lr), rs in sorted(cells.items()):
+        accs = [100 * r["best_acc"] for r in sorted(rs, key=lambda r: r["config"]["seed"])]
+        lines.append(
+            f"| {b} | {lr:g} ({rs[0]['config']['lr']:.4f}) | {len(rs)} | {' / '.join(f'{a:.1f}%' for a in accs)} "
+            f"| {statistics.mean(accs):.1f}% |"
+        )
+    path = os.path.join(POSTER, "poster-lr-grid", "choice.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            choice = json.load(f)
+        picked = ", ".join(f"batch {b}: {lr:g}" for b, lr in choice["chosen"].items())
+        lines += ["", f"Chosen by the declared rule (the highest mean best accuracy; ties: the smaller rate) from "
+                      f"{choice['grid_runs']} grid runs, written before any comparison run: {picked}."]
+    else:
+        lines += ["", "The grid is unfinished: no rate chosen yet."]
+    return "\n".join(lines)
+
+
+def poster_decisive() -> str:
+    study = Study(POSTER, "poster")
+    return experiment_table(study, "poster-decisive")
 
 
 def weight_dose(study) -> str:
@@ -613,6 +663,8 @@ def blocks() -> dict:
         "weight-dose": weight_dose(quick),
         "goals": goals(),
         "goals-29": goals_29(),
+        "poster-grid": poster_grid(),
+        "poster-decisive": poster_decisive(),
         "breakdown-29": breakdown_29(),
         "copy": copy_table(),
         "sharded": sharded(),

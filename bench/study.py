@@ -36,7 +36,8 @@ __all__ = ["SCALES", "experiments", "main"]
 
 def section(exp, sc, data, device, out, rewrite=None):
     """Runs one experiment (resumably, under out/<name>/runs), summarises it, writes its figures and JSON, prints its
-    verdict; returns its REPORT.md section: (exp, rows, target in words, figure paths, provenance).
+    verdict; returns its REPORT.md section: (exp, rows, target in words, figure paths, provenance), or None for a
+    rate grid without a baseline arm (poster-lr-grid: its runs are saved, the choice is made from them).
 
     With a deadline (sc.minutes), the experiment grows one seed (a round of every arm) at a time while another
     round is predicted to fit, up to sc.max_seeds. rewrite(section), if given, is called after each run trained
@@ -72,6 +73,9 @@ def section(exp, sc, data, device, out, rewrite=None):
         exp.seeds = seeds
         if seeds < sc.seeds:
             exp.skipped = f"the {sc.minutes:g}-minute deadline left room for {seeds} of the {sc.seeds} seeds planned"
+    if not any(label == "none" for label, _ in exp.arms):  # a rate grid (poster-lr-grid): no comparison to make
+        print(f"[{exp.name}] {len(results)} runs, {time.time() - t0:.0f} s: saved (a grid, not a comparison)")
+        return None
     sec = _summarised(exp, results, out, t0)
     print(f"[{exp.name}] {len(results)} runs, {time.time() - t0:.0f} s: {verdict(exp, sec[1])}")
     return sec
@@ -162,8 +166,10 @@ def main(argv=None):
                 continue
             exp = next(e for e in poster_experiments(sc, chosen) if e.name == exp.name)
         rewrite = (lambda sec: write([*sections, sec])) if sc.minutes else None  # as it goes, under a deadline
-        sections.append(section(exp, sc, data, device, args.out, rewrite=rewrite))
-        write(sections)
+        sec = section(exp, sc, data, device, args.out, rewrite=rewrite)
+        if sec is not None:
+            sections.append(sec)
+            write(sections)
     print(f"wrote {os.path.join(args.out, 'REPORT.md')}")
     return sections
 

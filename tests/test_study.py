@@ -230,3 +230,21 @@ def test_dose_trend_is_a_per_seed_slope_with_a_t_interval():
     est, lo, hi, p, n, k = dose_trend(rows, "rows")
     assert est == pytest.approx(3.2) and lo < 3.2 < hi and n == 5 and k == 3 and p < 0.01
     assert "trend +3.2 points lost per tenfold rate" in dose_verdict(rows)
+
+
+def test_poster_scale_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
+    # The whole --scale poster flow on the tiny built-in set: the grid (no baseline arm: saved, not summarised),
+    # the declared choice, the decisive comparison, REPORT.md; and bench.report's tables of both from the folder.
+    from bench import report
+    from bench.training.suite import Scale
+
+    monkeypatch.setitem(study.SCALES, "poster", Scale("poster", "builtin-tiny", None, None, 2, 0.5))
+    sections = study.main(["--scale", "poster", "--data", "builtin-tiny", "--out", str(tmp_path)])
+    assert [s[0].name for s in sections] == ["poster-decisive"]
+    assert (tmp_path / "poster-lr-grid" / "choice.json").exists() and (tmp_path / "REPORT.md").exists()
+    assert len(list((tmp_path / "poster-lr-grid" / "runs").glob("*.json"))) == 16
+    assert len(list((tmp_path / "poster-decisive" / "runs").glob("*.json"))) == 8
+    monkeypatch.setattr(report, "POSTER", str(tmp_path))
+    grid = report.poster_grid()
+    assert grid.count("\n| 32 |") == 4 and grid.count("\n| 128 |") == 4 and "Chosen by the declared rule" in grid
+    assert "1SA" in report.poster_decisive()
