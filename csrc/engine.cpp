@@ -151,12 +151,12 @@ void engine_free(int64_t handle) {
   registry_of<Engine>().take(handle);  // destroyed outside the registry's lock (on CUDA it may wait for kernels)
 }
 
-Engine& engine_at(int64_t handle, const Tensor& index) {
-  Engine* e = registry_of<Engine>().find(handle);
+std::shared_ptr<Engine> engine_at(int64_t handle, const Tensor& index) {
+  std::shared_ptr<Engine> e = registry_of<Engine>().find(handle);
   SK_CHECK_VALUE(e != nullptr, "swapkern.engine_step_: no engine ", handle, " (freed?)");
   SK_CHECK_VALUE(same_tensor(index, e->index), "swapkern.engine_step_: index is not the buffer engine ", handle,
                  " was made with");
-  return *e;
+  return e;
 }
 
 bool engine_fresh(const Engine& e) {

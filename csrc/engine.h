@@ -15,6 +15,7 @@
 #include "tensor.h"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -62,13 +63,14 @@ void engine_free(int64_t handle);
 template <void (*draw)(const Engine&, uint64_t, uint64_t), void (*apply)(const Engine&, const Wave&)>
 int64_t engine_step(const Tensor& index, int64_t handle, int64_t seed, int64_t step, int64_t mode);
 
-// The registry, for the op bodies.
-Engine& engine_at(int64_t handle, const Tensor& index);
+// The registry, for the op bodies: the engine of a handle, held for the call.
+std::shared_ptr<Engine> engine_at(int64_t handle, const Tensor& index);
 bool engine_fresh(const Engine& e);
 
 template <void (*draw)(const Engine&, uint64_t, uint64_t), void (*apply)(const Engine&, const Wave&)>
 int64_t engine_step(const Tensor& index, int64_t handle, int64_t seed, int64_t step, int64_t mode) {
-  Engine& e = engine_at(handle, index);
+  const std::shared_ptr<Engine> held = engine_at(handle, index);
+  const Engine& e = *held;
   if (!engine_fresh(e)) return 1;
   if (mode & 1) draw(e, static_cast<uint64_t>(seed), static_cast<uint64_t>(step));
   if (mode & 2) {

@@ -35,10 +35,17 @@ int64_t feature_bind(const Tensor& buf, const Tensor& counter, int64_t B, int64_
 
 void feature_free(int64_t handle) { registry_of<FeatureBinding>().take(handle); }
 
-FeatureBinding& feature_at(int64_t handle) {
-  FeatureBinding* f = registry_of<FeatureBinding>().find(handle);
+std::shared_ptr<FeatureBinding> feature_at(int64_t handle) {
+  std::shared_ptr<FeatureBinding> f = registry_of<FeatureBinding>().find(handle);
   SK_CHECK_VALUE(f != nullptr, "swapkern.feature_step_: no bound call ", handle, " (freed?)");
-  return *f;
+  return f;
+}
+
+DrawParams draw_now(const FeatureBinding& f) {
+  DrawParams d = f.draw;
+  d.buf = data_of<int64_t>(f.buf);
+  d.counter = data_of<int64_t>(f.counter);
+  return d;
 }
 
 }  // namespace swapkern

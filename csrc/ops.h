@@ -134,7 +134,8 @@ void feature_swap_op(const Tensor& x, const Tensor& buf, const std::optional<Ten
 template <Launcher launch, void (*draw)(const DrawParams&)>
 void feature_step_op(const Tensor& x, int64_t handle) {
   constexpr const char* op = "swapkern.feature_swap_";
-  FeatureBinding& f = feature_at(handle);
+  const std::shared_ptr<FeatureBinding> held = feature_at(handle);
+  FeatureBinding& f = *held;
   const IntArrayRef sizes = x.sizes();
   SK_RULE(sizes.size() == 4, rules::kOpShape, op, ": expected an (N, C, H, W) batch, got shape ", sizes);
   SK_CHECK_VALUE(sizes.equals(IntArrayRef(f.sizes, 4)), "swapkern.feature_step_: call ", handle,
@@ -142,21 +143,29 @@ void feature_step_op(const Tensor& x, int64_t handle) {
   const Device x_device = x.device();
   SK_CHECK_VALUE(f.device == x_device, op, ": buf is on ", f.device, " but x is on ", x_device);
   SK_CHECK_VALUE(!memory_intersects(f.buf, x), op, ": buf must not share memory with x or indices");
+  const DrawParams d = draw_now(f);
   const ScalarType dtype = dtype_of(x);
   const IntArrayRef strides = x.strides();
-  const bool known = f.plan.has_value() && dtype == f.dtype && strides.equals(IntArrayRef(f.strides, 4));
+  std::optional<Plan> known;
+  {
+    const std::lock_guard<std::mutex> lock(f.mutex);
+    if (f.plan.has_value() && dtype == f.dtype && strides.equals(IntArrayRef(f.strides, 4))) known = f.plan;
+  }
   if (!known) check_swappable(op, x, "x");
   SK_CHECK_VALUE(!memory_intersects(f.counter, x), op, ": counter must not be inside x");
+  Plan plan = known ? *known : feature_plan(op, x, d, f.which, f.what, f.extent_all);
   if (!known) {
-    f.plan.reset();  // if the checks refuse x, nothing stays cached
-    Plan plan = feature_plan(op, x, f.draw, f.which, f.what, f.extent_all);
-    f.dtype = dtype;
-    for (int d = 0; d < 4; ++d) f.strides[d] = strides[d];
+    const std::lock_guard<std::mutex> lock(f.mutex);
     f.plan = plan;
+    f.dtype = dtype;
+    for (int k = 0; k < 4; ++k) f.strides[k] = strides[k];
   }
-  Plan& plan = *f.plan;
+  // This call's pointers: x's data and buf's slots (a cached plan may hold another call's).
   plan.x.data = plan.y.data = static_cast<char*>(x.data_ptr());
-  draw_and_exchange<launch, draw>(x, f.draw, plan);
+  plan.x.idx = d.buf + d.a;
+  plan.y.idx = d.buf + d.b;
+  if (plan.x.sample != nullptr) plan.x.sample = plan.y.sample = d.buf + d.sample;
+  draw_and_exchange<launch, draw>(x, d, plan);
 }
 
 }  // namespace swapkern

@@ -80,7 +80,7 @@ class FeatureSwap(ImagePath, _Base):
     if _tv_tensors is not None:  # images and videos; a plain tensor is an image when no tv_tensor image is there
         _transformed_types = (_tv_tensors.Image, _tv_tensors.Video, _is_plain_tensor, _is_pil, _is_array)
 
-    _mru = None  # the last fast call's (shape, on the CPU, device index, slot, call), kept in the instance's dict
+    _mru = None  # the last fast call's (shape, on the CPU, device, slot, call), kept in the instance's dict
 
     def __init__(self, protocol: str, *, swaps: int = 1, p: float = 1.0, generator=None, seed: int | None = None):
         super().__init__()
@@ -100,6 +100,15 @@ class FeatureSwap(ImagePath, _Base):
 
     def __repr__(self):
         return f"FeatureSwap({self.protocol!r}, swaps={self.swaps}, p={self.p}, seed={self.seed}, step={self.step})"
+
+    def _apply(self, fn, *args, **kwargs):
+        """Module.to, .cuda(), .share_memory() and the like go through here and may move or replace the step counter,
+        which the bound calls hold: they are dropped, and each shape binds again on its next call."""
+        out = super()._apply(fn, *args, **kwargs)
+        for slot in self._slots.values():
+            slot.fast = slot.stepped = None
+        self.__dict__["_mru"] = None
+        return out
 
     # -- pickling, copies, workers ---------------------------------------------------------------------------------
     def _share(self):
@@ -304,14 +313,14 @@ class FeatureSwap(ImagePath, _Base):
     def swap_(self, x: torch.Tensor, *, indices=None) -> torch.Tensor:
         """Draws a step and applies it to the (N, C, H, W) batch x in place, with one call into the backend, at the
         step counter's step (which advances); returns x. Allocation-free after the first call of a shape."""
-        # the last fast call (shape, on the CPU, device index, slot, call); None after any other (never traced)
+        # the last fast call (shape, on the CPU, device, slot, call); None after any other (never traced)
         mru = None if _compiling() else self._mru
         if mru is not None and type(x) is torch.Tensor and indices is None:
-            shape, cpu, index, slot, fast = mru
+            shape, cpu, device, slot, fast = mru
             if (
                 x.shape == shape
                 and x.is_cpu is cpu
-                and x.get_device() == index
+                and (cpu or x.device == device)  # the CPU is one device; others are compared in full
                 and slot.fast is fast
                 and fast.seed == self.seed
                 and fast.p == self.p
@@ -326,7 +335,7 @@ class FeatureSwap(ImagePath, _Base):
             if fast is not None and fast.seed == self.seed and fast.p == self.p and fast.backend is _backend.selected:
                 fast.call(x)  # the same protocol, seed, p, backend, shape and device as the call that bound it
                 self._slots.move_to_end(key)
-                self.__dict__["_mru"] = (x.shape, x.is_cpu, x.get_device(), slot, fast)  # not Module.__setattr__
+                self.__dict__["_mru"] = (x.shape, x.is_cpu, x.device, slot, fast)  # not Module.__setattr__
                 return x
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"swap_ takes an (N, C, H, W) tensor, got {type(x).__name__}")

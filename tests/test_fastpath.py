@@ -207,3 +207,49 @@ def test_the_last_fast_call_serves_only_its_own_batches(compiled):
         fs.swap_(x)
         want_fs.swap_(want)
     assert torch.equal(x, want)
+
+
+def test_a_bound_call_follows_its_counter_through_share_memory(compiled):
+    # share_memory_() gives the step counter a new storage under the same tensor: the bound call must draw from and
+    # advance that one (it read the old address before: the steps stopped counting).
+    fs, want_fs = FeatureSwap("1SA", seed=1), FeatureSwap("1SA", seed=1)
+    for step in range(6):
+        if step == 3:
+            fs.share_memory()
+        x = torch.randn(4, 3, 8, 8)
+        want = x.clone()
+        fs.swap_(x)
+        with swapkern.use_backend("torch"):
+            want_fs.swap_(want)
+        assert torch.equal(x, want), step
+    assert fs.step == 6
+
+
+def test_threads_sharing_a_binding_swap_only_their_own_batch(compiled):
+    # Two threads call one FeatureSwap with batches of one shape and different strides: each call must use the plan
+    # of its own batch (a shared cached plan let one thread write past its tensor). Guards around one batch stay 0.
+    import threading
+
+    fs = FeatureSwap("1PA", seed=2)
+    n = 4 * 3 * 8 * 8
+    guard = torch.zeros(3 * n)
+    inside = guard[n : 2 * n].view(4, 3, 8, 8)
+    inside.copy_(torch.arange(1.0, n + 1).view(4, 3, 8, 8))
+    strided = torch.randn(4, 3, 8, 32)[..., ::4]
+    errors = []
+
+    def run(t):
+        try:
+            for _ in range(2000):
+                fs.swap_(t)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in (inside, strided)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert bool((guard[:n] == 0).all()) and bool((guard[2 * n :] == 0).all())
+    assert sorted(inside.flatten().tolist()) == list(range(1, n + 1))  # a permutation of its own values

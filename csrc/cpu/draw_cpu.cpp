@@ -13,10 +13,16 @@ namespace {
 // the compiler vectorizes it (with AVX2 where the CPU has it: one clone per instruction set, picked at load time).
 constexpr int64_t kChunk = 256;
 
+// One clone per instruction set where GCC builds for x86-64; elsewhere (or with another compiler) one function.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SK_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SK_CLONES
+#endif
+
 template <bool keyed>
-__attribute__((target_clones("avx2", "default"))) void scores(const int64_t* indices, int64_t begin, int64_t m,
-                                                              uint32_t base, uint32_t* score, uint32_t& sum,
-                                                              uint32_t& top) {
+SK_CLONES void scores(const int64_t* indices, int64_t begin, int64_t m, uint32_t base, uint32_t* score,
+                      uint32_t& sum, uint32_t& top) {
   uint32_t s = 0, t = 0;
   for (int64_t i = 0; i < m; ++i) {
     const uint32_t key = mix32(static_cast<uint32_t>(keyed ? indices[begin + i] : begin + i));  // as image_key
