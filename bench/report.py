@@ -323,6 +323,28 @@ def poster_grid() -> str:
     return "\n".join(lines)
 
 
+def poster_sentence() -> str:
+    """The README's sentence on the decisive poster-regime comparison, from its saved runs ("" before any)."""
+    sec = Study(POSTER, "poster").section("poster-decisive")
+    if sec is None:
+        return ""
+    parts = []
+    for r in sec[1]:
+        if r["arm"] != "1SA":
+            continue
+        s = r["steps_ratio"]
+        ci = "no interval" if s["pairs"] < 2 else f"[{s['lo']:.2f}, {s['hi']:.2f}]"
+        parts.append(f"{r['group']}: {s['ratio']:.2f} {ci}, {s['verdict']} ({s['pairs']} seeds)")
+    done = {r["group"] for r in sec[1]}
+    left = [f"batch {b}" for b in (32, 128) if f"batch {b}" not in done]
+    tail = f"; {' and '.join(left)} not run yet" if left else ""
+    return (
+        " In the poster's own regime on all 50,000 training images (plain SGD, its rate chosen by a saved grid), "
+        "1SA against the baseline in steps to the target, 95% paired t-interval and TOST verdict within 10%: "
+        + "; ".join(parts) + tail + "."
+    )
+
+
 def poster_decisive() -> str:
     study = Study(POSTER, "poster")
     return experiment_table(study, "poster-decisive")
@@ -618,6 +640,7 @@ def measured(study, quick=None) -> str:
                     f"{t[0]:+.1f} [{t[1]:+.1f}, {t[2]:+.1f}] points per tenfold rate ({t[4]} seeds, p 0.01-1)"
                 )
         wtxt += "."
+    wtxt += poster_sentence()
     cr = copy_ratios()
     meds = {c: statistics.median(v) for c, v in cr.items()}
     runs = [r["rows"] for r in _runs_29()]  # issue 29's five runs: the small calls and the weight steps of today
