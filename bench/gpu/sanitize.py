@@ -3,10 +3,10 @@ tensors (the CUDA kernels; the CPU ones where there is no GPU), each result chec
 
 Covered: the exchange kernels (flat and per-pair, units and tiled, contiguous, channels_last and strided, 1- to
 16-byte elements), swap_between_, the feature-plan draw (draw_feature_plan_) and the fused draw+swap
-(feature_swap_, through FeatureSwap and FeatureSwap.plan), the fused loader (load_batch_, through a DeviceLoader
-batch with a swap and flips), and the packed multi-tensor engine (engine_step_, through WeightSwap steps: rows,
-mixed, and neuron with the optimizer state on a residual MLP: Linear layers only, no cuDNN). Exits non-zero on a
-wrong result.
+(feature_swap_, then feature_step_ through the binding of a shape; through FeatureSwap and FeatureSwap.plan), the
+fused loader (load_batch_, through a DeviceLoader batch with a swap and flips), and the packed multi-tensor engine
+(engine_step_, through WeightSwap steps: rows, mixed, and neuron with the optimizer state on a residual MLP: Linear
+layers only, no cuDNN). Exits non-zero on a wrong result.
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 9 --kernel-name kns=swapkern \
         --report-api-errors no python -m bench.gpu.sanitize
@@ -76,7 +76,11 @@ def _features(dev):
         fs.step = 4
         fs.swap_(x)  # feature_swap_: drawn and applied in one call
         assert torch.equal(x, want), proto
-        checks += 2
+        fs.swap_(x)  # feature_step_: the same shape again, through its binding (step 5)
+        with swapkern.use_backend("torch"):
+            swapkern.FeatureSwap(proto, swaps=3, seed=11).plan(expect, step=5).apply_(expect)
+        assert torch.equal(x, expect), proto
+        checks += 3
     return checks
 
 
