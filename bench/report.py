@@ -347,7 +347,10 @@ def poster_sentence() -> str:
 
 def poster_decisive() -> str:
     study = Study(POSTER, "poster")
-    return experiment_table(study, "poster-decisive")
+    sec = study.section("poster-decisive")
+    if sec is None:
+        return experiment_table(study, "poster-decisive")
+    return experiment_table(study, "poster-decisive") + "\n\nThe declared test: " + verdict(sec[0], sec[1]) + "."
 
 
 def weight_dose(study) -> str:
