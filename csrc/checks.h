@@ -55,11 +55,11 @@ void check_range(const char* op, const int64_t* v, int64_t K, int64_t n, bool wr
 // [-ns, ns) (index.range, IndexError); ns * max(nx, ny) < kMaxPositions (size.keyspace); then pair by pair, k =
 // 0, 1, ...: same=true: a[k] != b[k] (pair.self), then a[k], then b[k] not seen before in its scope (pair.repeat);
 // same=false: a[k] not seen in a, b[k] not seen in b (ValueError): the first failing pair's, and within a pair in
-// that order. O(K) time in reused per-thread buffers; one host copy for device indices. warm: a plan of host tensors
-// whose slices are a line or less each (scattered elements, pixels): while the checks read the indices, the lines
-// its exchange will touch are fetched (prefetch only: nothing is read or written before the checks pass).
+// that order. O(K) time in reused per-thread buffers; one host copy for device indices. Two passes: the first only
+// asks whether every check passes (branch-free over the pairs, on two threads from 1,024 pairs); only when one fails
+// does the second run the checks in their order, on one thread, to report the first failure.
 void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor* sample, int64_t nx,
                  int64_t ny, int64_t ns, bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s,
-                 const char* what, const Plan* warm = nullptr);
+                 const char* what);
 
 }  // namespace swapkern

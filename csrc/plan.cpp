@@ -201,10 +201,8 @@ OwnedPlan make_plan(const char* op, const Tensor& x, const Tensor& y, DimGroup g
   if (!validate || K == 0) return out;
   const char* what = gx.end - gx.begin == 1 ? "dim" : (gx.begin == 0 && gx.end == x.dim() ? "the tensor" : "dims");
   const auto u64 = [](const Tensor& t) { return dtype_of(t) == ScalarType::UInt64; };
-  // Host slices of a cache line or less are scattered misses: the checks fetch them as they go.
-  const bool warm = x.is_cpu() && p.slice_numel * p.elem_size <= 64;
   check_pairs(op, ia, ib, is, p.x.idx_numel, p.y.idx_numel, has_sample ? x.size(sample_dim) : 1, same_tensor(x, y),
-              u64(a), u64(b), has_sample && u64(*sample), what, warm ? &p : nullptr);
+              u64(a), u64(b), has_sample && u64(*sample), what);
   return out;
 }
 

@@ -144,25 +144,38 @@ def _outcome(fn):
 
 @pytest.mark.parametrize("k", [1023, 1024, 3000])
 def test_pair_checks_split_over_threads_report_the_first_failure(compiled, k):
-    # From 1024 pairs the native pair check splits its keys over two threads: the failure it reports must be the
-    # one the single pass of the Python twin reports (same pair, same side, same message), and nothing moves.
+    # The native pair check first asks only whether every check passes (from 1024 pairs on two threads, its keys
+    # split by a hash bit), then, when one fails, finds the first failure in order: the failure it reports must be
+    # the one the single pass of the Python twin reports (same rule, same pair, same side, same message), and
+    # nothing moves. Negative (wrapped) indices, uint64 indices and out-of-range indices and samples among them.
     g = torch.Generator().manual_seed(k)
     n = 4 * k
-    for trial in range(24):
+    for trial in range(36):
         perm = torch.randperm(n, generator=g)
         a, b = perm[:k].clone(), perm[k : 2 * k].clone()
         sample = torch.randint(0, 3, (k,), generator=g)
-        for _ in range(trial % 3 + 1):  # one to three corruptions at random pairs
+        if trial % 4 == 1:  # some indices counted from the end: the same positions, so no failure by themselves
+            flip = torch.rand(k, generator=g) < 0.5
+            a[flip] -= n
+        for _ in range(trial % 3 + (trial % 6 == 5)):  # none to three corruptions at random pairs
             i, j = torch.randint(0, k, (2,), generator=g).tolist()
-            kind = int(torch.randint(0, 4, (1,), generator=g))
+            kind = int(torch.randint(0, 7, (1,), generator=g))
             if kind == 0:
                 a[i] = b[i]  # a pair with itself
             elif kind == 1:
                 a[i] = a[j] if i != j else b[j]
             elif kind == 2:
                 b[i] = a[j]
-            else:
+            elif kind == 3:
                 b[i] = b[j] if i != j else a[j]
+            elif kind == 4:
+                b[i] = a[j] - n if a[j] >= 0 else a[j] + n  # a repeat written the other way round
+            elif kind == 5:
+                a[i] = n if i % 2 else -n - 1  # out of range
+            else:
+                sample[i] = 3  # a sample out of range (the pixels call)
+        if trial % 4 == 3 and bool((a >= 0).all()):
+            a, b = a.to(torch.uint64), b.to(torch.uint64)
         x, y = torch.arange(float(n)), torch.arange(float(n)) + n
         img = torch.arange(3.0 * 2 * n).view(3, 2, n, 1)
         calls = {
