@@ -134,6 +134,7 @@ thread_local Scratch scratch;
 // key); the generation wraps after 65535 calls, and the table is cleared then.
 class KeySet {
  public:
+  using Key = uint64_t;  // what a bucket of all_pass holds for this set
   static constexpr uint64_t kKeyBits = 48, kKeyMask = (uint64_t{1} << kKeyBits) - 1;
 
   explicit KeySet(int64_t count) : s_(scratch) {
@@ -178,6 +179,7 @@ class KeySet {
 // ns a key with the table in cache, 1.6 vs 7.8 after the cache was flushed).
 class KeySet32 {
  public:
+  using Key = uint32_t;
   static constexpr uint64_t kLimit = 0xFFFFFFFFull;  // keys below this (key + 1 != 0)
 
   explicit KeySet32(int64_t count) {
@@ -224,11 +226,6 @@ struct Failure {
   int stage;
 };
 
-template <class T>
-struct Tag {
-  using type = T;
-};
-
 // One index argument's range, as one unsigned compare: v in [-m, m) (wrap) is v + m in [0, 2m); uint64 bits, v in
 // [0, m) (a negative v is a value of 2^63 or more).
 struct Range {
@@ -243,9 +240,9 @@ inline uint64_t wrap_index(int64_t v, int64_t m) { return static_cast<uint64_t>(
 
 // Step 1 of all_pass for the pairs [k0, k1): whether any index is out of range or a[k] == b[k] (same), and the keys
 // split by part into b0[0, c0) and b1[0, c1) (split: by a hash bit; else all into b0), without a branch on the data.
-template <bool kSample, bool kSame>
+template <bool kSample, bool kSame, class Key>
 bool gather_keys(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_t k0, int64_t k1, int64_t nx,
-                 int64_t ny, int64_t ns, Range ra, Range rb, Range rs, bool split, uint64_t* b0, uint64_t* b1,
+                 int64_t ny, int64_t ns, Range ra, Range rb, Range rs, bool split, Key* b0, Key* b1,
                  int64_t& c0_out, int64_t& c1_out) {
   const uint64_t n = static_cast<uint64_t>(std::max(nx, ny));
   const uint64_t mask = split ? ~uint64_t{0} : 0;
@@ -253,7 +250,7 @@ bool gather_keys(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_
   bool bad = false;
   const auto put = [&](uint64_t key) {
     const int64_t part = static_cast<int64_t>(part_of(key) & mask);
-    *(part ? b1 + c1 : b0 + c0) = key;
+    *(part ? b1 + c1 : b0 + c0) = static_cast<Key>(key);  // below Key's range unless an index is out of range
     c1 += part;
     c0 += 1 - part;
   };
@@ -281,14 +278,17 @@ bool gather_keys(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_
 // that bit mispredicts half the time, and cost more than the inserts); then each part's keys go into one set,
 // sized for what its buckets hold (every occurrence of a key is in one part, so a repeat is a repeat within its
 // part). Below that, the same on one thread with one part.
-bool all_pass(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_t K, int64_t nx, int64_t ny, int64_t ns,
-              bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s) {
+template <class Set>
+bool all_pass_with(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_t K, int64_t nx, int64_t ny,
+                   int64_t ns, bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s) {
+  using Key = typename Set::Key;
   const int64_t parts = K >= kParallelPairs ? 2 : 1;
   // Buckets: thread t's keys of part q at [(t * parts + q) * 2 * share, ...), share = its pairs (ceil(K / parts)).
   const int64_t share = (K + parts - 1) / parts;
+  const size_t words = (parts * parts * 2 * share * sizeof(Key) + 7) / 8;
   std::vector<uint64_t>& buf = scratch.keys;
-  if (buf.size() < static_cast<size_t>(parts * parts * 2 * share)) buf.resize(parts * parts * 2 * share);
-  uint64_t* keys = buf.data();
+  if (buf.size() < words) buf.resize(words);
+  Key* keys = reinterpret_cast<Key*>(buf.data());
   const auto bucket = [&](int64_t t, int64_t q) { return keys + (t * parts + q) * 2 * share; };
   int64_t count[2][2] = {{0, 0}, {0, 0}};  // [thread][part]
   bool fails[2] = {false, false};
@@ -296,44 +296,46 @@ bool all_pass(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_t K
   parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t k0 = t * share, k1 = std::min(K, k0 + share);
-      uint64_t* b0 = bucket(t, 0);
-      uint64_t* b1 = bucket(t, parts - 1);
       int64_t unused = 0;  // one part: nothing goes to b1 (which is b0)
       const auto run = [&](auto gather) {
-        fails[t] = gather(va, vb, vs, k0, k1, nx, ny, ns, ra, rb, rs, parts == 2, b0, b1, count[t][0],
-                          parts == 2 ? count[t][1] : unused);
+        fails[t] = gather(va, vb, vs, k0, k1, nx, ny, ns, ra, rb, rs, parts == 2, bucket(t, 0), bucket(t, parts - 1),
+                          count[t][0], parts == 2 ? count[t][1] : unused);
       };
       if (vs != nullptr) {
-        same ? run(gather_keys<true, true>) : run(gather_keys<true, false>);
+        same ? run(gather_keys<true, true, Key>) : run(gather_keys<true, false, Key>);
       } else {
-        same ? run(gather_keys<false, true>) : run(gather_keys<false, false>);
+        same ? run(gather_keys<false, true, Key>) : run(gather_keys<false, false, Key>);
       }
     }
   });
   if (fails[0] || fails[1]) return false;
   bool passed[2] = {true, true};
-  const auto insert_all = [&](int64_t q, auto tag) {
-    using Set = typename decltype(tag)::type;
-    Set seen(count[0][q] + (parts == 2 ? count[1][q] : 0));
-    constexpr int64_t kAhead = 8;  // keys prefetched ahead of the one inserted
-    for (int64_t t = 0; t < parts; ++t) {
-      const uint64_t* b = bucket(t, q);
-      const int64_t m = count[t][q];
-      for (int64_t j = 0; j < m; ++j) {
-        if (j + kAhead < m) seen.prefetch(b[j + kAhead]);
-        if (!seen.insert(b[j])) return false;
-      }
-    }
-    return true;
-  };
-  // Keys below 2 * ns * n: 32-bit slots when they fit.
-  const bool small_keys = static_cast<uint64_t>(ns) * static_cast<uint64_t>(std::max(nx, ny)) * 2 < KeySet32::kLimit;
   parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t q = begin; q < end; ++q) {
-      passed[q] = small_keys ? insert_all(q, Tag<KeySet32>{}) : insert_all(q, Tag<KeySet>{});
+      Set seen(count[0][q] + (parts == 2 ? count[1][q] : 0));
+      constexpr int64_t kAhead = 8;  // keys prefetched ahead of the one inserted
+      for (int64_t t = 0; t < parts && passed[q]; ++t) {
+        const Key* b = bucket(t, q);
+        const int64_t m = count[t][q];
+        for (int64_t j = 0; j < m; ++j) {
+          if (j + kAhead < m) seen.prefetch(b[j + kAhead]);
+          if (!seen.insert(b[j])) {
+            passed[q] = false;
+            break;
+          }
+        }
+      }
     }
   });
   return passed[0] && passed[1];
+}
+
+bool all_pass(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_t K, int64_t nx, int64_t ny, int64_t ns,
+              bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s) {
+  // Keys below 2 * ns * n: 32-bit keys and slots when they fit (half the bytes to write, read and probe).
+  const bool small_keys = static_cast<uint64_t>(ns) * static_cast<uint64_t>(std::max(nx, ny)) * 2 < KeySet32::kLimit;
+  return small_keys ? all_pass_with<KeySet32>(va, vb, vs, K, nx, ny, ns, same, unsigned_a, unsigned_b, unsigned_s)
+                    : all_pass_with<KeySet>(va, vb, vs, K, nx, ny, ns, same, unsigned_a, unsigned_b, unsigned_s);
 }
 
 }  // namespace
