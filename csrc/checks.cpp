@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -125,7 +126,16 @@ struct Scratch {
   std::vector<uint64_t> table;   // open-addressing set: (generation << 48) | (key + 1); 0 or another gen: empty
   uint64_t gen = 0;
   std::vector<uint32_t> table32;  // the same for keys below 2^32 - 1: key + 1, 0 empty; cleared by each call
-  std::vector<uint64_t> keys;     // one part's keys, gathered before they are inserted
+  std::vector<uint32_t> keys32;   // the keys of check_pairs's pass 1, in buckets (KeySet32::Key)
+  std::vector<uint64_t> keys64;   // the same for larger keys (KeySet::Key)
+  template <class Key>
+  std::vector<Key>& keys() {
+    if constexpr (std::is_same_v<Key, uint32_t>) {
+      return keys32;
+    } else {
+      return keys64;
+    }
+  }
 };
 thread_local Scratch scratch;
 
@@ -285,10 +295,9 @@ bool all_pass_with(const int64_t* va, const int64_t* vb, const int64_t* vs, int6
   const int64_t parts = K >= kParallelPairs ? 2 : 1;
   // Buckets: thread t's keys of part q at [(t * parts + q) * 2 * share, ...), share = its pairs (ceil(K / parts)).
   const int64_t share = (K + parts - 1) / parts;
-  const size_t words = (parts * parts * 2 * share * sizeof(Key) + 7) / 8;
-  std::vector<uint64_t>& buf = scratch.keys;
-  if (buf.size() < words) buf.resize(words);
-  Key* keys = reinterpret_cast<Key*>(buf.data());
+  std::vector<Key>& buf = scratch.keys<Key>();
+  if (buf.size() < static_cast<size_t>(parts * parts * 2 * share)) buf.resize(parts * parts * 2 * share);
+  Key* keys = buf.data();
   const auto bucket = [&](int64_t t, int64_t q) { return keys + (t * parts + q) * 2 * share; };
   int64_t count[2][2] = {{0, 0}, {0, 0}};  // [thread][part]
   bool fails[2] = {false, false};

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import torch
 
-from . import draws, ops
+from . import _backend, draws, ops
 from ._common import PlanViews, plan_layout
 from ._common import plan_views as _plan_views
 
@@ -46,6 +46,10 @@ class BoundCall(NamedTuple):
     p: float
     backend: str  # swapkern._backend.selected when it was bound (compared by identity)
     call: Callable
+
+    def serves(self, fs) -> bool:
+        """Whether it serves a call of fs (a FeatureSwap) now: fs's seed and p, and the backend selected now."""
+        return self.seed == fs.seed and self.p == fs.p and self.backend is _backend.selected
 
 
 class _Slot:

@@ -76,7 +76,7 @@ class ImagePath:
         key = (batch.shape, batch.device)
         slot = self._slots.get(key)
         st = slot.stepped if slot is not None else None
-        if st is not None and st.seed == self.seed and st.p == self.p and st.backend is _backend.selected:
+        if st is not None and st.serves(self):
             st.call(batch, step)
             self._slots.move_to_end(key)
             return

@@ -41,15 +41,20 @@ def as_index(v, name: str):
     int that no int64 holds."""
     if isinstance(v, torch.Tensor):
         return v
-    kind = type(v)
-    if kind is list or kind is tuple or kind is int:  # small lists of ints seen before: one lookup
-        key = (v,) if kind is int else tuple(v)
-        n = len(key)
-        # ints only, never bools or floats that equal them (True == 1, 5.0 == 5)
-        if (type(key[0]) is int) if n == 1 else (0 < n <= 8 and tuple(map(type, key)) == _INT_TYPES[n]):
-            hit = _SMALL.get(key)
-            if hit is not None:
-                return hit
+    # Small indices are cached under one rule: an int, or a list or tuple of 1 to 8 ints (never bools or floats
+    # that equal them: True == 1, 5.0 == 5); a hit costs one lookup.
+    kind, key = type(v), None
+    if kind is int:
+        key = (v,)
+    elif kind is list or kind is tuple:
+        t = tuple(v)
+        n = len(t)
+        if (type(t[0]) is int) if n == 1 else (0 < n <= 8 and tuple(map(type, t)) == _INT_TYPES[n]):
+            key = t
+    if key is not None:
+        hit = _SMALL.get(key)
+        if hit is not None:
+            return hit
     if _np is not None and isinstance(v, (_np.ndarray, _np.generic)):
         arr = _np.asarray(v)
         if arr.dtype == _np.bool_ or not _np.issubdtype(arr.dtype, _np.integer):
@@ -64,7 +69,6 @@ def as_index(v, name: str):
             f"{name} must be an int, a list of ints, a NumPy integer array or an integer tensor, "
             f"got {type(v).__name__}",
         )
-    key = (v,) if type(v) is int else (tuple(v) if len(v) <= 8 and all(type(e) is int for e in v) else None)
     out = torch.tensor(_ints([v] if isinstance(v, numbers.Integral) else v, name), dtype=torch.int64)
     if key is not None:
         if len(_SMALL) >= 4096:

@@ -65,15 +65,24 @@ def _refused_by_dispatch(e: Exception, args, twin):
     raise e
 
 
+_OP_ERRORS = (RuntimeError, ValueError, IndexError)  # the errors an op raises (NotImplementedError is a RuntimeError)
+
+
+def _reraise(e: Exception, args, twin):
+    """An op's error re-raised: the dispatcher's NotImplementedError through the op's Python twin
+    (_refused_by_dispatch), a kernel's error with its rule key (_raise_tagged). Never returns."""
+    if isinstance(e, NotImplementedError):
+        _refused_by_dispatch(e, args, twin)
+    _raise_tagged(e)
+
+
 def _call(op, args, twin=None):
-    """Calls op(*args), its errors re-raised with their rule keys (_raise_tagged); twin: the op's checks in Python
+    """Calls op(*args), its errors re-raised with their rule keys (_reraise); twin: the op's checks in Python
     (called with the op's arguments), for the inputs the dispatcher refuses before the op's own checks run."""
     try:
         return op(*args)
-    except NotImplementedError as e:
-        _refused_by_dispatch(e, args, twin)
-    except (RuntimeError, ValueError, IndexError) as e:
-        _raise_tagged(e)
+    except _OP_ERRORS as e:
+        _reraise(e, args, twin)
 
 
 # -- compiled graphs: the checked twins ---------------------------------------------------------------------------
@@ -120,12 +129,10 @@ def _mutate(name, mutated, op, args, twin=None, before=None):
         check_mutable(name, mutated)
     if before is not None:
         before()
-    try:  # _call, inlined: a frame less on every small call
+    try:  # _call without its frame (a frame less on every small call); the same errors through _reraise
         out = op(*args)
-    except NotImplementedError as e:
-        _refused_by_dispatch(e, args, twin)
-    except (RuntimeError, ValueError, IndexError) as e:
-        _raise_tagged(e)
+    except _OP_ERRORS as e:
+        _reraise(e, args, twin)
     if plain:
         _increment(mutated)
     else:

@@ -322,9 +322,7 @@ class FeatureSwap(ImagePath, _Base):
                 and x.is_cpu is cpu
                 and (cpu or x.device == device)  # the CPU is one device; others are compared in full
                 and slot.fast is fast
-                and fast.seed == self.seed
-                and fast.p == self.p
-                and fast.backend is _backend.selected
+                and fast.serves(self)
             ):
                 fast.call(x)  # as below; the slot is still the most recently used one
                 return x
@@ -332,7 +330,7 @@ class FeatureSwap(ImagePath, _Base):
             key = (x.shape, x.device)
             slot = self._slots.get(key)
             fast = slot.fast if slot is not None else None
-            if fast is not None and fast.seed == self.seed and fast.p == self.p and fast.backend is _backend.selected:
+            if fast is not None and fast.serves(self):
                 fast.call(x)  # the same protocol, seed, p, backend, shape and device as the call that bound it
                 self._slots.move_to_end(key)
                 self.__dict__["_mru"] = (x.shape, x.is_cpu, x.device, slot, fast)  # not Module.__setattr__
