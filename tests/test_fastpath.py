@@ -142,7 +142,7 @@ def _outcome(fn):
     return None
 
 
-@pytest.mark.parametrize("k", [1023, 1024, 3000])
+@pytest.mark.parametrize("k", [1023, 1024, 1025, 3000])
 def test_pair_checks_split_over_threads_report_the_first_failure(compiled, k):
     # The native pair check first asks only whether every check passes (from 1024 pairs on two threads, its keys
     # split by a hash bit), then, when one fails, finds the first failure in order: the failure it reports must be
@@ -194,6 +194,67 @@ def test_pair_checks_split_over_threads_report_the_first_failure(compiled, k):
                     assert torch.equal(t, t0), (name, trial)
                 else:
                     t.copy_(t0)
+
+
+def _edge_cases():
+    """(name, call) pairs at the edges of the pair check's first pass (from a review): uint64 bits of 2^63 and
+    more, negative and uint64 samples, an odd K on two threads, x and y of different lengths, int64 extremes, and
+    keys at the top of the 32-bit sets and in the 64-bit ones (zero-size slices: no memory behind 2^31 positions)."""
+    k, n = 1100, 4096
+    a, b = torch.arange(k), torch.arange(k, 2 * k)
+    cases = []
+
+    def case(name, fn):
+        cases.append((name, fn))
+
+    ua, ub = a.to(torch.uint64), b.to(torch.uint64)
+    big = ua.clone()
+    big[900] = 2**64 - 1  # read as int64 it would be -1, a valid index from the end
+    case("uint64 2^64-1", lambda: swapkern.swap_elements_(torch.zeros(n), big, ub))
+    img = torch.zeros(3, 2, n, 1)
+    s = torch.randint(0, 3, (k,), generator=torch.Generator().manual_seed(1))
+    s_neg = s - 3  # the same samples counted from the end
+    case("negative samples", lambda: swapkern.swap_pixels_(img, a, b, sample=s_neg))
+    s_rep, a_rep = s.clone(), a.clone()
+    s_rep[40], s_rep[700], a_rep[700] = 2, -1, a[40]  # one position twice, seen only once the sample wraps
+    case("repeat after the sample wraps", lambda: swapkern.swap_pixels_(img, a_rep, b, sample=s_rep))
+    s_u = s.to(torch.uint64)
+    s_u[500] = 2**64 - 1
+    case("uint64 sample out of range", lambda: swapkern.swap_pixels_(img, a, b, sample=s_u))
+    x, y = torch.zeros(n), torch.zeros(3 * n)
+    b_far = b + 2 * n  # indices of y beyond x's length
+    b_far[800] = b_far[100] - 3 * n  # the same index of y, written from the end
+    case("x and y of different lengths, a repeat in y", lambda: swapkern.swap_between_(x, y, a, b_far))
+    case("x and y of different lengths, no repeat", lambda: swapkern.swap_between_(x, y, a, b + 2 * n))
+    lo, hi = a.clone(), b.clone()
+    lo[3], hi[3] = -(2**63), 2**63 - 1
+    case("int64 extremes", lambda: swapkern.swap_elements_(torch.zeros(n), lo, hi))
+    top = 2**31 - 1  # positions; the last key, 2 * (2^31 - 2) + 1 = 2^32 - 3, is the largest 32-bit one
+    xs, ys = torch.zeros(top, 0), torch.zeros(top, 0)
+    b_top = top - 1 - torch.arange(k)
+    b_top[1000] = b_top[0] - top
+    case("32-bit keys at the top, a repeat", lambda: swapkern.swap_between_(xs, ys, a, b_top, dim_x=0, dim_y=0))
+    case("32-bit keys at the top", lambda: swapkern.swap_between_(xs, ys, a, top - 1 - torch.arange(k), dim_x=0,
+                                                                   dim_y=0))  # fmt: skip
+    wide = torch.zeros(2**31, 0)  # 2^32 keys: the 64-bit sets
+    b_wide = 2**31 - 1 - torch.arange(k)
+    b_wide[1000] = a[10] - 2**31
+    case("64-bit keys, a repeat", lambda: swapkern.swap_(wide, 0, a, b_wide))
+    case("64-bit keys", lambda: swapkern.swap_(wide, 0, a, 2**31 - 1 - torch.arange(k)))
+    return cases
+
+
+def test_pair_check_edges_refuse_what_the_reference_refuses(compiled):
+    # The first pass must never say "all pass" where the reference refuses (a silent overlap), and the error
+    # reported must be the reference's.
+    outcomes = []
+    for name, call in _edge_cases():
+        got = _outcome(call)
+        with swapkern.use_backend("torch"):
+            want = _outcome(call)
+        assert got == want, (name, got, want)
+        outcomes.append(got is None)
+    assert 0 < sum(outcomes) < len(outcomes)  # both kinds of case: passes and refusals
 
 
 def test_the_last_fast_call_serves_only_its_own_batches(compiled):
