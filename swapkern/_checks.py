@@ -1,6 +1,6 @@
-"""The Python twin of csrc/checks.cpp and csrc/plan.cpp (csrc/loader.cpp's twin: swapkern/_loadchecks.py): the one
-validator of the Triton and torch backends (and of the native ones where the dispatcher refuses a tensor before the
-kernel: swapkern/_native.py).
+"""The Python twin of csrc/checks.cpp, csrc/pairs.cpp and csrc/plan.cpp (csrc/loader.cpp's twin:
+swapkern/_loadchecks.py): the one validator of the Triton and torch backends (and of the native ones where the
+dispatcher refuses a tensor before the kernel: swapkern/_native.py).
 
 Every function here mirrors the C++ function of the same name (check_tensors, check_swappable, prepare_index,
 check_range, check_pairs, plan_geometry, fill_side, coalesce_slice, make_plan, wrap_dim; prepare_load), with the

@@ -1,8 +1,9 @@
 """The "native" backend: the compiled ops (torch.ops.swapkern.*), same entry points as swapkern.reference.
 
 Python converts the arguments only (swapkern._index); every check of the arguments is made once, in C++
-(csrc/checks.cpp, csrc/plan.cpp), so a torch.compile graph that calls the ops does not break on data-dependent
-checks. The ops are built on the LibTorch stable ABI, which cannot express what follows; it lives here, once:
+(csrc/checks.cpp, csrc/pairs.cpp, csrc/plan.cpp), so a torch.compile graph that calls the ops does not break on
+data-dependent checks. The ops are built on the LibTorch stable ABI, which cannot express what follows; it lives here,
+once:
 
 - the autograd rules of a mutating op (its Autograd and ADInplaceOrView kernels before): with grad mode on, a
   mutated tensor that requires grad is refused (swaps are not differentiable); an inference tensor is updated only

@@ -1,6 +1,6 @@
-"""One set of rules, checked as one: the compiled validator (csrc/checks.cpp, plan.cpp, loader.cpp) and its Python
-twin (swapkern/_checks.py) refuse every input with the same rule (err.rule, a key of swapkern._codes.RULES), the same
-exception type and, where the text has no dtype or shape in it, the same message; and their tables of rules agree.
+"""One set of rules, checked as one: the compiled validator (csrc/checks.cpp, pairs.cpp, plan.cpp, loader.cpp) and its
+Python twin (swapkern/_checks.py) refuse every input with the same rule (err.rule, a key of swapkern._codes.RULES), the
+same exception type and, where the text has no dtype or shape in it, the same message; and their tables of rules agree.
 Each test here is a drift the two once had."""
 
 import os
@@ -80,7 +80,7 @@ def test_every_rule_raised_is_in_the_table():
                 used |= set(re.findall(r'refuse\(\s*"([^"]+)"', _read(root, f)))
     assert used and used <= set(RULES), used - set(RULES)
     defined = set(re.findall(r"Rule (k\w+)\{", _read("csrc", "codes.h")))
-    for name in ("checks.cpp", "plan.cpp", "loader.cpp", "ops.h"):
+    for name in ("checks.cpp", "pairs.cpp", "plan.cpp", "loader.cpp", "ops.h"):
         text = _read("csrc", name)
         assert set(re.findall(r"rules::(k\w+)", text)) <= defined
         if name != "ops.h":  # the validator's files: every refusal names its rule
