@@ -55,9 +55,10 @@ void check_range(const char* op, const int64_t* v, int64_t K, int64_t n, bool wr
 // [-ns, ns) (index.range, IndexError); ns * max(nx, ny) < kMaxPositions (size.keyspace); then pair by pair, k =
 // 0, 1, ...: same=true: a[k] != b[k] (pair.self), then a[k], then b[k] not seen before in its scope (pair.repeat);
 // same=false: a[k] not seen in a, b[k] not seen in b (ValueError): the first failing pair's, and within a pair in
-// that order. O(K) time in reused per-thread buffers; one host copy for device indices. Two passes: the first only
-// asks whether every check passes (branch-free over the pairs, on two threads from 1,024 pairs); only when one fails
-// does the second run the checks in their order, on one thread, to report the first failure.
+// that order. O(K) time in per-thread buffers reused across calls (those over 32 MiB are given back after the call);
+// one host copy for device indices. Two passes (csrc/pairs.cpp): the first only asks whether every check passes
+// (branch-free over the pairs, on two threads from 1,024 pairs); only when one fails does the second run the checks
+// in their order, on one thread, to report the first failure.
 void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor* sample, int64_t nx,
                  int64_t ny, int64_t ns, bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s,
                  const char* what);

@@ -16,7 +16,15 @@ namespace swapkern {
 
 namespace {
 
-// Per-thread scratch, reused across calls: no allocation once a thread has seen its largest K.
+// Per-thread scratch, reused across calls: no allocation once a thread has seen its largest K, up to kKeep bytes a
+// buffer (one of 8M pairs would otherwise keep hundreds of MiB for the life of the thread).
+constexpr size_t kKeep = size_t{32} << 20;
+
+template <class T>
+void release_if_large(std::vector<T>& v) {
+  if (v.capacity() * sizeof(T) > kKeep) std::vector<T>().swap(v);
+}
+
 struct Scratch {
   std::vector<int64_t> host[3];  // host copies of device indices
   std::vector<uint64_t> table;   // open-addressing set: (generation << 48) | (key + 1); 0 or another gen: empty
@@ -24,6 +32,20 @@ struct Scratch {
   std::vector<uint32_t> table32;  // the same for keys below 2^32 - 1: key + 1, 0 empty; cleared by each call
   std::vector<uint32_t> keys32;   // the keys of check_pairs's pass 1, in buckets (KeySet32::Key)
   std::vector<uint64_t> keys64;   // the same for larger keys (KeySet::Key)
+  // Gives back the sets' tables over kKeep bytes (a generation table given back comes back zeroed: empty for any
+  // generation). A part calls it on its own thread when its set is done with.
+  void trim_sets() {
+    release_if_large(table);
+    release_if_large(table32);
+  }
+  // Gives back every buffer over kKeep bytes: the calling thread's, once check_pairs is done with them (never from a
+  // part: the buckets in keys32 and keys64 are read by both parts).
+  void trim() {
+    trim_sets();
+    for (auto& h : host) release_if_large(h);
+    release_if_large(keys32);
+    release_if_large(keys64);
+  }
   template <class Key>
   std::vector<Key>& keys() {
     if constexpr (std::is_same_v<Key, uint32_t>) {
@@ -137,7 +159,8 @@ struct Failure {
 struct Range {
   uint64_t shift, limit;
   Range(int64_t m, bool from_unsigned)
-      : shift(from_unsigned ? 0 : static_cast<uint64_t>(m)), limit(static_cast<uint64_t>(m) << (from_unsigned ? 0 : 1)) {}
+      : shift(from_unsigned ? 0 : static_cast<uint64_t>(m)),
+        limit(static_cast<uint64_t>(m) << (from_unsigned ? 0 : 1)) {}
   bool out(int64_t v) const { return static_cast<uint64_t>(v) + shift >= limit; }
 };
 
@@ -217,19 +240,22 @@ bool all_pass_with(const int64_t* va, const int64_t* vb, const int64_t* vs, int6
   bool passed[2] = {true, true};
   parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t q = begin; q < end; ++q) {
-      Set seen(count[0][q] + (parts == 2 ? count[1][q] : 0));
-      constexpr int64_t kAhead = 8;  // keys prefetched ahead of the one inserted
-      for (int64_t t = 0; t < parts && passed[q]; ++t) {
-        const Key* b = bucket(t, q);
-        const int64_t m = count[t][q];
-        for (int64_t j = 0; j < m; ++j) {
-          if (j + kAhead < m) seen.prefetch(b[j + kAhead]);
-          if (!seen.insert(b[j])) {
-            passed[q] = false;
-            break;
+      {
+        Set seen(count[0][q] + (parts == 2 ? count[1][q] : 0));
+        constexpr int64_t kAhead = 8;  // keys prefetched ahead of the one inserted
+        for (int64_t t = 0; t < parts && passed[q]; ++t) {
+          const Key* b = bucket(t, q);
+          const int64_t m = count[t][q];
+          for (int64_t j = 0; j < m; ++j) {
+            if (j + kAhead < m) seen.prefetch(b[j + kAhead]);
+            if (!seen.insert(b[j])) {
+              passed[q] = false;
+              break;
+            }
           }
         }
       }
+      scratch.trim_sets();  // this thread's set, once it is done with (the buckets stay: the other part reads them)
     }
   });
   return passed[0] && passed[1];
@@ -248,6 +274,9 @@ bool all_pass(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_t K
 void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor* sample, int64_t nx,
                  int64_t ny, int64_t ns, bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s,
                  const char* what) {
+  struct Trim {
+    ~Trim() { scratch.trim(); }  // the calling thread's buffers, whether the checks pass or refuse
+  } trim;
   const int64_t K = a.numel();
   const int64_t* va = host_values(a, scratch.host[0]);
   const int64_t* vb = host_values(b, scratch.host[1]);

@@ -4,6 +4,7 @@ reference swaps whatever batches follow one another, refuse what feature_swap_ r
 go with the slot it serves."""
 
 import gc
+import os
 
 import pytest
 import torch
@@ -327,3 +328,45 @@ def test_threads_sharing_a_binding_swap_only_their_own_batch(compiled):
     assert not errors, errors
     assert bool((guard[:n] == 0).all()) and bool((guard[2 * n :] == 0).all())
     assert sorted(inside.flatten().tolist()) == list(range(1, n + 1))  # a permutation of its own values
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the resident set size from /proc")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_huge_validated_call_does_not_keep_its_scratch(compiled, threads):
+    # The pair check keeps its buffers between calls (no allocation once a thread has seen its largest K), but not
+    # without bound: after a call of 8M pairs (hundreds of MiB of keys and sets) the memory goes back. On one
+    # thread both parts of the check run one after the other there, and the first gives its set back before the
+    # second reads the buckets they share.
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _huge_call_gives_back()
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _huge_call_gives_back():
+    n = 1 << 24
+    x = torch.zeros(n)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    a, b = perm[: n // 2].clone(), perm[n // 2 :].clone()
+    del perm
+    swapkern.swap_elements_(x, a[:4096], b[:4096])  # the threads and their small buffers exist before the baseline
+    want = x.clone()
+    want[torch.cat([a, b])] = want[torch.cat([b, a])]
+    gc.collect()
+    before = _rss_bytes()
+    swapkern.swap_elements_(x, a, b)
+    grown = _rss_bytes() - before
+    assert grown < (64 << 20), f"the resident set grew by {grown >> 20} MiB and stayed"
+    assert torch.equal(x, want)
+    bad = b.clone()
+    bad[-1] = a[0]  # a repeat found by pass 2, after pass 1 gave its sets back
+    with pytest.raises(ValueError, match="appears more than once"):
+        swapkern.swap_elements_(x, a, bad)
+    assert torch.equal(x, want)
