@@ -32,7 +32,7 @@ from .common import stats
 from .training import report as training_report
 from .training.config import RunConfig
 from .training.experiment import configs
-from .training.suite import SCALES, experiments, poster_experiments
+from .training.suite import SCALES, choice_path, experiments, poster_experiments, saved_choice
 from .training.summary import add_details, summarise
 from .training.verdicts import claim_families, dose_trend, verdict
 
@@ -89,17 +89,6 @@ def _labelled(exp, sc, runs):
     return out
 
 
-def _poster_experiments(folder, sc):
-    """The poster scale's experiments as bench.study declared them: the grid, and the decisive comparison at the
-    rates written to poster-lr-grid/choice.json (the grid alone until the choice is written)."""
-    path = os.path.join(folder, "poster-lr-grid", "choice.json")
-    if not os.path.exists(path):
-        return poster_experiments(sc, None)
-    with open(path) as f:
-        chosen = {int(b): lr for b, lr in json.load(f)["chosen"].items()}
-    return poster_experiments(sc, chosen)
-
-
 class Study:
     """bench.study's cpu-scale experiments summarised from their saved runs (as the study's report makes them)."""
 
@@ -107,7 +96,8 @@ class Study:
         sc = SCALES[scale]
         self.folder, self.scale = folder, scale
         self.sections, self.results, self.data = [], {}, {}
-        exps = _poster_experiments(folder, sc) if scale == "poster" else experiments(sc, scale == "quick")
+        # the poster scale: the grid, and the decisive comparison at the declared rates (the grid alone before)
+        exps = poster_experiments(sc, saved_choice(folder)) if scale == "poster" else experiments(sc, scale == "quick")
         for exp in exps:
             runs = _labelled(exp, sc, _load_runs(os.path.join(folder, exp.name)))
             if not runs:
@@ -312,7 +302,7 @@ def poster_grid() -> str:
             f"| {b} | {lr:g} ({rs[0]['config']['lr']:.4f}) | {len(rs)} | {' / '.join(f'{a:.1f}%' for a in accs)} "
             f"| {statistics.mean(accs):.1f}% |"
         )
-    path = os.path.join(POSTER, "poster-lr-grid", "choice.json")
+    path = choice_path(POSTER)
     if os.path.exists(path):
         with open(path) as f:
             choice = json.load(f)
@@ -324,9 +314,10 @@ def poster_grid() -> str:
     return "\n".join(lines)
 
 
-def poster_sentence() -> str:
-    """The README's sentence on the decisive poster-regime comparison, from its saved runs ("" before any)."""
-    sec = Study(POSTER, "poster").section("poster-decisive")
+def poster_sentence(poster) -> str:
+    """The README's sentence on the decisive poster-regime comparison, from its saved runs ("" before any); poster:
+    the Study of POSTER."""
+    sec = poster.section("poster-decisive")
     if sec is None:
         return ""
     parts = []
@@ -346,12 +337,12 @@ def poster_sentence() -> str:
     )
 
 
-def poster_decisive() -> str:
-    study = Study(POSTER, "poster")
-    sec = study.section("poster-decisive")
-    if sec is None:
-        return experiment_table(study, "poster-decisive")
-    return experiment_table(study, "poster-decisive") + "\n\nThe declared test: " + verdict(sec[0], sec[1]) + "."
+def poster_decisive(poster=None) -> str:
+    """The decisive poster-regime table and its declared test; poster: the Study of POSTER (read here if None)."""
+    poster = Study(POSTER, "poster") if poster is None else poster
+    sec = poster.section("poster-decisive")
+    table = experiment_table(poster, "poster-decisive")
+    return table if sec is None else table + "\n\nThe declared test: " + verdict(sec[0], sec[1]) + "."
 
 
 def weight_dose(study) -> str:
@@ -613,7 +604,7 @@ def sham_check() -> str:
     return "\n".join(lines)
 
 
-def measured(study, quick=None) -> str:
+def measured(study, quick=None, poster=None) -> str:
     """The README's "What we measured" paragraph, its numbers from the saved data."""
     feats = [
         r
@@ -649,7 +640,7 @@ def measured(study, quick=None) -> str:
                     f"{t[0]:+.1f} [{t[1]:+.1f}, {t[2]:+.1f}] points per tenfold rate ({t[4]} seeds, p 0.01-1)"
                 )
         wtxt += "."
-    wtxt += poster_sentence()
+    wtxt += poster_sentence(Study(POSTER, "poster") if poster is None else poster)
     cr = copy_ratios()
     meds = {c: statistics.median(v) for c, v in cr.items()}
     runs = [r["rows"] for r in _latest_runs_29()]
@@ -685,6 +676,7 @@ def blocks() -> dict:
     """Every generated block by name: what the saved data gives."""
     study = Study()
     quick = Study(STUDY_QUICK, "quick")
+    poster = Study(POSTER, "poster")
     return {
         "cifar10-table": cifar_table(),
         "study-table": study_table(study),
@@ -697,12 +689,12 @@ def blocks() -> dict:
         "goals-29": goals_29(),
         "goals-29-check": goals_29(FAST_29_CHECK),
         "poster-grid": poster_grid(),
-        "poster-decisive": poster_decisive(),
+        "poster-decisive": poster_decisive(poster),
         "breakdown-29": breakdown_29(),
         "copy": copy_table(),
         "sharded": sharded(),
         "sham-check": sham_check(),
-        "measured": measured(study, quick),
+        "measured": measured(study, quick, poster),
     }, (study, quick)
 
 

@@ -27,7 +27,7 @@ import torch
 
 from .common.provenance import machine_info
 from .training import datasets, experiment, report
-from .training.suite import DRY_RUN, SCALES, choose_lr, experiments, poster_experiments
+from .training.suite import DRY_RUN, SCALES, choice_path, choose_lr, experiments, poster_experiments, saved_choice
 from .training.summary import add_details, summarise
 from .training.verdicts import verdict
 
@@ -102,10 +102,9 @@ def declare_choice(out, sc):
     import glob
     import json
 
-    path = os.path.join(out, "poster-lr-grid", "choice.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return {int(b): lr for b, lr in json.load(f)["chosen"].items()}
+    saved = saved_choice(out)
+    if saved is not None:
+        return saved
     grid = poster_experiments(sc, None)[0]
     want = sum(len(g[2]) for g in grid.groups) * grid.seeds
     runs = [json.load(open(p)) for p in glob.glob(os.path.join(out, "poster-lr-grid", "runs", "*.json"))]
@@ -113,7 +112,7 @@ def declare_choice(out, sc):
     if len(runs) < want:
         return None
     chosen = choose_lr(runs)
-    with open(path, "w") as f:
+    with open(choice_path(out), "w") as f:
         declared = {"rule": choose_lr.__doc__, "chosen": chosen, "grid_runs": len(runs), "at": time.ctime()}
         json.dump(declared, f, indent=1)
     return chosen

@@ -3,6 +3,8 @@ speed training up, up to 2x; weight swaps slow learning in step with their inten
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 
 from .experiment import BASE_BATCH, GPU_LR, Declared, Experiment, default_lr, scaled_lr
@@ -97,6 +99,20 @@ def _metropolis_grid(sc: Scale):
     if sc.name == "quick":
         return [(0.03, 1.0, None), (0.03, 0.25, 0.01)]
     return [(0.003, 1.0, None), (0.03, 1.0, None), (0.3, 1.0, None), (0.03, 0.25, None), (0.03, 1.0, 0.01)]
+
+
+def choice_path(folder: str) -> str:
+    """Where bench.study declares the decisive experiment's rates: folder/poster-lr-grid/choice.json."""
+    return os.path.join(folder, "poster-lr-grid", "choice.json")
+
+
+def saved_choice(folder: str) -> dict | None:
+    """The rates declared in choice_path(folder), {batch size: rate at batch 64}; None before they are written."""
+    path = choice_path(folder)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return {int(b): lr for b, lr in json.load(f)["chosen"].items()}
 
 
 def choose_lr(grid_rows: list) -> dict:
