@@ -25,107 +25,66 @@ void release_if_large(std::vector<T>& v) {
   if (v.capacity() * sizeof(T) > kKeep) std::vector<T>().swap(v);
 }
 
+// The buffers of one key width: a set's table (KeySet<T>) and pass 1's buckets.
+template <class T>
+struct Buffers {
+  std::vector<T> table, keys;
+};
+
 struct Scratch {
   std::vector<int64_t> host[3];  // host copies of device indices
-  std::vector<uint64_t> table;   // open-addressing set: (generation << 48) | (key + 1); 0 or another gen: empty
-  uint64_t gen = 0;
-  std::vector<uint32_t> table32;  // the same for keys below 2^32 - 1: key + 1, 0 empty; cleared by each call
-  std::vector<uint32_t> keys32;   // the keys of check_pairs's pass 1, in buckets (KeySet32::Key)
-  std::vector<uint64_t> keys64;   // the same for larger keys (KeySet::Key)
-  // Gives back the sets' tables over kKeep bytes (a generation table given back comes back zeroed: empty for any
-  // generation). A part calls it on its own thread when its set is done with.
+  Buffers<uint32_t> b32;         // keys below 2^32 - 1, the common case (fewer than 2^31 positions)
+  Buffers<uint64_t> b64;         // the others (below 2^48: kMaxPositions)
+  template <class T>
+  Buffers<T>& of() {
+    if constexpr (std::is_same_v<T, uint32_t>) {
+      return b32;
+    } else {
+      return b64;
+    }
+  }
+  // Gives back the sets' tables over kKeep bytes. A part calls it on its own thread when its set is done with.
   void trim_sets() {
-    release_if_large(table);
-    release_if_large(table32);
+    release_if_large(b32.table);
+    release_if_large(b64.table);
   }
   // Gives back every buffer over kKeep bytes: the calling thread's, once check_pairs is done with them (never from a
-  // part: the buckets in keys32 and keys64 are read by both parts).
+  // part: the buckets are read by both parts).
   void trim() {
     trim_sets();
     for (auto& h : host) release_if_large(h);
-    release_if_large(keys32);
-    release_if_large(keys64);
-  }
-  template <class Key>
-  std::vector<Key>& keys() {
-    if constexpr (std::is_same_v<Key, uint32_t>) {
-      return keys32;
-    } else {
-      return keys64;
-    }
+    release_if_large(b32.keys);
+    release_if_large(b64.keys);
   }
 };
 thread_local Scratch scratch;
 
-// A set of keys below 2^48 with room for `count` insertions; insert() returns false for a repeat. Each slot holds
-// the call's generation beside the key, so a call never clears the table (O(count) work, one random access per
-// key); the generation wraps after 65535 calls, and the table is cleared then.
+// A set of keys with room for `count` insertions, in Slot-wide slots (key + 1; 0 is empty) of this thread's table;
+// insert() returns false for a repeat. The table is cleared by one memset, which also streams it into the cache
+// before the random inserts (measured on 8,192 keys, single thread, against a table that kept a generation tag per
+// slot and was never cleared: 0.8 vs 1.3 ns a key with the table in cache, 1.6 vs 7.8 after the cache was flushed).
+template <class Slot>
 class KeySet {
  public:
-  using Key = uint64_t;  // what a bucket of all_pass holds for this set
-  static constexpr uint64_t kKeyBits = 48, kKeyMask = (uint64_t{1} << kKeyBits) - 1;
+  using Key = Slot;  // what a bucket of all_pass holds for this set
 
-  explicit KeySet(int64_t count) : s_(scratch) {
+  explicit KeySet(int64_t count) {
     size_t cap = 64;
     while (cap < static_cast<size_t>(2 * count)) cap <<= 1;  // load factor <= 1/2
-    if (s_.table.size() < cap) s_.table.assign(cap, 0);
-    if (++s_.gen == (uint64_t{1} << (64 - kKeyBits))) {
-      std::fill(s_.table.begin(), s_.table.end(), 0);
-      s_.gen = 1;
-    }
-    tag_ = s_.gen << kKeyBits;
-    mask_ = cap - 1;
-    shift_ = 64 - __builtin_ctzll(cap);
-    slots_ = s_.table.data();
-  }
-  size_t slot(uint64_t key) const { return (key * 0x9E3779B97F4A7C15ull) >> shift_; }
-  // Brings a key's slot into the cache ahead of its insert: the table is cold after a swap has streamed the data.
-  void prefetch(uint64_t key) const { __builtin_prefetch(slots_ + slot(key), 1, 1); }
-  bool insert(uint64_t key) {
-    const uint64_t mine = tag_ | (key + 1);
-    for (size_t h = slot(key);; h = (h + 1) & mask_) {
-      const uint64_t v = slots_[h];
-      if ((v & ~kKeyMask) != tag_) {  // empty for this call
-        slots_[h] = mine;
-        return true;
-      }
-      if (v == mine) return false;
-    }
-  }
-
- private:
-  Scratch& s_;
-  uint64_t tag_;
-  size_t mask_;
-  int shift_;
-  uint64_t* slots_;
-};
-
-// KeySet's twin for keys below 2^32 - 1, the common case (positions of a tensor of fewer than 2^31 elements): 4-byte
-// slots, so the table is half the size, and it is cleared by each call with one memset that streams it into the
-// cache before the random inserts (measured against the generation table on 8,192 keys, single thread: 0.8 vs 1.3
-// ns a key with the table in cache, 1.6 vs 7.8 after the cache was flushed).
-class KeySet32 {
- public:
-  using Key = uint32_t;
-  static constexpr uint64_t kLimit = 0xFFFFFFFFull;  // keys below this (key + 1 != 0)
-
-  explicit KeySet32(int64_t count) {
-    size_t cap = 64;
-    while (cap < static_cast<size_t>(2 * count)) cap <<= 1;  // load factor <= 1/2
-    std::vector<uint32_t>& table = scratch.table32;
+    std::vector<Slot>& table = scratch.of<Slot>().table;
     if (table.size() < cap) table.resize(cap);
     slots_ = table.data();
-    std::memset(slots_, 0, cap * sizeof(uint32_t));
+    std::memset(slots_, 0, cap * sizeof(Slot));
     mask_ = cap - 1;
     shift_ = 64 - __builtin_ctzll(cap);
   }
   size_t slot(uint64_t key) const { return (key * 0x9E3779B97F4A7C15ull) >> shift_; }
+  // Brings a key's slot into the cache ahead of its insert.
   void prefetch(uint64_t key) const { __builtin_prefetch(slots_ + slot(key), 1, 1); }
   bool insert(uint64_t key) {
-    const uint32_t mine = static_cast<uint32_t>(key + 1);
+    const Slot mine = static_cast<Slot>(key + 1);
     for (size_t h = slot(key);; h = (h + 1) & mask_) {
-      const uint32_t v = slots_[h];
+      const Slot v = slots_[h];
       if (v == 0) {
         slots_[h] = mine;
         return true;
@@ -137,10 +96,19 @@ class KeySet32 {
  private:
   size_t mask_;
   int shift_;
-  uint32_t* slots_;
+  Slot* slots_;
 };
 
-inline int64_t wrapped(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
+// Keys below this fit 32-bit slots (key + 1 != 0).
+constexpr uint64_t kKeys32 = 0xFFFFFFFFull;
+static_assert(2 * kMaxPositions < ~uint64_t{0}, "key + 1 of the largest key must fit 64-bit slots");
+
+// The key of a position (an index wrapped into [0, n) by swapkern.h's wrap_index, in its scope: a sample, or the
+// whole tensor), below 2 * positions: one set serves both sides (side 1 for y's indices when x and y differ; 0 when
+// they are one tensor). Unsigned: an index out of range (pass 1 computes its key before it refuses) wraps, harmlessly.
+inline uint64_t position_key(int64_t scope, int64_t n, int64_t index, uint64_t side) {
+  return (static_cast<uint64_t>(scope) * static_cast<uint64_t>(n) + static_cast<uint64_t>(index)) * 2 + side;
+}
 
 // From this many pairs on, check_pairs splits its keys over two threads.
 constexpr int64_t kParallelPairs = 1024;
@@ -164,16 +132,13 @@ struct Range {
   bool out(int64_t v) const { return static_cast<uint64_t>(v) + shift >= limit; }
 };
 
-// v wrapped into [0, m) (v in [-m, m)), without a branch.
-inline uint64_t wrap_index(int64_t v, int64_t m) { return static_cast<uint64_t>(v + (m & (v >> 63))); }
-
 // Step 1 of all_pass for the pairs [k0, k1): whether any index is out of range or a[k] == b[k] (same), and the keys
 // split by part into b0[0, c0) and b1[0, c1) (split: by a hash bit; else all into b0), without a branch on the data.
 template <bool kSample, bool kSame, class Key>
 bool gather_keys(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_t k0, int64_t k1, int64_t nx,
                  int64_t ny, int64_t ns, Range ra, Range rb, Range rs, bool split, Key* b0, Key* b1,
                  int64_t& c0_out, int64_t& c1_out) {
-  const uint64_t n = static_cast<uint64_t>(std::max(nx, ny));
+  const int64_t n = std::max(nx, ny);
   const uint64_t mask = split ? ~uint64_t{0} : 0;
   int64_t c0 = 0, c1 = 0;  // in registers: a count indexed by the part would chain each store to the last
   bool bad = false;
@@ -186,12 +151,13 @@ bool gather_keys(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t ia = va[k], ib = vb[k];
     bad |= ra.out(ia) | rb.out(ib);
-    uint64_t base = 0;
+    int64_t scope = 0;
     if constexpr (kSample) {
       bad |= rs.out(vs[k]);
-      base = wrap_index(vs[k], ns) * n;
+      scope = wrap_index(vs[k], ns);
     }
-    const uint64_t ka = (base + wrap_index(ia, nx)) * 2, kb = (base + wrap_index(ib, ny)) * 2 + (kSame ? 0 : 1);
+    const uint64_t ka = position_key(scope, n, wrap_index(ia, nx), 0);
+    const uint64_t kb = position_key(scope, n, wrap_index(ib, ny), kSame ? 0 : 1);
     if constexpr (kSame) bad |= ka == kb;
     put(ka);
     put(kb);
@@ -214,7 +180,7 @@ bool all_pass_with(const int64_t* va, const int64_t* vb, const int64_t* vs, int6
   const int64_t parts = K >= kParallelPairs ? 2 : 1;
   // Buckets: thread t's keys of part q at [(t * parts + q) * 2 * share, ...), share = its pairs (ceil(K / parts)).
   const int64_t share = (K + parts - 1) / parts;
-  std::vector<Key>& buf = scratch.keys<Key>();
+  std::vector<Key>& buf = scratch.of<Key>().keys;
   if (buf.size() < static_cast<size_t>(parts * parts * 2 * share)) buf.resize(parts * parts * 2 * share);
   Key* keys = buf.data();
   const auto bucket = [&](int64_t t, int64_t q) { return keys + (t * parts + q) * 2 * share; };
@@ -264,9 +230,10 @@ bool all_pass_with(const int64_t* va, const int64_t* vb, const int64_t* vs, int6
 bool all_pass(const int64_t* va, const int64_t* vb, const int64_t* vs, int64_t K, int64_t nx, int64_t ny, int64_t ns,
               bool same, bool unsigned_a, bool unsigned_b, bool unsigned_s) {
   // Keys below 2 * ns * n: 32-bit keys and slots when they fit (half the bytes to write, read and probe).
-  const bool small_keys = static_cast<uint64_t>(ns) * static_cast<uint64_t>(std::max(nx, ny)) * 2 < KeySet32::kLimit;
-  return small_keys ? all_pass_with<KeySet32>(va, vb, vs, K, nx, ny, ns, same, unsigned_a, unsigned_b, unsigned_s)
-                    : all_pass_with<KeySet>(va, vb, vs, K, nx, ny, ns, same, unsigned_a, unsigned_b, unsigned_s);
+  const bool small_keys = static_cast<uint64_t>(ns) * static_cast<uint64_t>(std::max(nx, ny)) * 2 < kKeys32;
+  return small_keys
+             ? all_pass_with<KeySet<uint32_t>>(va, vb, vs, K, nx, ny, ns, same, unsigned_a, unsigned_b, unsigned_s)
+             : all_pass_with<KeySet<uint64_t>>(va, vb, vs, K, nx, ny, ns, same, unsigned_a, unsigned_b, unsigned_s);
 }
 
 }  // namespace
@@ -281,16 +248,8 @@ void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor*
   const int64_t* va = host_values(a, scratch.host[0]);
   const int64_t* vb = host_values(b, scratch.host[1]);
   const int64_t* vs = sample != nullptr ? host_values(*sample, scratch.host[2]) : nullptr;
-  // Keys (scope * n + index) * 2 + side: one set serves both sides when x and y differ; below 2 * kMaxPositions.
   const int64_t n = std::max(nx, ny);
-  static_assert(static_cast<uint64_t>(2 * (kMaxPositions - 1)) <= KeySet::kKeyMask,
-                "the largest key + 1 must fit the KeySet's 48 bits");
-  const bool keyspace = n == 0 || ns <= (kMaxPositions - 1) / n;
-  const auto key_of = [&](int64_t k, int side) {
-    const int64_t i = side == 0 ? wrapped(va[k], nx) : wrapped(vb[k], ny);
-    const int64_t scope = vs != nullptr ? wrapped(vs[k], ns) : 0;
-    return static_cast<uint64_t>((scope * n + i) * 2 + (same ? 0 : side));
-  };
+  const bool keyspace = n == 0 || ns <= (kMaxPositions - 1) / n;  // every key below 2 * kMaxPositions
   if (keyspace && all_pass(va, vb, vs, K, nx, ny, ns, same, unsigned_a, unsigned_b, unsigned_s)) return;
   // Some check fails (pass 1 says so): pass 2, the checks in their order on one thread, finds the first failure:
   // the ranges of a, b, sample, the positions' count, then pair by pair a[k] == b[k] before a's repeat before b's.
@@ -298,22 +257,24 @@ void check_pairs(const char* op, const Tensor& a, const Tensor& b, const Tensor*
   check_range(op, vb, K, ny, /*wrap=*/true, unsigned_b, "b", what);
   if (vs != nullptr) check_range(op, vs, K, ns, /*wrap=*/true, unsigned_s, "sample", "the sample dim");
   SK_RULE(keyspace, rules::kSizeKeyspace, op, ": too many samples times indices to check (2^47 or more positions)");
+  const auto scope_of = [&](int64_t k) { return vs != nullptr ? wrap_index(vs[k], ns) : int64_t{0}; };
   const Failure f = [&]() -> Failure {
-    KeySet seen(2 * K);
+    KeySet<uint64_t> seen(2 * K);
     for (int64_t k = 0; k < K; ++k) {
-      if (same && wrapped(va[k], nx) == wrapped(vb[k], ny)) return {k, 0};
-      for (int side = 0; side < 2; ++side) {
-        if (!seen.insert(key_of(k, side))) return {k, 1 + side};
-      }
+      const int64_t ia = wrap_index(va[k], nx), ib = wrap_index(vb[k], ny);
+      if (same && ia == ib) return {k, 0};
+      const int64_t scope = scope_of(k);
+      if (!seen.insert(position_key(scope, n, ia, 0))) return {k, 1};
+      if (!seen.insert(position_key(scope, n, ib, same ? 0 : 1))) return {k, 2};
     }
     return {K, 0};
   }();
   if (f.k == K) return;  // pass 2 is the check: pass 1 only spares it the work when everything passes
-  const int64_t ia = wrapped(va[f.k], nx), ib = wrapped(vb[f.k], ny);
+  const int64_t ia = wrap_index(va[f.k], nx), ib = wrap_index(vb[f.k], ny);
   SK_RULE(f.stage != 0, rules::kPairSelf, op, ": pair ", f.k, " exchanges index ", ia,
           " with itself; a[k] must differ from b[k]");
   const int side = f.stage - 1;
-  const int64_t scope = vs != nullptr ? wrapped(vs[f.k], ns) : 0;
+  const int64_t scope = scope_of(f.k);
   const char* where = same ? (vs != nullptr ? "one sample" : "the tensor") : (side == 0 ? "x" : "y");
   detail::refuse(rules::kPairRepeat, op, ": index ", side == 0 ? ia : ib, " appears more than once in ", where,
                  vs != nullptr ? " (sample " : "", vs != nullptr ? std::to_string(scope) : std::string(),
